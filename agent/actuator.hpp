@@ -1,0 +1,25 @@
+#pragma once
+// The seam between the state machine and the host: one step in, one outcome out.
+// HostActuator changes the real host; tests/ has fakes that record and fail on demand.
+#include <string>
+
+#include "core/berth.hpp"
+#include "core/step.hpp"
+
+namespace berth::agent {
+
+struct StepOutcome {
+  bool ok = false;
+  std::string undo;   // what the step replaced, for its inverse
+  std::string error;  // why it failed
+};
+
+class Actuator {
+ public:
+  virtual ~Actuator() = default;
+  // `rollback` is true for inverse steps: a target that has exited then has nothing left to undo
+  // inside it.
+  virtual StepOutcome run(const Step& step, const Target& target, bool rollback) = 0;
+};
+
+}  // namespace berth::agent

@@ -1,0 +1,194 @@
+// berthctl: the command line for berthd's control API. Each command is one API call.
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "agent/berthctl_format.hpp"
+#include "net/http_client.hpp"
+
+namespace {
+
+constexpr const char* kUsage = R"(usage: berthctl [--socket PATH] [--json] COMMAND [ARGS]
+
+Commands (each maps to one call of berthd's API, see docs/api.md):
+  inventory                      devices by NUMA node, free or held by whom
+  list                           every berth
+  show OWNER                     one berth
+  create OWNER [options]         reserve a berth (repeating the same create is harmless)
+      --gpus N | --gpu-ids LIST  N GPUs, or these GPUs (indexes or PCI addresses, comma separated)
+      --vfs N                    N InfiniBand/RoCE virtual functions
+      --numa single|prefer|any   NUMA policy (default single: everything on one node)
+      --cpus numa|N              the whole NUMA node (default) or N CPUs
+      --shared                   share the GPUs with other shared berths
+      --pool NAME | --address CIDR   address of the (first) VF: from a pool, or given
+      --gateway IP               default route via IP
+      --route CIDR,via=IP        an extra route (repeatable)
+      --ifname NAME              interface name inside the container (default ib0)
+      --mtu N                    MTU inside the container
+  attach OWNER (--pid PID | --runc ID)   attach into a running container
+  detach OWNER                   take everything back out of the container; the berth stays reserved
+  release OWNER                  detach if attached, then free the berth
+
+OWNER is slurm/<jobid>, github/<job id> or manual/<name>.
+Socket: --socket PATH, else $BERTH_SOCKET, else /run/berth/berth.sock.
+Exit status: 0 done, 1 berthd refused (the message says why), 2 usage error, 3 berthd unreachable.
+)";
+
+[[noreturn]] void usage_error(const std::string& msg) {
+  std::fprintf(stderr, "berthctl: %s\n(see berthctl --help)\n", msg.c_str());
+  std::exit(2);
+}
+
+std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  size_t pos = 0;
+  while (pos <= s.size()) {
+    auto next = s.find(sep, pos);
+    if (next == std::string::npos) next = s.size();
+    out.push_back(s.substr(pos, next - pos));
+    pos = next + 1;
+  }
+  return out;
+}
+
+int to_int(const std::string& flag, const std::string& v) {
+  char* end = nullptr;
+  long n = std::strtol(v.c_str(), &end, 10);
+  if (v.empty() || *end != '\0' || n < 0 || n > 1000000)
+    usage_error(flag + " needs a number, got '" + v + "'");
+  return static_cast<int>(n);
+}
+
+nlohmann::json create_body(const std::vector<std::string>& args) {
+  nlohmann::json body = nlohmann::json::object();
+  nlohmann::json net = nlohmann::json::object();
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= args.size()) usage_error(a + " needs a value");
+      return args[++i];
+    };
+    if (a == "--gpus")
+      body["gpus"] = to_int(a, value());
+    else if (a == "--gpu-ids") {
+      body["gpu_ids"] = nlohmann::json::array();
+      for (const auto& id : split(value(), ',')) body["gpu_ids"].push_back(id);
+    } else if (a == "--vfs")
+      body["vfs"] = to_int(a, value());
+    else if (a == "--numa")
+      body["numa"] = value();
+    else if (a == "--cpus") {
+      auto v = value();
+      body["cpus"] = v == "numa" ? nlohmann::json("numa") : nlohmann::json(to_int(a, v));
+    } else if (a == "--shared")
+      body["shared"] = true;
+    else if (a == "--pool")
+      net["pool"] = value();
+    else if (a == "--address")
+      net["address"] = value();
+    else if (a == "--gateway")
+      net["gateway"] = value();
+    else if (a == "--ifname")
+      net["ifname"] = value();
+    else if (a == "--mtu")
+      net["mtu"] = to_int(a, value());
+    else if (a == "--route") {
+      auto parts = split(value(), ',');
+      if (parts.size() != 2 || parts[1].rfind("via=", 0) != 0)
+        usage_error("--route takes CIDR,via=IP");
+      net["routes"].push_back({{"dst", parts[0]}, {"via", parts[1].substr(4)}});
+    } else
+      usage_error("create: unknown option '" + a + "'");
+  }
+  if (!net.empty()) body["network"] = net;
+  return body;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string socket =
+      std::getenv("BERTH_SOCKET") ? std::getenv("BERTH_SOCKET") : "/run/berth/berth.sock";
+  bool json = false;
+  std::vector<std::string> args;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--help" || a == "-h") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+    if (a == "--json")
+      json = true;
+    else if (a == "--socket") {
+      if (i + 1 >= argc) usage_error("--socket needs a path");
+      socket = argv[++i];
+    } else
+      args.push_back(a);
+  }
+  if (args.empty()) usage_error("no command given");
+  const std::string cmd = args[0];
+  auto owner_arg = [&]() -> std::string {
+    if (args.size() < 2 || args[1].rfind("--", 0) == 0) usage_error(cmd + " needs an OWNER");
+    return args[1];
+  };
+  std::string method = "GET";
+  std::string target;
+  std::string body;
+  if (cmd == "inventory" || cmd == "list") {
+    if (args.size() != 1) usage_error(cmd + " takes no arguments");
+    target = cmd == "inventory" ? "/v1/inventory" : "/v1/berths";
+  } else if (cmd == "show") {
+    target = "/v1/berths/" + owner_arg();
+    if (args.size() != 2) usage_error("show takes only OWNER");
+  } else if (cmd == "create") {
+    method = "PUT";
+    target = "/v1/berths/" + owner_arg();
+    body = create_body({args.begin() + 2, args.end()}).dump();
+  } else if (cmd == "attach") {
+    method = "POST";
+    target = "/v1/berths/" + owner_arg() + "/attach";
+    if (args.size() != 4 || (args[2] != "--pid" && args[2] != "--runc"))
+      usage_error("attach OWNER (--pid PID | --runc ID)");
+    body = args[2] == "--pid" ? nlohmann::json{{"pid", to_int("--pid", args[3])}}.dump()
+                              : nlohmann::json{{"runc", args[3]}}.dump();
+  } else if (cmd == "detach" || cmd == "release") {
+    method = cmd == "detach" ? "POST" : "DELETE";
+    target = "/v1/berths/" + owner_arg() + (cmd == "detach" ? "/detach" : "");
+    if (args.size() != 2) usage_error(cmd + " takes only OWNER");
+  } else {
+    usage_error("unknown command '" + cmd + "'");
+  }
+  if (target.find('/', 11) == std::string::npos && target.rfind("/v1/berths/", 0) == 0)
+    usage_error("OWNER must look like slurm/<jobid>, github/<id> or manual/<name>");
+
+  auto res = berth::net::unix_request(socket, method, target, body);
+  if (!res) {
+    std::fprintf(stderr, "berthctl: %s\n", res.error().message.c_str());
+    return 3;
+  }
+  nlohmann::json doc = nlohmann::json::parse(res->body, nullptr, false);
+  if (res->status >= 400 || doc.is_discarded()) {
+    if (json) std::fputs(res->body.c_str(), stdout);
+    if (doc.is_discarded() || !doc.contains("error"))
+      std::fprintf(stderr, "berthctl: HTTP %u: %s\n", res->status, res->body.c_str());
+    else
+      std::fprintf(stderr, "berthctl: %s: %s\n", doc["error"].value("code", "error").c_str(),
+                   doc["error"].value("message", "").c_str());
+    return 1;
+  }
+  if (json) {
+    std::fputs(res->body.c_str(), stdout);
+    return 0;
+  }
+  if (cmd == "inventory")
+    std::fputs(berth::ctl::format_inventory(doc).c_str(), stdout);
+  else if (cmd == "list")
+    std::fputs(berth::ctl::format_berth_list(doc["berths"]).c_str(), stdout);
+  else
+    std::fputs(berth::ctl::format_berth(doc["berth"]).c_str(), stdout);
+  return 0;
+}

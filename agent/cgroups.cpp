@@ -1,0 +1,119 @@
+#include "agent/cgroups.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <sstream>
+
+#include "agent/safe_open.hpp"
+
+namespace berth::agent {
+namespace {
+
+Error cg_error(const std::string& what, const std::string& path) {
+  return make_error(ErrorCode::internal, what + " " + path + ": " + std::strerror(errno));
+}
+
+}  // namespace
+
+bool devices_list_allows(const std::string& list, unsigned major, unsigned minor) {
+  std::istringstream in(list);
+  const std::string maj = std::to_string(major);
+  const std::string min = std::to_string(minor);
+  for (std::string type, numbers, access; in >> type >> numbers >> access;) {
+    if (type == "a")
+      return access.find('r') != std::string::npos && access.find('w') != std::string::npos &&
+             access.find('m') != std::string::npos;
+    if (type != "c") continue;
+    auto colon = numbers.find(':');
+    if (colon == std::string::npos) continue;
+    auto a = numbers.substr(0, colon);
+    auto b = numbers.substr(colon + 1);
+    bool match = (a == "*" || a == maj) && (b == "*" || b == min);
+    bool rwm = access.find('r') != std::string::npos && access.find('w') != std::string::npos &&
+               access.find('m') != std::string::npos;
+    if (match && rwm) return true;
+  }
+  return false;
+}
+
+Expected<UniqueFd> CgroupV1::open_file(const std::string& controller, const std::string& cgroup,
+                                       const std::string& file, int flags) {
+  const std::string where = root_ + "/" + controller + cgroup + "/" + file;
+  UniqueFd mount(::open((root_ + "/" + controller).c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!mount) return cg_error("cannot open", root_ + "/" + controller);
+  // The cgroup path comes from /proc/<pid>/cgroup; resolve it strictly beneath the mount.
+  std::string rel =
+      cgroup.empty() || cgroup == "/" ? "." : cgroup.substr(cgroup.front() == '/' ? 1 : 0);
+  UniqueFd dir = open_beneath(mount.get(), rel, O_PATH | O_DIRECTORY);
+  if (!dir) return cg_error("cannot open cgroup", where);
+  UniqueFd f = open_beneath(dir.get(), file, flags);
+  if (!f) return cg_error("cannot open", where);
+  return f;
+}
+
+Expected<std::string> CgroupV1::read(const std::string& controller, const std::string& cgroup,
+                                     const std::string& file) {
+  auto f = open_file(controller, cgroup, file, O_RDONLY);
+  if (!f) return f.error();
+  std::string out;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(f->get(), buf, sizeof buf)) != 0;) {
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return cg_error("cannot read", root_ + "/" + controller + cgroup + "/" + file);
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return out;
+}
+
+Status CgroupV1::write(const std::string& controller, const std::string& cgroup,
+                       const std::string& file, const std::string& value) {
+  auto f = open_file(controller, cgroup, file, O_WRONLY);
+  if (!f) return f.error();
+  if (::write(f->get(), value.data(), value.size()) != static_cast<ssize_t>(value.size()))
+    return cg_error("cannot write '" + value + "' to",
+                    root_ + "/" + controller + cgroup + "/" + file);
+  return ok_status();
+}
+
+Expected<bool> CgroupV1::allow_device(const std::string& cgroup, unsigned major, unsigned minor) {
+  if (cgroup.empty())
+    return make_error(ErrorCode::internal, "the container has no devices cgroup (v1)");
+  auto list = read("devices", cgroup, "devices.list");
+  if (!list) return list.error();
+  if (devices_list_allows(*list, major, minor)) return true;
+  auto s = write("devices", cgroup, "devices.allow",
+                 "c " + std::to_string(major) + ":" + std::to_string(minor) + " rwm");
+  if (!s) return s.error();
+  return false;
+}
+
+Status CgroupV1::deny_device(const std::string& cgroup, unsigned major, unsigned minor) {
+  if (cgroup.empty()) return ok_status();
+  return write("devices", cgroup, "devices.deny",
+               "c " + std::to_string(major) + ":" + std::to_string(minor) + " rwm");
+}
+
+Expected<std::string> CgroupV1::set_cpuset(const std::string& cgroup, const std::string& cpus,
+                                           const std::string& mems) {
+  if (cgroup.empty())
+    return make_error(ErrorCode::internal, "the container has no cpuset cgroup (v1)");
+  auto old_cpus = read("cpuset", cgroup, "cpuset.cpus");
+  if (!old_cpus) return old_cpus.error();
+  auto old_mems = read("cpuset", cgroup, "cpuset.mems");
+  if (!old_mems) return old_mems.error();
+  auto trim = [](std::string s) {
+    while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+    return s;
+  };
+  if (auto s = write("cpuset", cgroup, "cpuset.cpus", cpus); !s) return s.error();
+  if (auto s = write("cpuset", cgroup, "cpuset.mems", mems); !s) {
+    (void)write("cpuset", cgroup, "cpuset.cpus", trim(*old_cpus));
+    return s.error();
+  }
+  return trim(*old_cpus) + "|" + trim(*old_mems);
+}
+
+}  // namespace berth::agent

@@ -1,0 +1,36 @@
+#pragma once
+// cgroup v1 controls for a container: the devices allow-list and the cpuset.
+#include <string>
+
+#include "agent/unique_fd.hpp"
+#include "core/expected.hpp"
+
+namespace berth::agent {
+
+class CgroupV1 {
+ public:
+  explicit CgroupV1(std::string root) : root_(std::move(root)) {}
+
+  // Returns true when the device was already allowed (so denying it later would take it away).
+  Expected<bool> allow_device(const std::string& cgroup, unsigned major, unsigned minor);
+  Status deny_device(const std::string& cgroup, unsigned major, unsigned minor);
+  // Returns the previous "<cpus>|<mems>".
+  Expected<std::string> set_cpuset(const std::string& cgroup, const std::string& cpus,
+                                   const std::string& mems);
+
+  Expected<std::string> read(const std::string& controller, const std::string& cgroup,
+                             const std::string& file);
+  Status write(const std::string& controller, const std::string& cgroup, const std::string& file,
+               const std::string& value);
+
+ private:
+  Expected<UniqueFd> open_file(const std::string& controller, const std::string& cgroup,
+                               const std::string& file, int flags);
+  std::string root_;
+};
+
+// True when a devices.list (one rule per line, "c 10:229 rwm", "a *:* rwm") grants rwm on c
+// major:minor.
+bool devices_list_allows(const std::string& list, unsigned major, unsigned minor);
+
+}  // namespace berth::agent

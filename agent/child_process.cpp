@@ -1,0 +1,91 @@
+#include "agent/child_process.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "agent/unique_fd.hpp"
+
+extern char** environ;
+
+namespace berth::agent {
+namespace asio = boost::asio;
+using namespace asio::experimental::awaitable_operators;
+
+asio::awaitable<ChildResult> run_child(std::vector<std::string> argv,
+                                       std::chrono::milliseconds timeout) {
+  auto ex = co_await asio::this_coro::executor;
+  ChildResult result;
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) {
+    result.error = std::string("pipe: ") + std::strerror(errno);
+    co_return result;
+  }
+  UniqueFd read_end(fds[0]);
+  UniqueFd write_end(fds[1]);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, write_end.get(), STDOUT_FILENO);
+  posix_spawn_file_actions_adddup2(&actions, write_end.get(), STDERR_FILENO);
+  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+  std::vector<char*> args;
+  for (auto& a : argv) args.push_back(a.data());
+  args.push_back(nullptr);
+  pid_t pid = 0;
+  int rc = ::posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  write_end.reset();
+  if (rc != 0) {
+    result.error = "cannot run " + argv[0] + ": " + std::strerror(rc);
+    co_return result;
+  }
+  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+
+  asio::posix::stream_descriptor out(ex, read_end.release());
+  asio::steady_timer deadline(ex, timeout);
+  auto read_all = [&]() -> asio::awaitable<void> {
+    char buf[4096];
+    for (;;) {
+      auto [ec, n] =
+          co_await out.async_read_some(asio::buffer(buf), asio::as_tuple(asio::use_awaitable));
+      result.output.append(buf, n);
+      if (ec || result.output.size() > (1u << 20)) co_return;
+    }
+  };
+  auto expire = [&]() -> asio::awaitable<void> {
+    auto [ec] = co_await deadline.async_wait(asio::as_tuple(asio::use_awaitable));
+    (void)ec;
+  };
+  auto first = co_await (read_all() || expire());
+  if (first.index() == 1) {
+    ::syscall(SYS_pidfd_send_signal, pidfd.get(), SIGKILL, nullptr, 0);
+    result.error = argv[0] + " did not finish within " + std::to_string(timeout.count()) + " ms";
+  }
+  // Output closed: the child is exiting. Wait for it through its pidfd without blocking.
+  if (pidfd) {
+    asio::posix::stream_descriptor exit_watch(ex, pidfd.release());
+    auto [ec] = co_await exit_watch.async_wait(asio::posix::stream_descriptor::wait_read,
+                                               asio::as_tuple(asio::use_awaitable));
+    (void)ec;
+  }
+  int status = 0;
+  if (::waitpid(pid, &status, 0) == pid && WIFEXITED(status) && result.error.empty())
+    result.exit_code = WEXITSTATUS(status);
+  co_return result;
+}
+
+}  // namespace berth::agent

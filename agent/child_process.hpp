@@ -1,0 +1,22 @@
+#pragma once
+// Runs a slow command (a container runtime, a Slurm tool) as a child process without blocking the
+// reactor: output through a pipe, exit through a pidfd, both async on the io_context.
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+
+namespace berth::agent {
+
+struct ChildResult {
+  int exit_code = -1;  // -1 when it could not start or was killed
+  std::string output;  // stdout and stderr together
+  std::string error;   // why it could not start or finish
+};
+
+boost::asio::awaitable<ChildResult> run_child(std::vector<std::string> argv,
+                                              std::chrono::milliseconds timeout);
+
+}  // namespace berth::agent

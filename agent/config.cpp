@@ -1,0 +1,92 @@
+#include "agent/config.hpp"
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+namespace berth::agent {
+namespace {
+
+Error config_error(const std::string& field, const std::string& why) {
+  return make_error(ErrorCode::bad_request, "config field '" + field + "': " + why);
+}
+
+}  // namespace
+
+Expected<Config> parse_config(const std::string& text) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::parse_error& e) {
+    return make_error(ErrorCode::bad_json, std::string("config is not valid JSON: ") + e.what());
+  }
+  if (!j.is_object()) return make_error(ErrorCode::bad_request, "config must be a JSON object");
+  Config c;
+  const std::map<std::string, std::string*> paths{{"sysfs_root", &c.sysfs_root},
+                                                  {"dev_root", &c.dev_root},
+                                                  {"proc_root", &c.proc_root},
+                                                  {"cgroup_root", &c.cgroup_root},
+                                                  {"state_dir", &c.state_dir},
+                                                  {"control_socket", &c.control_socket},
+                                                  {"runc", &c.runc},
+                                                  {"runc_root", &c.runc_root},
+                                                  {"log_level", &c.log_level}};
+  static const std::set<std::string> others{"control_group", "pools", "passthrough_iommu_groups",
+                                            "$comment"};
+  for (const auto& [key, value] : j.items()) {
+    if (auto it = paths.find(key); it != paths.end()) {
+      if (!value.is_string() || value.get<std::string>().empty())
+        return config_error(key, "must be a non-empty string");
+      *it->second = value.get<std::string>();
+      bool is_path = key != "runc" && key != "log_level" && key != "runc_root";
+      if (is_path && it->second->front() != '/')
+        return config_error(key, "must be an absolute path");
+    } else if (!others.count(key)) {
+      return config_error(key, "unknown field");
+    }
+  }
+  static const std::set<std::string> levels{"trace", "debug",    "info", "warn",
+                                            "error", "critical", "off"};
+  if (!levels.count(c.log_level))
+    return config_error("log_level", "must be one of trace, debug, info, warn, error, off");
+  if (j.contains("control_group")) {
+    if (!j["control_group"].is_string() || j["control_group"].get<std::string>().empty())
+      return config_error("control_group", "must be a group name");
+    c.control_group = j["control_group"].get<std::string>();
+  }
+  if (j.contains("passthrough_iommu_groups")) {
+    const auto& g = j["passthrough_iommu_groups"];
+    if (!g.is_array())
+      return config_error("passthrough_iommu_groups", "must be an array of group numbers");
+    for (const auto& n : g) {
+      if (!n.is_number_unsigned())
+        return config_error("passthrough_iommu_groups", "must be an array of group numbers");
+      c.passthrough_iommu_groups.push_back(n.get<int>());
+    }
+  }
+  if (j.contains("pools")) {
+    if (!j["pools"].is_array()) return config_error("pools", "must be an array of pools");
+    for (const auto& p : j["pools"]) {
+      auto pool = parse_pool_config(p);
+      if (!pool) return config_error("pools", pool.error().message);
+      if (c.pools.count(pool->name))
+        return config_error("pools", "pool '" + pool->name + "' is defined twice");
+      c.pools[pool->name] = *pool;
+    }
+  }
+  return c;
+}
+
+Expected<Config> load_config(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return make_error(ErrorCode::bad_request, "cannot read config file " + path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto c = parse_config(ss.str());
+  if (!c) return make_error(c.error().code, path + ": " + c.error().message);
+  return c;
+}
+
+}  // namespace berth::agent

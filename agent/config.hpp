@@ -1,0 +1,31 @@
+#pragma once
+// berthd's configuration file (JSON). Every key is optional; a bad key names itself and why.
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/expected.hpp"
+#include "core/pool.hpp"
+
+namespace berth::agent {
+
+struct Config {
+  std::string sysfs_root = "/sys";
+  std::string dev_root = "/dev";
+  std::string proc_root = "/proc";
+  std::string cgroup_root = "/sys/fs/cgroup";
+  std::string state_dir = "/var/lib/berth";
+  std::string control_socket = "/run/berth/berth.sock";
+  std::optional<std::string> control_group;  // members (and root) may mutate; others only read
+  std::string runc = "runc";                 // runc binary used to resolve container ids
+  std::string runc_root;                     // runc --root, empty for runc's default
+  std::string log_level = "info";
+  std::vector<int> passthrough_iommu_groups;
+  std::map<std::string, PoolConfig> pools;
+};
+
+Expected<Config> parse_config(const std::string& text);
+Expected<Config> load_config(const std::string& path);
+
+}  // namespace berth::agent

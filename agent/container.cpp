@@ -1,0 +1,98 @@
+#include "agent/container.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+namespace berth::agent {
+namespace {
+
+Error target_gone(int pid, const std::string& why) {
+  return make_error(ErrorCode::target_not_found, "process " + std::to_string(pid) + " " + why);
+}
+
+}  // namespace
+
+bool ContainerHandle::alive() const {
+  return pidfd && ::syscall(SYS_pidfd_send_signal, pidfd.get(), 0, nullptr, 0) == 0;
+}
+
+Expected<uint64_t> process_start_time(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string text;
+  if (!in || !std::getline(in, text)) return target_gone(pid, "does not exist");
+  // The command name may hold spaces and parentheses: fields start after the last ')'.
+  auto close = text.rfind(')');
+  if (close == std::string::npos) return target_gone(pid, "has an unreadable stat line");
+  std::istringstream fields(text.substr(close + 2));
+  std::string field;
+  for (int i = 3; i <= 22 && fields >> field; ++i)
+    if (i == 22) return std::stoull(field);
+  return target_gone(pid, "has an unreadable stat line");
+}
+
+Status check_is_container(int pid) {
+  for (const char* ns : {"net", "mnt"}) {
+    struct stat mine {};
+    struct stat theirs {};
+    const std::string path = "/proc/" + std::to_string(pid) + "/ns/" + ns;
+    if (::stat(path.c_str(), &theirs) != 0) return target_gone(pid, "does not exist");
+    if (::stat((std::string("/proc/self/ns/") + ns).c_str(), &mine) != 0)
+      return make_error(
+          ErrorCode::internal,
+          std::string("cannot read the agent's own namespace: ") + std::strerror(errno));
+    if (mine.st_ino == theirs.st_ino && mine.st_dev == theirs.st_dev)
+      return make_error(ErrorCode::bad_request, "pid " + std::to_string(pid) +
+                                                    " shares the agent's " + ns +
+                                                    " namespace: it is not a container");
+  }
+  return ok_status();
+}
+
+Expected<ContainerHandle> open_container(const Target& target) {
+  const int pid = target.pid;
+  if (pid <= 1)
+    return make_error(ErrorCode::bad_request,
+                      "pid " + std::to_string(pid) + " cannot be a container");
+  ContainerHandle h;
+  h.target = target;
+  h.pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  if (!h.pidfd) return target_gone(pid, std::string("cannot be pinned: ") + std::strerror(errno));
+  auto start = process_start_time(pid);
+  if (!start) return start.error();
+  if (target.start_time != 0 && *start != target.start_time)
+    return target_gone(pid, "is no longer the process attached");
+  h.target.start_time = *start;
+
+  if (auto c = check_is_container(pid); !c) return c.error();
+  const std::string proc = "/proc/" + std::to_string(pid);
+  h.netns.reset(::open((proc + "/ns/net").c_str(), O_RDONLY | O_CLOEXEC));
+  if (!h.netns) return target_gone(pid, std::string("network namespace: ") + std::strerror(errno));
+  h.root.reset(::open((proc + "/root").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!h.root) return target_gone(pid, std::string("root directory: ") + std::strerror(errno));
+
+  std::ifstream cg(proc + "/cgroup");
+  for (std::string line; std::getline(cg, line);) {
+    // "<hierarchy>:<controllers>:<path>"; the path is relative to our own cgroup namespace.
+    auto a = line.find(':');
+    auto b = line.find(':', a + 1);
+    if (a == std::string::npos || b == std::string::npos) continue;
+    std::string controllers = "," + line.substr(a + 1, b - a - 1) + ",";
+    std::string path = line.substr(b + 1);
+    if (controllers.find(",devices,") != std::string::npos) h.devices_cgroup = path;
+    if (controllers.find(",cpuset,") != std::string::npos) h.cpuset_cgroup = path;
+  }
+  // Everything above was opened through /proc/<pid>: it belongs to the pinned process only if
+  // that process is still alive now.
+  if (!h.alive()) return target_gone(pid, "exited while being opened");
+  return h;
+}
+
+}  // namespace berth::agent

@@ -1,0 +1,37 @@
+#pragma once
+// A container as the agent holds it: its init process pinned by a pidfd, its network namespace
+// and root directory as file descriptors, and its cgroup paths. Every later step works from these
+// descriptors, never from a path inside the container.
+#include <cstdint>
+#include <string>
+
+#include "agent/unique_fd.hpp"
+#include "core/berth.hpp"
+#include "core/expected.hpp"
+
+namespace berth::agent {
+
+struct ContainerHandle {
+  Target target;
+  UniqueFd pidfd;
+  UniqueFd netns;
+  UniqueFd root;  // O_PATH directory: the container's "/"
+  std::string
+      devices_cgroup;  // cgroup v1 path relative to the controller's mount, e.g. "/berth/c1"
+  std::string cpuset_cgroup;
+
+  // False once the pinned process has exited.
+  bool alive() const;
+};
+
+// /proc/<pid>/stat field 22, the start time in clock ticks; tells a reused pid apart.
+Expected<uint64_t> process_start_time(int pid);
+
+// Refuses a process that shares the agent's network or mount namespace: attaching to it would
+// change the host itself.
+Status check_is_container(int pid);
+
+// Pins `target.pid` and opens what attach needs. A non-zero target.start_time must match.
+Expected<ContainerHandle> open_container(const Target& target);
+
+}  // namespace berth::agent

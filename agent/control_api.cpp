@@ -1,0 +1,211 @@
+#include "agent/control_api.hpp"
+
+#include <spdlog/spdlog.h>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <nlohmann/json.hpp>
+
+#include "agent/child_process.hpp"
+#include "agent/container.hpp"
+#include "core/view.hpp"
+
+namespace berth::agent {
+namespace asio = boost::asio;
+namespace http = boost::beast::http;
+
+namespace {
+
+net::Response error_response(const net::Request& req, ErrorCode code, const std::string& message) {
+  nlohmann::json body = {{"error", {{"code", to_string(code)}, {"message", message}}}};
+  return net::json_response(static_cast<unsigned>(http_status(code)), body.dump() + "\n",
+                            req.version(), req.keep_alive());
+}
+
+net::Response ok_response(const net::Request& req, const nlohmann::json& body,
+                          unsigned status = 200) {
+  return net::json_response(status, body.dump() + "\n", req.version(), req.keep_alive());
+}
+
+std::vector<std::string> split_path(std::string_view target) {
+  auto q = target.find('?');
+  if (q != std::string_view::npos) target = target.substr(0, q);
+  std::vector<std::string> parts;
+  size_t pos = 0;
+  while (pos < target.size()) {
+    auto next = target.find('/', pos);
+    if (next == std::string_view::npos) next = target.size();
+    if (next > pos) parts.emplace_back(target.substr(pos, next - pos));
+    pos = next + 1;
+  }
+  return parts;
+}
+
+Expected<nlohmann::json> parse_body(const net::Request& req) {
+  if (req.body().empty()) return nlohmann::json::object();
+  try {
+    return nlohmann::json::parse(req.body());
+  } catch (const nlohmann::json::parse_error& e) {
+    return make_error(ErrorCode::bad_json,
+                      std::string("request body is not valid JSON: ") + e.what());
+  }
+}
+
+}  // namespace
+
+ControlApi::ControlApi(Engine& engine, const Config& config, std::optional<gid_t> mutators,
+                       std::vector<std::string> warnings)
+    : engine_(engine), config_(config), mutators_(mutators), warnings_(std::move(warnings)) {}
+
+asio::awaitable<net::Response> ControlApi::submit(const net::Request& req, Event ev) {
+  auto [error, view] = co_await asio::async_initiate<decltype(asio::use_awaitable),
+                                                     void(std::optional<Error>, nlohmann::json)>(
+      [&](auto handler) {
+        auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+        engine_.submit(std::move(ev), [shared](std::optional<Error> e, nlohmann::json v) {
+          // Resume the request's coroutine on its own executor, not inside the engine's dispatch.
+          auto ex = asio::get_associated_executor(*shared);
+          asio::post(ex, [shared, e = std::move(e), v = std::move(v)]() mutable {
+            (*shared)(std::move(e), std::move(v));
+          });
+        });
+      },
+      asio::use_awaitable);
+  if (error) {
+    nlohmann::json body = {
+        {"error", {{"code", to_string(error->code)}, {"message", error->message}}}};
+    if (!view.is_null()) body["berth"] = view;
+    co_return net::json_response(static_cast<unsigned>(http_status(error->code)),
+                                 body.dump() + "\n", req.version(), req.keep_alive());
+  }
+  co_return ok_response(req, {{"berth", view}});
+}
+
+asio::awaitable<net::Response> ControlApi::attach(const net::Request& req,
+                                                  const std::string& owner) {
+  auto body = parse_body(req);
+  if (!body) co_return error_response(req, body.error().code, body.error().message);
+  const auto& j = *body;
+  bool has_pid = j.is_object() && j.contains("pid");
+  bool has_runc = j.is_object() && j.contains("runc");
+  if (!j.is_object() || has_pid == has_runc || j.size() != 1)
+    co_return error_response(req, ErrorCode::bad_request,
+                             "attach takes exactly one of {\"pid\": N} or {\"runc\": \"ID\"}");
+  Target target;
+  if (has_pid) {
+    if (!j["pid"].is_number_integer() || j["pid"].get<int64_t>() <= 1 ||
+        j["pid"].get<int64_t>() > (1 << 22))
+      co_return error_response(req, ErrorCode::bad_request,
+                               "field 'pid': must be a process id greater than 1");
+    target.pid = j["pid"].get<int>();
+  } else {
+    if (!j["runc"].is_string() || j["runc"].get<std::string>().empty() ||
+        j["runc"].get<std::string>().front() == '-')
+      co_return error_response(req, ErrorCode::bad_request, "field 'runc': must be a container id");
+    target.runc_id = j["runc"].get<std::string>();
+    std::vector<std::string> argv{config_.runc};
+    if (!config_.runc_root.empty()) argv.insert(argv.end(), {"--root", config_.runc_root});
+    argv.insert(argv.end(), {"state", target.runc_id});
+    const std::chrono::milliseconds timeout(10000);
+    ChildResult r = co_await run_child(std::move(argv), timeout);
+    if (r.exit_code != 0)
+      co_return error_response(
+          req, ErrorCode::target_not_found,
+          "runc container '" + target.runc_id + "': " + (r.error.empty() ? r.output : r.error));
+    try {
+      auto state = nlohmann::json::parse(r.output);
+      target.pid = state.at("pid").get<int>();
+      auto status = state.at("status").get<std::string>();
+      if (status != "running" && status != "created" && status != "paused")
+        co_return error_response(req, ErrorCode::target_not_found,
+                                 "runc container '" + target.runc_id + "' is " + status);
+    } catch (const std::exception& e) {
+      co_return error_response(req, ErrorCode::internal,
+                               std::string("cannot read runc state: ") + e.what());
+    }
+  }
+  auto start = process_start_time(target.pid);
+  if (!start) co_return error_response(req, start.error().code, start.error().message);
+  target.start_time = *start;
+  if (auto c = check_is_container(target.pid); !c)
+    co_return error_response(req, c.error().code, c.error().message);
+  // GCC 12 destroys temporaries inside a co_await expression twice: build events as named locals.
+  Event ev = event::Attach{0, owner, target};
+  co_return co_await submit(req, std::move(ev));
+}
+
+asio::awaitable<net::Response> ControlApi::handle(net::Request req, net::Peer peer) {
+  try {
+    auto parts = split_path(req.target());
+    const auto method = req.method();
+    const bool mutating = method != http::verb::get && method != http::verb::head;
+    if (parts.empty() || parts[0] != "v1")
+      co_return error_response(req, ErrorCode::not_found, "no route " + std::string(req.target()));
+    if (mutating && peer.uid != 0 && !(mutators_ && peer.in_group(*mutators_)))
+      co_return error_response(
+          req, ErrorCode::forbidden,
+          "uid " + std::to_string(peer.uid) + " may read but not change berths (needs root" +
+              (config_.control_group ? " or group " + *config_.control_group : std::string()) +
+              ")");
+    if (parts.size() == 2 && parts[1] == "health") {
+      if (mutating) co_return error_response(req, ErrorCode::method_not_allowed, "use GET");
+      co_return ok_response(req, {{"status", "ok"}, {"berths", engine_.ledger().berths.size()}});
+    }
+    if (parts.size() == 2 && parts[1] == "inventory") {
+      if (mutating) co_return error_response(req, ErrorCode::method_not_allowed, "use GET");
+      auto view = inventory_view(engine_.context().inventory, engine_.ledger());
+      view["warnings"] = warnings_;
+      co_return ok_response(req, view);
+    }
+    if (parts.size() == 2 && parts[1] == "berths") {
+      if (mutating)
+        co_return error_response(req, ErrorCode::method_not_allowed,
+                                 "use GET; create with PUT /v1/berths/{kind}/{id}");
+      nlohmann::json list = nlohmann::json::array();
+      for (const auto& [owner, b] : engine_.ledger().berths)
+        list.push_back(berth_view(b, engine_.context().inventory));
+      co_return ok_response(req, {{"berths", list}});
+    }
+    if ((parts.size() == 4 || parts.size() == 5) && parts[1] == "berths") {
+      const std::string owner = parts[2] + "/" + parts[3];
+      if (auto v = validate_owner(owner); !v)
+        co_return error_response(req, v.error().code, v.error().message);
+      if (parts.size() == 5) {
+        if (method != http::verb::post)
+          co_return error_response(req, ErrorCode::method_not_allowed, "use POST");
+        if (parts[4] == "attach") co_return co_await attach(req, owner);
+        if (parts[4] == "detach") {
+          Event ev = event::Detach{0, owner};
+          co_return co_await submit(req, std::move(ev));
+        }
+        co_return error_response(req, ErrorCode::not_found,
+                                 "no action '" + parts[4] + "' (attach, detach)");
+      }
+      if (method == http::verb::get) {
+        auto it = engine_.ledger().berths.find(owner);
+        if (it == engine_.ledger().berths.end())
+          co_return error_response(req, ErrorCode::unknown_owner, "no berth " + owner);
+        co_return ok_response(req,
+                              {{"berth", berth_view(it->second, engine_.context().inventory)}});
+      }
+      if (method == http::verb::put) {
+        auto body = parse_body(req);
+        if (!body) co_return error_response(req, body.error().code, body.error().message);
+        auto spec = parse_request(*body);
+        if (!spec) co_return error_response(req, spec.error().code, spec.error().message);
+        Event ev = event::Create{0, owner, *spec};
+        co_return co_await submit(req, std::move(ev));
+      }
+      if (method == http::verb::delete_) {
+        Event ev = event::Release{0, owner};
+        co_return co_await submit(req, std::move(ev));
+      }
+      co_return error_response(req, ErrorCode::method_not_allowed, "use GET, PUT or DELETE");
+    }
+    co_return error_response(req, ErrorCode::not_found, "no route " + std::string(req.target()));
+  } catch (const std::exception& e) {
+    spdlog::error("BERTH_HANDLER_FAILED {}", e.what());
+    co_return error_response(req, ErrorCode::internal, e.what());
+  }
+}
+
+}  // namespace berth::agent

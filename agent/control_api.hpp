@@ -1,0 +1,41 @@
+#pragma once
+// The control API: routes HTTP requests to engine events and engine replies to JSON responses.
+//
+//   GET    /v1/health
+//   GET    /v1/inventory
+//   GET    /v1/berths
+//   GET    /v1/berths/{kind}/{id}
+//   PUT    /v1/berths/{kind}/{id}          create (body: the request)
+//   POST   /v1/berths/{kind}/{id}/attach   body {"pid": N} or {"runc": "ID"}
+//   POST   /v1/berths/{kind}/{id}/detach
+//   DELETE /v1/berths/{kind}/{id}          release (detaches first)
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <boost/asio/awaitable.hpp>
+
+#include "agent/config.hpp"
+#include "agent/engine.hpp"
+#include "net/http_server.hpp"
+
+namespace berth::agent {
+
+class ControlApi {
+ public:
+  // `mutators`: the group whose members may change state (root always may).
+  ControlApi(Engine& engine, const Config& config, std::optional<gid_t> mutators,
+             std::vector<std::string> warnings);
+  boost::asio::awaitable<net::Response> handle(net::Request req, net::Peer peer);
+
+ private:
+  boost::asio::awaitable<net::Response> attach(const net::Request& req, const std::string& owner);
+  boost::asio::awaitable<net::Response> submit(const net::Request& req, Event ev);
+
+  Engine& engine_;
+  const Config& config_;
+  std::optional<gid_t> mutators_;
+  std::vector<std::string> warnings_;
+};
+
+}  // namespace berth::agent

@@ -1,0 +1,91 @@
+#include "agent/engine.hpp"
+
+#include <spdlog/spdlog.h>
+#include <boost/asio/post.hpp>
+
+#include "core/view.hpp"
+
+namespace berth::agent {
+
+Engine::Engine(boost::asio::io_context& io, Context ctx, Ledger ledger, Actuator& actuator,
+               StateStore* store)
+    : io_(io),
+      ctx_(std::move(ctx)),
+      ledger_(std::move(ledger)),
+      actuator_(actuator),
+      store_(store) {}
+
+void Engine::submit(Event ev, ReplyFn reply) {
+  const uint64_t id = next_request_++;
+  std::visit(
+      [&](auto& e) {
+        if constexpr (requires { e.request; }) e.request = id;
+      },
+      ev);
+  waiting_[id] = std::move(reply);
+  dispatch(ev);
+}
+
+void Engine::resume() {
+  dispatch(event::Resume{});
+}
+
+bool Engine::busy() const {
+  for (const auto& [owner, b] : ledger_.berths)
+    if (b.op != Operation::none) return true;
+  return false;
+}
+
+void Engine::dispatch(const Event& ev) {
+  std::vector<Action> actions;
+  try {
+    actions = apply(ledger_, ctx_, ev);
+  } catch (const std::exception& e) {
+    // A broken invariant in core: answer the caller instead of letting it escape the reactor.
+    spdlog::critical("BERTH_CORE_INVARIANT {}", e.what());
+    std::visit(
+        [&](const auto& x) {
+          if constexpr (requires { x.request; })
+            actions.push_back(
+                action::Reply{x.request, x.owner, make_error(ErrorCode::internal, e.what())});
+        },
+        ev);
+  }
+  perform(std::move(actions));
+}
+
+void Engine::perform(std::vector<Action> actions) {
+  bool persist = false;
+  for (auto& a : actions) {
+    if (std::holds_alternative<action::Persist>(a)) persist = true;
+  }
+  // Persist first: a caller is told "done" only for state that is on disk.
+  if (persist && store_) {
+    if (auto s = store_->save(ledger_); !s)
+      spdlog::error("BERTH_STATE_SAVE_FAILED {}", s.error().message);
+  }
+  for (auto& a : actions) {
+    if (auto* run = std::get_if<action::RunStep>(&a)) {
+      // One step per reactor turn, so requests for other berths are served in between.
+      boost::asio::post(io_, [this, run = std::move(*run)] {
+        spdlog::debug("BERTH_STEP {} {}{}", run.owner, run.rollback ? "undo: " : "",
+                      describe(run.step));
+        StepOutcome out = actuator_.run(run.step, run.target, run.rollback);
+        if (!out.ok)
+          spdlog::warn("BERTH_STEP_FAILED {} {}: {}", run.owner, describe(run.step), out.error);
+        dispatch(event::StepFinished{run.owner, out.ok, std::move(out.undo), std::move(out.error)});
+      });
+    } else if (auto* reply = std::get_if<action::Reply>(&a)) {
+      auto it = waiting_.find(reply->request);
+      if (it == waiting_.end()) continue;
+      auto fn = std::move(it->second);
+      waiting_.erase(it);
+      nlohmann::json view;
+      if (auto b = ledger_.berths.find(reply->owner); b != ledger_.berths.end())
+        view = berth_view(b->second, ctx_.inventory);
+      fn(reply->error, std::move(view));
+    }
+  }
+}
+
+}  // namespace berth::agent

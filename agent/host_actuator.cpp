@@ -1,0 +1,148 @@
+#include "agent/host_actuator.hpp"
+
+#include <fcntl.h>
+
+#include <cstring>
+
+#include "agent/device_nodes.hpp"
+
+namespace berth::agent {
+namespace {
+
+template <class... Ts>
+struct overloaded : Ts... {
+  using Ts::operator()...;
+};
+
+StepOutcome done(std::string undo = {}) {
+  return {true, std::move(undo), {}};
+}
+StepOutcome failed(const Error& e) {
+  return {false, {}, e.message};
+}
+StepOutcome from(const Status& s) {
+  return s ? done() : failed(s.error());
+}
+
+}  // namespace
+
+HostActuator::HostActuator(std::string cgroup_root)
+    : cgroups_(std::move(cgroup_root)),
+      host_netns_(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)) {}
+
+Expected<HostActuator::Open*> HostActuator::open(const Target& target) {
+  if (open_ && open_->handle.target.pid == target.pid &&
+      (target.start_time == 0 || open_->handle.target.start_time == target.start_time) &&
+      open_->handle.alive())
+    return &*open_;
+  open_.reset();
+  auto h = open_container(target);
+  if (!h) return h.error();
+  open_.emplace(Open{std::move(*h), std::nullopt});
+  return &*open_;
+}
+
+Expected<net::Links*> HostActuator::container_links(Open& o) {
+  if (!o.links) {
+    auto l = net::Links::open_in(o.handle.netns.get(), host_netns_.get());
+    if (!l) return l.error();
+    o.links.emplace(std::move(*l));
+  }
+  return &*o.links;
+}
+
+Expected<net::Links*> HostActuator::host_links() {
+  if (!host_links_) {
+    auto l = net::Links::open_current();
+    if (!l) return l.error();
+    host_links_.emplace(std::move(*l));
+  }
+  return &*host_links_;
+}
+
+StepOutcome HostActuator::run(const Step& step, const Target& target, bool rollback) {
+  auto o = open(target);
+  if (!o) {
+    // Undoing inside a container that has exited: its /dev, cgroup and namespace went with it.
+    bool inside_only = !std::holds_alternative<step::MoveLinkOut>(step);
+    if (rollback && inside_only && o.error().code == ErrorCode::target_not_found) return done();
+    return failed(o.error());
+  }
+  Open& c = **o;
+  auto in_container = [&](auto&& fn) -> StepOutcome {
+    auto links = container_links(c);
+    if (!links) return failed(links.error());
+    return fn(**links);
+  };
+  return std::visit(
+      overloaded{
+          [&](const step::MakeNode& s) {
+            auto existed = make_device_node(c.handle.root.get(), s.dev);
+            return existed ? done(*existed ? "existed" : "") : failed(existed.error());
+          },
+          [&](const step::RemoveNode& s) {
+            return from(remove_device_node(c.handle.root.get(), s.dev));
+          },
+          [&](const step::AllowDevice& s) {
+            auto already = cgroups_.allow_device(c.handle.devices_cgroup, s.major, s.minor);
+            return already ? done(*already ? "already-allowed" : "") : failed(already.error());
+          },
+          [&](const step::DenyDevice& s) {
+            return from(cgroups_.deny_device(c.handle.devices_cgroup, s.major, s.minor));
+          },
+          [&](const step::SetCpuset& s) {
+            auto previous = cgroups_.set_cpuset(c.handle.cpuset_cgroup, s.cpus, s.mems);
+            return previous ? done(*previous) : failed(previous.error());
+          },
+          [&](const step::MoveLinkIn& s) {
+            auto host = host_links();
+            if (!host) return failed(host.error());
+            return from((*host)->move_to(s.host_name, c.handle.netns.get(), s.ifname));
+          },
+          [&](const step::MoveLinkOut& s) {
+            return in_container([&](net::Links& l) {
+              if (!l.exists(s.ifname)) {
+                auto host = host_links();
+                if (host && (*host)->exists(s.host_name)) return done();  // already back
+              }
+              return from(l.move_to(s.ifname, host_netns_.get(), s.host_name));
+            });
+          },
+          [&](const step::SetMtu& s) {
+            return in_container([&](net::Links& l) {
+              auto previous = l.mtu(s.ifname);
+              if (!previous) return failed(previous.error());
+              auto st = l.set_mtu(s.ifname, s.mtu);
+              return st ? done(std::to_string(*previous)) : failed(st.error());
+            });
+          },
+          [&](const step::AddAddress& s) {
+            return in_container(
+                [&](net::Links& l) { return from(l.add_address(s.ifname, s.cidr)); });
+          },
+          [&](const step::DelAddress& s) {
+            return in_container(
+                [&](net::Links& l) { return from(l.del_address(s.ifname, s.cidr)); });
+          },
+          [&](const step::AddRoute& s) {
+            return in_container(
+                [&](net::Links& l) { return from(l.add_route(s.ifname, s.dst, s.via)); });
+          },
+          [&](const step::DelRoute& s) {
+            return in_container(
+                [&](net::Links& l) { return from(l.del_route(s.ifname, s.dst, s.via)); });
+          },
+          [&](const step::LinkUp& s) {
+            return in_container([&](net::Links& l) { return from(l.set_up(s.ifname, true)); });
+          },
+          [&](const step::LinkDown& s) {
+            return in_container([&](net::Links& l) {
+              if (!l.exists(s.ifname)) return done();
+              return from(l.set_up(s.ifname, false));
+            });
+          },
+      },
+      step);
+}
+
+}  // namespace berth::agent

@@ -1,0 +1,70 @@
+#pragma once
+// A berth: what one owner holds on this node, and where it stands in its lifecycle.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "core/expected.hpp"
+#include "core/ip.hpp"
+#include "core/request.hpp"
+#include "core/step.hpp"
+
+namespace berth {
+
+enum class BerthState { reserved, attaching, attached, detaching, released, failed };
+std::string_view to_string(BerthState s);
+std::optional<BerthState> berth_state_from_string(std::string_view s);
+// The lifecycle graph; every state change in core goes through this check.
+bool can_transition(BerthState from, BerthState to);
+
+// The operation in flight, so its caller gets one answer when it ends.
+enum class Operation { none, attach, detach, release };
+
+struct Placement {
+  std::vector<int> numa;
+  std::vector<std::string> gpus;  // PCI addresses
+  std::vector<std::string> vfs;   // PCI addresses
+  std::vector<int> cpus;
+  std::vector<int> mems;
+};
+
+struct VfBinding {
+  std::string pci;
+  std::string netdev;  // host name, restored on detach
+  std::string ifname;  // name inside the container
+  std::vector<Cidr> addresses;
+  std::string pool;  // the pool the addresses came from, empty when given
+};
+
+struct Target {
+  int pid = 0;
+  uint64_t start_time = 0;  // /proc/<pid>/stat field 22: tells a reused pid apart
+  std::string runc_id;
+  bool operator==(const Target&) const = default;
+};
+
+struct Berth {
+  std::string owner;
+  uint64_t seq = 0;  // creation order; tombstone pruning keeps the newest
+  BerthState state = BerthState::reserved;
+  BerthRequest request;
+  Placement placement;
+  std::vector<VfBinding> vfs;
+  std::vector<RouteSpec> routes;  // resolved: request routes plus the default gateway
+  std::optional<Target> target;
+  std::vector<Step> plan;      // the attach plan in force
+  std::vector<DoneStep> done;  // steps applied to the host, in order
+  std::string error;
+  Operation op = Operation::none;
+  uint64_t op_request = 0;  // request id to answer when `op` ends
+  std::string op_error;     // first failure seen during the operation
+};
+
+void to_json(nlohmann::json& j, const Berth& b);
+Expected<Berth> berth_from_json(const nlohmann::json& j);
+
+}  // namespace berth

@@ -1,0 +1,77 @@
+#pragma once
+// What a node has: NUMA nodes, GPUs, HCAs and their SR-IOV VFs. Built by discovery (agent/),
+// consumed by placement and attach planning. Plain values only.
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace berth {
+
+struct CharDevice {
+  std::string path;  // path inside a container, e.g. "/dev/nvidia0"
+  unsigned major = 0;
+  unsigned minor = 0;
+  bool operator==(const CharDevice&) const = default;
+};
+
+struct NumaNode {
+  int id = 0;
+  std::vector<int> cpus;
+  bool has_memory = true;
+  int memory_node = 0;  // itself, or the nearest node with memory
+};
+
+struct Gpu {
+  std::string pci;  // "0000:17:00.0"
+  int index = 0;    // driver minor, e.g. /dev/nvidia<index>
+  std::string vendor;
+  std::string device;
+  int numa = 0;
+  int iommu_group = -1;
+  std::vector<CharDevice> devices;  // own node first, then control nodes
+};
+
+struct Vf {
+  std::string pci;
+  std::string pf_pci;
+  int vf_index = 0;
+  std::string netdev;
+  std::string rdma;  // RDMA device name, empty when none
+  int numa = 0;
+  int iommu_group = -1;
+  int mtu = 1500;  // the host's MTU, restored on detach
+  std::vector<CharDevice> devices;
+};
+
+struct Hca {
+  std::string pci;
+  std::string netdev;
+  std::string rdma;
+  int numa = 0;
+  std::vector<std::string> vfs;  // VF PCI addresses
+};
+
+struct Inventory {
+  std::vector<NumaNode> numa_nodes;
+  std::vector<Gpu> gpus;
+  std::vector<Hca> hcas;
+  std::vector<Vf> vfs;
+  // IOMMU groups whose devices go to one berth or none (device passthrough).
+  std::vector<int> passthrough_groups;
+  // NUMA distances, distance[i][j] indexed by position in numa_nodes; empty means 10/20.
+  std::vector<std::vector<int>> distance;
+
+  const NumaNode* numa(int id) const;
+  const Gpu* gpu_by_pci(const std::string& pci) const;
+  const Gpu* gpu_by_index(int index) const;
+  const Vf* vf_by_pci(const std::string& pci) const;
+  int numa_distance(int a, int b) const;
+  bool is_passthrough(int group) const;
+};
+
+void to_json(nlohmann::json& j, const CharDevice& d);
+void to_json(nlohmann::json& j, const Inventory& inv);
+
+}  // namespace berth

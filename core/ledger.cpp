@@ -1,0 +1,423 @@
+#include "core/ledger.hpp"
+
+#include <algorithm>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "core/cpulist.hpp"
+#include "core/placement.hpp"
+
+namespace berth {
+namespace {
+
+template <class... Ts>
+struct overloaded : Ts... {
+  using Ts::operator()...;
+};
+
+// The state machine's working set for one event.
+struct Machine {
+  Ledger& ledger;
+  const Context& ctx;
+  std::vector<Action> actions;
+
+  void reply_ok(uint64_t request, const std::string& owner) {
+    actions.push_back(action::Reply{request, owner, std::nullopt});
+  }
+  void reply_error(uint64_t request, const std::string& owner, ErrorCode code,
+                   std::string message) {
+    actions.push_back(action::Reply{request, owner, make_error(code, std::move(message))});
+  }
+  void persist() { actions.push_back(action::Persist{}); }
+
+  void set_state(Berth& b, BerthState to) {
+    // Every state change passes the lifecycle check; a failure here is a bug in this file.
+    if (!can_transition(b.state, to))
+      throw std::logic_error("berth " + b.owner + ": " + std::string(to_string(b.state)) + " -> " +
+                             std::string(to_string(to)));
+    b.state = to;
+  }
+
+  Berth* find(const std::string& owner) {
+    auto it = ledger.berths.find(owner);
+    return it == ledger.berths.end() ? nullptr : &it->second;
+  }
+
+  void on(const event::Create& e);
+  void on(const event::Attach& e);
+  void on(const event::Detach& e);
+  void on(const event::Release& e);
+  void on(const event::StepFinished& e);
+  void on(const event::Resume& e);
+
+  void run_next_forward(Berth& b);
+  void run_next_reverse(Berth& b);
+  void finish_reverse(Berth& b);
+  void prune_tombstones();
+};
+
+std::string nth_ifname(const std::string& base, int i, int count) {
+  if (count == 1) return base;
+  size_t digits = base.size();
+  while (digits > 0 && base[digits - 1] >= '0' && base[digits - 1] <= '9') --digits;
+  int start = digits < base.size() ? std::stoi(base.substr(digits)) : 0;
+  return base.substr(0, digits) + std::to_string(start + i);
+}
+
+void Machine::on(const event::Create& e) {
+  if (auto s = validate_owner(e.owner); !s)
+    return reply_error(e.request, e.owner, s.error().code, s.error().message);
+  if (Berth* b = find(e.owner); b && b->state != BerthState::released) {
+    if (b->request == e.spec) return reply_ok(e.request, e.owner);
+    return reply_error(e.request, e.owner, ErrorCode::conflict,
+                       "berth " + e.owner + " exists with a different request; release it first");
+  }
+  const auto& net = e.spec.network;
+  const PoolConfig* pool = nullptr;
+  if (net.pool) {
+    auto it = ctx.pools.find(*net.pool);
+    if (it == ctx.pools.end())
+      return reply_error(e.request, e.owner, ErrorCode::unknown_pool,
+                         "no address pool named '" + *net.pool + "'");
+    pool = &it->second;
+  }
+  Usage usage;
+  std::map<std::string, std::set<IpAddress>> leased;  // pool -> addresses
+  std::map<IpAddress, std::string> holders;
+  for (const auto& [owner, other] : ledger.berths) {
+    usage.add(other);
+    if (other.state == BerthState::released) continue;
+    for (const auto& v : other.vfs)
+      for (const auto& a : v.addresses) {
+        leased[v.pool].insert(a.address);
+        holders[a.address] = owner;
+      }
+  }
+  auto placement = place(ctx.inventory, usage, e.spec);
+  if (!placement)
+    return reply_error(e.request, e.owner, placement.error().code, placement.error().message);
+
+  Berth b;
+  b.owner = e.owner;
+  b.seq = ledger.next_seq;
+  b.request = e.spec;
+  b.placement = *placement;
+  for (size_t i = 0; i < placement->vfs.size(); ++i) {
+    const Vf* vf = ctx.inventory.vf_by_pci(placement->vfs[i]);
+    VfBinding vb{
+        vf->pci, vf->netdev, nth_ifname(net.ifname, static_cast<int>(i), e.spec.vf_count), {}, ""};
+    if (pool) {
+      auto addr = next_free_address(*pool, leased[pool->name]);
+      if (!addr) return reply_error(e.request, e.owner, addr.error().code, addr.error().message);
+      leased[pool->name].insert(addr->address);
+      vb.addresses.push_back(*addr);
+      vb.pool = pool->name;
+    } else if (net.address && i == 0) {
+      if (auto h = holders.find(net.address->address); h != holders.end())
+        return reply_error(
+            e.request, e.owner, ErrorCode::conflict,
+            "address " + net.address->address.to_string() + " is held by " + h->second);
+      vb.addresses.push_back(*net.address);
+    }
+    b.vfs.push_back(std::move(vb));
+  }
+  b.routes = net.routes;
+  std::optional<IpAddress> gateway = net.gateway;
+  if (!gateway && pool && pool->gateway) gateway = pool->gateway;
+  if (gateway) {
+    IpAddress any{};
+    any.family = gateway->family;
+    b.routes.insert(b.routes.begin(), RouteSpec{Cidr{any, 0}, *gateway});
+  }
+  ++ledger.next_seq;
+  ledger.berths[e.owner] = std::move(b);
+  persist();
+  reply_ok(e.request, e.owner);
+}
+
+void Machine::on(const event::Attach& e) {
+  Berth* b = find(e.owner);
+  if (!b) return reply_error(e.request, e.owner, ErrorCode::unknown_owner, "no berth " + e.owner);
+  switch (b->state) {
+    case BerthState::attached:
+      if (b->target && b->target->pid == e.target.pid &&
+          b->target->start_time == e.target.start_time)
+        return reply_ok(e.request, e.owner);
+      return reply_error(e.request, e.owner, ErrorCode::conflict,
+                         "berth " + e.owner + " is attached to pid " +
+                             std::to_string(b->target->pid) + "; detach it first");
+    case BerthState::attaching:
+    case BerthState::detaching:
+      return reply_error(e.request, e.owner, ErrorCode::busy,
+                         "berth " + e.owner + " is " + std::string(to_string(b->state)) +
+                             "; try again when it settles");
+    case BerthState::released:
+      return reply_error(e.request, e.owner, ErrorCode::invalid_state,
+                         "berth " + e.owner + " is released");
+    case BerthState::failed:
+      if (!b->done.empty())
+        return reply_error(
+            e.request, e.owner, ErrorCode::invalid_state,
+            "berth " + e.owner + " failed with host state left over; detach it first");
+      break;
+    case BerthState::reserved:
+      break;
+  }
+  set_state(*b, BerthState::attaching);
+  b->target = e.target;
+  b->plan = attach_plan(*b, ctx.inventory);
+  b->done.clear();
+  b->error.clear();
+  b->op = Operation::attach;
+  b->op_request = e.request;
+  b->op_error.clear();
+  persist();
+  run_next_forward(*b);
+}
+
+void Machine::on(const event::Detach& e) {
+  Berth* b = find(e.owner);
+  if (!b) return reply_error(e.request, e.owner, ErrorCode::unknown_owner, "no berth " + e.owner);
+  switch (b->state) {
+    case BerthState::reserved:
+    case BerthState::released:
+      return reply_ok(e.request, e.owner);
+    case BerthState::attaching:
+    case BerthState::detaching:
+      return reply_error(e.request, e.owner, ErrorCode::busy,
+                         "berth " + e.owner + " is " + std::string(to_string(b->state)) +
+                             "; try again when it settles");
+    case BerthState::failed:
+      if (b->done.empty()) {
+        set_state(*b, BerthState::reserved);
+        b->error.clear();
+        b->target.reset();
+        persist();
+        return reply_ok(e.request, e.owner);
+      }
+      break;
+    case BerthState::attached:
+      break;
+  }
+  set_state(*b, BerthState::detaching);
+  b->op = Operation::detach;
+  b->op_request = e.request;
+  b->op_error.clear();
+  persist();
+  run_next_reverse(*b);
+}
+
+void Machine::on(const event::Release& e) {
+  Berth* b = find(e.owner);
+  if (!b) return reply_error(e.request, e.owner, ErrorCode::unknown_owner, "no berth " + e.owner);
+  switch (b->state) {
+    case BerthState::released:
+      return reply_ok(e.request, e.owner);
+    case BerthState::attaching:
+    case BerthState::detaching:
+      return reply_error(e.request, e.owner, ErrorCode::busy,
+                         "berth " + e.owner + " is " + std::string(to_string(b->state)) +
+                             "; try again when it settles");
+    case BerthState::reserved:
+    case BerthState::failed:
+      if (b->done.empty()) {
+        set_state(*b, BerthState::released);
+        b->target.reset();
+        prune_tombstones();
+        persist();
+        return reply_ok(e.request, e.owner);
+      }
+      break;
+    case BerthState::attached:
+      break;
+  }
+  set_state(*b, BerthState::detaching);
+  b->op = Operation::release;
+  b->op_request = e.request;
+  b->op_error.clear();
+  persist();
+  run_next_reverse(*b);
+}
+
+void Machine::on(const event::StepFinished& e) {
+  Berth* b = find(e.owner);
+  if (!b || b->op == Operation::none) return;  // a late outcome for an operation that is over
+  bool forward = b->state == BerthState::attaching && b->op_error.empty();
+  if (forward) {
+    if (e.ok) {
+      b->done.push_back({b->plan[b->done.size()], e.undo});
+      persist();
+      return run_next_forward(*b);
+    }
+    b->op_error = "step " + std::to_string(b->done.size() + 1) + "/" +
+                  std::to_string(b->plan.size()) + " (" + describe(b->plan[b->done.size()]) +
+                  ") failed: " + e.error;
+    return run_next_reverse(*b);
+  }
+  // Reverse: the last done step's inverse finished. A failed inverse is recorded, not retried.
+  if (!e.ok) {
+    auto inv = inverse(b->done.back().step, b->done.back().undo);
+    std::string what =
+        "undo (" + (inv ? describe(*inv) : std::string("?")) + ") failed: " + e.error;
+    if (b->op == Operation::attach)
+      b->op_error += "; " + what;
+    else
+      b->op_error += (b->op_error.empty() ? "" : "; ") + what;
+  }
+  b->done.pop_back();
+  persist();
+  run_next_reverse(*b);
+}
+
+void Machine::on(const event::Resume&) {
+  for (auto& [owner, b] : ledger.berths) {
+    if (b.op != Operation::none) continue;
+    if (b.state == BerthState::attaching) {
+      b.op = Operation::attach;
+      b.op_request = 0;
+      b.op_error = "the agent restarted during attach";
+      run_next_reverse(b);
+    } else if (b.state == BerthState::detaching) {
+      b.op = Operation::detach;
+      b.op_request = 0;
+      b.op_error.clear();
+      run_next_reverse(b);
+    }
+  }
+}
+
+void Machine::run_next_forward(Berth& b) {
+  if (b.done.size() < b.plan.size()) {
+    actions.push_back(action::RunStep{b.owner, *b.target, b.plan[b.done.size()], false});
+    return;
+  }
+  set_state(b, BerthState::attached);
+  b.op = Operation::none;
+  persist();
+  reply_ok(b.op_request, b.owner);
+}
+
+void Machine::run_next_reverse(Berth& b) {
+  while (!b.done.empty()) {
+    auto inv = inverse(b.done.back().step, b.done.back().undo);
+    if (inv) {
+      actions.push_back(action::RunStep{b.owner, b.target.value_or(Target{}), *inv, true});
+      return;
+    }
+    b.done.pop_back();
+  }
+  finish_reverse(b);
+}
+
+void Machine::finish_reverse(Berth& b) {
+  const uint64_t request = b.op_request;
+  const Operation op = b.op;
+  b.op = Operation::none;
+  if (op == Operation::attach) {
+    set_state(b, BerthState::failed);
+    b.error = b.op_error + (b.op_error.find("undo (") == std::string::npos ? "; rolled back" : "");
+    b.target.reset();
+    persist();
+    return reply_error(request, b.owner, ErrorCode::attach_failed, b.error);
+  }
+  if (!b.op_error.empty() && op == Operation::release) {
+    // The caller wants it gone: free it, and keep what could not be undone in the tombstone.
+    set_state(b, BerthState::released);
+    b.error = "released with leftovers: " + b.op_error;
+    b.target.reset();
+    prune_tombstones();
+    persist();
+    return reply_ok(request, b.owner);
+  }
+  if (!b.op_error.empty()) {
+    set_state(b, BerthState::failed);
+    b.error = b.op_error;
+    persist();
+    return reply_error(request, b.owner, ErrorCode::detach_failed, b.error);
+  }
+  b.target.reset();
+  b.error.clear();
+  if (op == Operation::release) {
+    set_state(b, BerthState::released);
+    prune_tombstones();
+  } else {
+    set_state(b, BerthState::reserved);
+  }
+  persist();
+  reply_ok(request, b.owner);
+}
+
+void Machine::prune_tombstones() {
+  std::vector<std::pair<uint64_t, std::string>> released;
+  for (const auto& [owner, b] : ledger.berths)
+    if (b.state == BerthState::released) released.emplace_back(b.seq, owner);
+  if (released.size() <= ctx.max_tombstones) return;
+  std::sort(released.begin(), released.end());
+  for (size_t i = 0; i + ctx.max_tombstones < released.size(); ++i)
+    ledger.berths.erase(released[i].second);
+}
+
+}  // namespace
+
+std::vector<Step> attach_plan(const Berth& b, const Inventory& inv) {
+  std::vector<Step> plan;
+  std::set<std::pair<unsigned, unsigned>> seen;
+  auto add_devices = [&](const std::vector<CharDevice>& devices) {
+    for (const auto& d : devices) {
+      if (!seen.insert({d.major, d.minor}).second) continue;
+      plan.push_back(step::MakeNode{d});
+      plan.push_back(step::AllowDevice{d.major, d.minor});
+    }
+  };
+  for (const auto& pci : b.placement.gpus)
+    if (const Gpu* g = inv.gpu_by_pci(pci)) add_devices(g->devices);
+  for (size_t i = 0; i < b.vfs.size(); ++i) {
+    const auto& v = b.vfs[i];
+    plan.push_back(step::MoveLinkIn{v.netdev, v.ifname});
+    if (b.request.network.mtu) plan.push_back(step::SetMtu{v.ifname, b.request.network.mtu});
+    for (const auto& a : v.addresses) plan.push_back(step::AddAddress{v.ifname, a.to_string()});
+    // Routes need the link up (the kernel refuses a gateway on a down link).
+    plan.push_back(step::LinkUp{v.ifname});
+    if (i == 0)
+      for (const auto& r : b.routes)
+        plan.push_back(step::AddRoute{v.ifname, r.dst.to_string(), r.via.to_string()});
+    if (const Vf* vf = inv.vf_by_pci(v.pci)) add_devices(vf->devices);
+  }
+  if (!b.placement.cpus.empty())
+    plan.push_back(
+        step::SetCpuset{format_cpulist(b.placement.cpus), format_cpulist(b.placement.mems)});
+  return plan;
+}
+
+std::vector<Action> apply(Ledger& ledger, const Context& ctx, const Event& ev) {
+  Machine m{ledger, ctx, {}};
+  std::visit([&](const auto& e) { m.on(e); }, ev);
+  return std::move(m.actions);
+}
+
+void to_json(nlohmann::json& j, const Ledger& l) {
+  j = {{"version", 1}, {"next_seq", l.next_seq}, {"berths", nlohmann::json::array()}};
+  for (const auto& [owner, b] : l.berths) j["berths"].push_back(b);
+}
+
+Expected<Ledger> ledger_from_json(const nlohmann::json& j) {
+  if (!j.is_object() || j.value("version", 0) != 1)
+    return make_error(ErrorCode::bad_request, "ledger: expected an object with \"version\": 1");
+  Ledger l;
+  if (!j.contains("next_seq") || !j["next_seq"].is_number_unsigned() || !j.contains("berths") ||
+      !j["berths"].is_array())
+    return make_error(ErrorCode::bad_request, "ledger: next_seq and berths are required");
+  l.next_seq = j["next_seq"].get<uint64_t>();
+  for (const auto& item : j["berths"]) {
+    auto b = berth_from_json(item);
+    if (!b) return make_error(b.error().code, "ledger: " + b.error().message);
+    if (l.berths.count(b->owner))
+      return make_error(ErrorCode::bad_request, "ledger: owner " + b->owner + " twice");
+    l.next_seq = std::max(l.next_seq, b->seq + 1);
+    l.berths[b->owner] = std::move(*b);
+  }
+  return l;
+}
+
+}  // namespace berth

@@ -1,0 +1,52 @@
+#pragma once
+// What a caller asks for when it creates a berth, and the owner key that names it.
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "core/expected.hpp"
+#include "core/ip.hpp"
+
+namespace berth {
+
+enum class NumaPolicy { single, prefer, any };
+std::string_view to_string(NumaPolicy p);
+
+struct RouteSpec {
+  Cidr dst;
+  IpAddress via;
+  bool operator==(const RouteSpec&) const = default;
+};
+
+struct NetworkProfile {
+  std::string ifname = "ib0";  // name inside the container; the i-th VF gets ifname with i added
+  int mtu = 0;                 // 0: leave as is
+  std::optional<std::string> pool;
+  std::optional<Cidr> address;
+  std::optional<IpAddress> gateway;  // a default route via this address
+  std::vector<RouteSpec> routes;
+  bool operator==(const NetworkProfile&) const = default;
+};
+
+struct BerthRequest {
+  int gpu_count = 0;
+  std::vector<std::string> gpu_ids;  // GPU index ("3") or PCI address; exclusive with gpu_count
+  int vf_count = 0;
+  NumaPolicy numa = NumaPolicy::single;
+  int cpu_count = 0;  // 0: every CPU of the berth's NUMA node(s)
+  bool shared = false;
+  NetworkProfile network;
+  bool operator==(const BerthRequest&) const = default;
+};
+
+// "slurm/<jobid>", "github/<job id>" or "manual/<name>".
+Status validate_owner(std::string_view owner);
+
+// Strict: unknown keys, wrong types and inconsistent combinations are errors naming the field.
+Expected<BerthRequest> parse_request(const nlohmann::json& j);
+void to_json(nlohmann::json& j, const BerthRequest& r);
+
+}  // namespace berth

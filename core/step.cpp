@@ -1,0 +1,181 @@
+#include "core/step.hpp"
+
+#include <nlohmann/json.hpp>
+
+namespace berth {
+namespace {
+
+template <class... Ts>
+struct overloaded : Ts... {
+  using Ts::operator()...;
+};
+
+std::string devnum(unsigned major, unsigned minor) {
+  return std::to_string(major) + ":" + std::to_string(minor);
+}
+
+}  // namespace
+
+std::string describe(const Step& s) {
+  return std::visit(
+      overloaded{
+          [](const step::MakeNode& x) {
+            return "create device node " + x.dev.path + " (" + devnum(x.dev.major, x.dev.minor) +
+                   ")";
+          },
+          [](const step::RemoveNode& x) { return "remove device node " + x.dev.path; },
+          [](const step::AllowDevice& x) {
+            return "allow device c " + devnum(x.major, x.minor) + " in the devices cgroup";
+          },
+          [](const step::DenyDevice& x) {
+            return "deny device c " + devnum(x.major, x.minor) + " in the devices cgroup";
+          },
+          [](const step::SetCpuset& x) { return "set cpuset cpus=" + x.cpus + " mems=" + x.mems; },
+          [](const step::MoveLinkIn& x) {
+            return "move link " + x.host_name + " into the container as " + x.ifname;
+          },
+          [](const step::MoveLinkOut& x) {
+            return "move link " + x.ifname + " back to the host as " + x.host_name;
+          },
+          [](const step::SetMtu& x) {
+            return "set MTU of " + x.ifname + " to " + std::to_string(x.mtu);
+          },
+          [](const step::AddAddress& x) { return "add address " + x.cidr + " to " + x.ifname; },
+          [](const step::DelAddress& x) {
+            return "remove address " + x.cidr + " from " + x.ifname;
+          },
+          [](const step::AddRoute& x) {
+            return "add route " + x.dst + " via " + x.via + " dev " + x.ifname;
+          },
+          [](const step::DelRoute& x) {
+            return "remove route " + x.dst + " via " + x.via + " dev " + x.ifname;
+          },
+          [](const step::LinkUp& x) { return "set link " + x.ifname + " up"; },
+          [](const step::LinkDown& x) { return "set link " + x.ifname + " down"; },
+      },
+      s);
+}
+
+std::optional<Step> inverse(const Step& s, const std::string& undo) {
+  return std::visit(
+      overloaded{
+          [&](const step::MakeNode& x) -> std::optional<Step> {
+            if (undo == "existed") return std::nullopt;
+            return step::RemoveNode{x.dev};
+          },
+          [&](const step::AllowDevice& x) -> std::optional<Step> {
+            // Denying a device the container was already allowed would take away what it had.
+            if (undo == "already-allowed") return std::nullopt;
+            return step::DenyDevice{x.major, x.minor};
+          },
+          [&](const step::SetCpuset&) -> std::optional<Step> {
+            auto bar = undo.find('|');
+            if (bar == std::string::npos) return std::nullopt;
+            return step::SetCpuset{undo.substr(0, bar), undo.substr(bar + 1)};
+          },
+          [](const step::MoveLinkIn& x) -> std::optional<Step> {
+            return step::MoveLinkOut{x.ifname, x.host_name};
+          },
+          [&](const step::SetMtu& x) -> std::optional<Step> {
+            if (undo.empty()) return std::nullopt;
+            return step::SetMtu{x.ifname, std::stoi(undo)};
+          },
+          [](const step::AddAddress& x) -> std::optional<Step> {
+            return step::DelAddress{x.ifname, x.cidr};
+          },
+          [](const step::AddRoute& x) -> std::optional<Step> {
+            return step::DelRoute{x.ifname, x.dst, x.via};
+          },
+          [](const step::LinkUp& x) -> std::optional<Step> { return step::LinkDown{x.ifname}; },
+          // Inverse steps are never planned forward, so they have no inverse of their own.
+          [](const auto&) -> std::optional<Step> { return std::nullopt; },
+      },
+      s);
+}
+
+nlohmann::json step_to_json(const Step& s) {
+  return std::visit(
+      overloaded{
+          [](const step::MakeNode& x) -> nlohmann::json {
+            return {{"op", "make_node"}, {"dev", nlohmann::json(x.dev)}};
+          },
+          [](const step::RemoveNode& x) -> nlohmann::json {
+            return {{"op", "remove_node"}, {"dev", nlohmann::json(x.dev)}};
+          },
+          [](const step::AllowDevice& x) -> nlohmann::json {
+            return {{"op", "allow_device"}, {"major", x.major}, {"minor", x.minor}};
+          },
+          [](const step::DenyDevice& x) -> nlohmann::json {
+            return {{"op", "deny_device"}, {"major", x.major}, {"minor", x.minor}};
+          },
+          [](const step::SetCpuset& x) -> nlohmann::json {
+            return {{"op", "set_cpuset"}, {"cpus", x.cpus}, {"mems", x.mems}};
+          },
+          [](const step::MoveLinkIn& x) -> nlohmann::json {
+            return {{"op", "move_link_in"}, {"host_name", x.host_name}, {"ifname", x.ifname}};
+          },
+          [](const step::MoveLinkOut& x) -> nlohmann::json {
+            return {{"op", "move_link_out"}, {"host_name", x.host_name}, {"ifname", x.ifname}};
+          },
+          [](const step::SetMtu& x) -> nlohmann::json {
+            return {{"op", "set_mtu"}, {"ifname", x.ifname}, {"mtu", x.mtu}};
+          },
+          [](const step::AddAddress& x) -> nlohmann::json {
+            return {{"op", "add_address"}, {"ifname", x.ifname}, {"cidr", x.cidr}};
+          },
+          [](const step::DelAddress& x) -> nlohmann::json {
+            return {{"op", "del_address"}, {"ifname", x.ifname}, {"cidr", x.cidr}};
+          },
+          [](const step::AddRoute& x) -> nlohmann::json {
+            return {{"op", "add_route"}, {"ifname", x.ifname}, {"dst", x.dst}, {"via", x.via}};
+          },
+          [](const step::DelRoute& x) -> nlohmann::json {
+            return {{"op", "del_route"}, {"ifname", x.ifname}, {"dst", x.dst}, {"via", x.via}};
+          },
+          [](const step::LinkUp& x) -> nlohmann::json {
+            return {{"op", "link_up"}, {"ifname", x.ifname}};
+          },
+          [](const step::LinkDown& x) -> nlohmann::json {
+            return {{"op", "link_down"}, {"ifname", x.ifname}};
+          },
+      },
+      s);
+}
+
+// Throws nlohmann::json::exception on a missing or mistyped field; the caller converts.
+static Step step_from_json_unchecked(const nlohmann::json& j) {
+  const auto op = j.at("op").get<std::string>();
+  auto dev = [&] {
+    const auto& d = j.at("dev");
+    return CharDevice{d.at("path").get<std::string>(), d.at("major").get<unsigned>(),
+                      d.at("minor").get<unsigned>()};
+  };
+  auto str = [&](const char* k) { return j.at(k).get<std::string>(); };
+  if (op == "make_node") return step::MakeNode{dev()};
+  if (op == "remove_node") return step::RemoveNode{dev()};
+  if (op == "allow_device")
+    return step::AllowDevice{j.at("major").get<unsigned>(), j.at("minor").get<unsigned>()};
+  if (op == "deny_device")
+    return step::DenyDevice{j.at("major").get<unsigned>(), j.at("minor").get<unsigned>()};
+  if (op == "set_cpuset") return step::SetCpuset{str("cpus"), str("mems")};
+  if (op == "move_link_in") return step::MoveLinkIn{str("host_name"), str("ifname")};
+  if (op == "move_link_out") return step::MoveLinkOut{str("ifname"), str("host_name")};
+  if (op == "set_mtu") return step::SetMtu{str("ifname"), j.at("mtu").get<int>()};
+  if (op == "add_address") return step::AddAddress{str("ifname"), str("cidr")};
+  if (op == "del_address") return step::DelAddress{str("ifname"), str("cidr")};
+  if (op == "add_route") return step::AddRoute{str("ifname"), str("dst"), str("via")};
+  if (op == "del_route") return step::DelRoute{str("ifname"), str("dst"), str("via")};
+  if (op == "link_up") return step::LinkUp{str("ifname")};
+  if (op == "link_down") return step::LinkDown{str("ifname")};
+  throw std::invalid_argument("unknown step op '" + op + "'");
+}
+
+Expected<Step> step_from_json(const nlohmann::json& j) {
+  try {
+    return step_from_json_unchecked(j);
+  } catch (const std::exception& e) {
+    return make_error(ErrorCode::bad_request, std::string("bad step: ") + e.what());
+  }
+}
+
+}  // namespace berth

@@ -1,0 +1,93 @@
+#pragma once
+// Host steps of an attach, each with its inverse. A step that replaces a value reports the old
+// one as its "undo" string; the inverse is built from the step and that string.
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "core/expected.hpp"
+#include "core/inventory.hpp"
+
+namespace berth {
+
+namespace step {
+struct MakeNode {
+  CharDevice dev;
+};  // undo "existed" when the node was already there
+struct RemoveNode {
+  CharDevice dev;
+};
+struct AllowDevice {
+  unsigned major;
+  unsigned minor;
+};  // undo "already-allowed": nothing to deny
+struct DenyDevice {
+  unsigned major;
+  unsigned minor;
+};
+struct SetCpuset {
+  std::string cpus;
+  std::string mems;
+};  // undo "<cpus>|<mems>"
+struct MoveLinkIn {
+  std::string host_name;
+  std::string ifname;
+};
+struct MoveLinkOut {
+  std::string ifname;
+  std::string host_name;
+};
+struct SetMtu {
+  std::string ifname;
+  int mtu;
+};  // undo: previous MTU
+struct AddAddress {
+  std::string ifname;
+  std::string cidr;
+};
+struct DelAddress {
+  std::string ifname;
+  std::string cidr;
+};
+struct AddRoute {
+  std::string ifname;
+  std::string dst;
+  std::string via;
+};
+struct DelRoute {
+  std::string ifname;
+  std::string dst;
+  std::string via;
+};
+struct LinkUp {
+  std::string ifname;
+};
+struct LinkDown {
+  std::string ifname;
+};
+}  // namespace step
+
+using Step = std::variant<step::MakeNode, step::RemoveNode, step::AllowDevice, step::DenyDevice,
+                          step::SetCpuset, step::MoveLinkIn, step::MoveLinkOut, step::SetMtu,
+                          step::AddAddress, step::DelAddress, step::AddRoute, step::DelRoute,
+                          step::LinkUp, step::LinkDown>;
+
+// A step that ran, with what it reported for its inverse.
+struct DoneStep {
+  Step step;
+  std::string undo;
+};
+
+// Human-readable, e.g. "move link ib0v0 into the container as ib0".
+std::string describe(const Step& s);
+// The step that undoes `s` given its undo string; nullopt when nothing needs undoing.
+std::optional<Step> inverse(const Step& s, const std::string& undo);
+
+// Step is a std::variant, out of ADL's reach, so these are named functions.
+nlohmann::json step_to_json(const Step& s);
+Expected<Step> step_from_json(const nlohmann::json& j);
+
+}  // namespace berth

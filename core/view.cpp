@@ -1,0 +1,57 @@
+#include "core/view.hpp"
+
+#include "core/cpulist.hpp"
+
+namespace berth {
+
+nlohmann::json berth_view(const Berth& b, const Inventory& inv) {
+  nlohmann::json j = b;
+  j.erase("seq");
+  j.erase("plan");
+  j.erase("done");
+  j["gpus"] = nlohmann::json::array();
+  for (const auto& pci : b.placement.gpus) {
+    nlohmann::json g = {{"pci", pci}};
+    if (const Gpu* gpu = inv.gpu_by_pci(pci)) {
+      g["index"] = gpu->index;
+      g["devices"] = nlohmann::json::array();
+      for (const auto& d : gpu->devices) g["devices"].push_back(d.path);
+    }
+    j["gpus"].push_back(std::move(g));
+  }
+  j["steps_applied"] = b.done.size();
+  if (j.contains("target") && !j["target"].is_null()) j["target"].erase("start_time");
+  return j;
+}
+
+nlohmann::json inventory_view(const Inventory& inv, const Ledger& ledger) {
+  std::map<std::string, std::vector<std::string>> gpu_holders;
+  std::map<std::string, std::string> vf_holder;
+  std::map<int, std::string> cpu_holder;
+  for (const auto& [owner, b] : ledger.berths) {
+    if (b.state == BerthState::released) continue;
+    for (const auto& g : b.placement.gpus) gpu_holders[g].push_back(owner);
+    for (const auto& v : b.placement.vfs) vf_holder[v] = owner;
+    if (!b.request.shared)
+      for (int c : b.placement.cpus) cpu_holder[c] = owner;
+  }
+  nlohmann::json j = inv;
+  for (auto& g : j["gpus"]) {
+    auto it = gpu_holders.find(g["pci"].get<std::string>());
+    g["held_by"] = it == gpu_holders.end() ? nlohmann::json::array() : nlohmann::json(it->second);
+  }
+  for (auto& v : j["vfs"]) {
+    auto it = vf_holder.find(v["pci"].get<std::string>());
+    v["held_by"] = it == vf_holder.end() ? nlohmann::json(nullptr) : nlohmann::json(it->second);
+  }
+  for (auto& n : j["numa_nodes"]) {
+    const NumaNode* node = inv.numa(n["id"].get<int>());
+    std::vector<int> free;
+    for (int c : node->cpus)
+      if (!cpu_holder.count(c)) free.push_back(c);
+    n["free_cpus"] = format_cpulist(free);
+  }
+  return j;
+}
+
+}  // namespace berth
