@@ -108,7 +108,8 @@ int run(const std::string& path) {
   berth::agent::Engine engine(io, std::move(ctx), std::move(*ledger), actuator, &store);
   berth::agent::ControlApi api(engine, config, p->group, p->discovery.warnings);
 
-  berth::net::UnixServerOptions options{config.control_socket, 0660, p->group};
+  berth::net::UnixServerOptions options{config.control_socket, config.control_socket_mode,
+                                        p->group};
   auto server = berth::net::UnixHttpServer::listen(
       io, options, [&api](berth::net::Request req, berth::net::Peer peer) {
         return api.handle(std::move(req), peer);

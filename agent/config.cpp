@@ -33,8 +33,8 @@ Expected<Config> parse_config(const std::string& text) {
                                                   {"runc", &c.runc},
                                                   {"runc_root", &c.runc_root},
                                                   {"log_level", &c.log_level}};
-  static const std::set<std::string> others{"control_group", "pools", "passthrough_iommu_groups",
-                                            "$comment"};
+  static const std::set<std::string> others{"control_socket_mode", "control_group", "pools",
+                                            "passthrough_iommu_groups", "$comment"};
   for (const auto& [key, value] : j.items()) {
     if (auto it = paths.find(key); it != paths.end()) {
       if (!value.is_string() || value.get<std::string>().empty())
@@ -51,6 +51,14 @@ Expected<Config> parse_config(const std::string& text) {
                                             "error", "critical", "off"};
   if (!levels.count(c.log_level))
     return config_error("log_level", "must be one of trace, debug, info, warn, error, off");
+  if (j.contains("control_socket_mode")) {
+    const auto& m = j["control_socket_mode"];
+    static const std::map<std::string, unsigned> modes{
+        {"0600", 0600}, {"0660", 0660}, {"0666", 0666}};
+    if (!m.is_string() || !modes.count(m.get<std::string>()))
+      return config_error("control_socket_mode", "must be \"0600\", \"0660\" or \"0666\"");
+    c.control_socket_mode = modes.at(m.get<std::string>());
+  }
   if (j.contains("control_group")) {
     if (!j["control_group"].is_string() || j["control_group"].get<std::string>().empty())
       return config_error("control_group", "must be a group name");

@@ -17,6 +17,7 @@ struct Config {
   std::string cgroup_root = "/sys/fs/cgroup";
   std::string state_dir = "/var/lib/berth";
   std::string control_socket = "/run/berth/berth.sock";
+  unsigned control_socket_mode = 0660;       // "0600", "0660" or "0666"
   std::optional<std::string> control_group;  // members (and root) may mutate; others only read
   std::string runc = "runc";                 // runc binary used to resolve container ids
   std::string runc_root;                     // runc --root, empty for runc's default

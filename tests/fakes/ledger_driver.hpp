@@ -1,0 +1,63 @@
+#pragma once
+// Drives core::apply the way the engine does, with step outcomes decided by a test function.
+#include <functional>
+#include <optional>
+#include <vector>
+
+#include "core/ledger.hpp"
+
+namespace berth::testing {
+
+struct StepLog {
+  Step step;
+  bool rollback;
+};
+
+class LedgerDriver {
+ public:
+  using Outcome = std::function<event::StepFinished(const action::RunStep&)>;
+
+  explicit LedgerDriver(Context ctx) : ctx_(std::move(ctx)) {
+    outcome_ = [](const action::RunStep& r) { return event::StepFinished{r.owner, true, "", ""}; };
+  }
+
+  void set_outcome(Outcome o) { outcome_ = std::move(o); }
+
+  // Applies `ev`, then keeps feeding step outcomes back until no step is pending.
+  // Returns the replies, in order.
+  std::vector<action::Reply> run(Event ev) {
+    std::vector<action::Reply> replies;
+    std::vector<Event> queue{std::move(ev)};
+    while (!queue.empty()) {
+      Event next = std::move(queue.front());
+      queue.erase(queue.begin());
+      for (auto& a : apply(ledger, ctx_, next)) {
+        if (auto* r = std::get_if<action::RunStep>(&a)) {
+          steps.push_back({r->step, r->rollback});
+          queue.push_back(outcome_(*r));
+        } else if (auto* rep = std::get_if<action::Reply>(&a)) {
+          replies.push_back(*rep);
+        } else {
+          ++persists;
+        }
+      }
+    }
+    return replies;
+  }
+
+  std::optional<Error> one(Event ev) {
+    auto replies = run(std::move(ev));
+    return replies.empty() ? std::optional<Error>(make_error(ErrorCode::internal, "no reply"))
+                           : replies.back().error;
+  }
+
+  Ledger ledger;
+  std::vector<StepLog> steps;
+  int persists = 0;
+
+ private:
+  Context ctx_;
+  Outcome outcome_;
+};
+
+}  // namespace berth::testing

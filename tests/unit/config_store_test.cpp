@@ -1,0 +1,99 @@
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "agent/cgroups.hpp"
+#include "agent/config.hpp"
+#include "agent/state_store.hpp"
+
+namespace berth::agent {
+
+TEST(Config, DefaultsAndOverrides) {
+  auto c = parse_config(R"({"state_dir":"/tmp/x","pools":[{"name":"a","subnet":"10.0.0.0/24"}]})");
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->sysfs_root, "/sys");
+  EXPECT_EQ(c->control_socket, "/run/berth/berth.sock");
+  EXPECT_EQ(c->state_dir, "/tmp/x");
+  EXPECT_EQ(c->pools.size(), 1u);
+}
+
+TEST(Config, BadConfigNamesTheFieldAndTheReason) {
+  struct Case {
+    const char* text;
+    const char* expect;
+  };
+  for (
+      auto [text, expect] : std::initializer_list<Case>{
+          {R"({"sysfs_root": 3})", "'sysfs_root': must be a non-empty string"},
+          {R"({"state_dir": "relative/dir"})", "'state_dir': must be an absolute path"},
+          {R"({"colour": "red"})", "'colour': unknown field"},
+          {R"({"log_level": "loud"})", "'log_level'"},
+          {R"({"pools": [{"name":"a","subnet":"10.0.0.0/24"},{"name":"a","subnet":"10.1.0.0/24"}]})",
+           "defined twice"},
+          {R"({"pools": [{"name":"a","subnet":"10.0.0.0/99"}]})", "'pools'"},
+          {R"({"control_socket_mode": "0777"})", "'control_socket_mode'"},
+          {R"({not json)", "not valid JSON"},
+      }) {
+    auto c = parse_config(text);
+    ASSERT_FALSE(c) << text;
+    EXPECT_NE(c.error().message.find(expect), std::string::npos)
+        << text << " -> " << c.error().message;
+  }
+}
+
+class StateStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() / ("berth-store-" + std::to_string(::getpid()));
+    std::filesystem::remove_all(dir_);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::filesystem::path dir_;
+};
+
+TEST_F(StateStoreTest, MissingFileIsAnEmptyLedgerAndSavesRoundTrip) {
+  StateStore store(dir_.string());
+  auto empty = store.load();
+  ASSERT_TRUE(empty);
+  EXPECT_TRUE(empty->berths.empty());
+  Ledger l;
+  Berth b;
+  b.owner = "manual/x";
+  b.seq = 7;
+  l.berths[b.owner] = b;
+  l.next_seq = 8;
+  ASSERT_TRUE(store.save(l));
+  EXPECT_FALSE(std::filesystem::exists(store.path() + ".tmp"));
+  EXPECT_EQ((std::filesystem::status(dir_).permissions() & std::filesystem::perms::others_read),
+            std::filesystem::perms::none);
+  auto back = store.load();
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_EQ(nlohmann::json(*back), nlohmann::json(l));
+}
+
+TEST_F(StateStoreTest, CorruptFileStopsWithAClearMessage) {
+  StateStore store(dir_.string());
+  ASSERT_TRUE(store.save(Ledger{}));
+  std::ofstream(store.path()) << "{\"version\":1,\"next_seq\":1,\"berths\":[{\"owner\":";
+  auto l = store.load();
+  ASSERT_FALSE(l);
+  EXPECT_NE(l.error().message.find("is corrupt"), std::string::npos);
+  std::ofstream(store.path()) << R"({"version":1,"next_seq":1,"berths":[{"owner":"manual/x"}]})";
+  l = store.load();
+  ASSERT_FALSE(l);
+  EXPECT_NE(l.error().message.find("is corrupt"), std::string::npos);
+}
+
+TEST(DevicesList, KnowsWhatIsAlreadyAllowed) {
+  EXPECT_TRUE(devices_list_allows("a *:* rwm\n", 10, 229));
+  EXPECT_TRUE(devices_list_allows("c 1:3 rwm\nc 10:229 rwm\n", 10, 229));
+  EXPECT_TRUE(devices_list_allows("c 136:* rwm\n", 136, 4));
+  EXPECT_FALSE(devices_list_allows("c *:* m\nb *:* m\nc 1:3 rwm\n", 10, 229));
+  EXPECT_FALSE(devices_list_allows("c 10:229 r\n", 10, 229));
+}
+
+}  // namespace berth::agent

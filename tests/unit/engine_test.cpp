@@ -1,0 +1,118 @@
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "agent/engine.hpp"
+#include "tests/fakes/fake_actuator.hpp"
+#include "tests/fakes/inventories.hpp"
+
+namespace berth::agent {
+namespace {
+
+class EngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() / ("berth-engine-" + std::to_string(::getpid()));
+    std::filesystem::remove_all(dir_);
+    store_.emplace(dir_.string());
+    ctx_.inventory = testing::two_socket();
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  // Runs the loop until `ev` is answered; a watchdog fails the test instead of hanging it.
+  std::pair<std::optional<Error>, nlohmann::json> call(Engine& engine, Event ev) {
+    std::optional<std::pair<std::optional<Error>, nlohmann::json>> result;
+    engine.submit(std::move(ev), [&](std::optional<Error> e, nlohmann::json v) {
+      result.emplace(std::move(e), std::move(v));
+      // What the caller is told is already on disk.
+      auto on_disk = store_->load();
+      EXPECT_TRUE(on_disk);
+      EXPECT_EQ(nlohmann::json(*on_disk), nlohmann::json(engine.ledger()));
+    });
+    boost::asio::steady_timer watchdog(io_, std::chrono::seconds(10));
+    watchdog.async_wait([&](auto ec) {
+      if (!ec) {
+        ADD_FAILURE() << "watchdog: no reply within 10 s";
+        io_.stop();
+      }
+    });
+    while (!result && !io_.stopped()) io_.run_one();
+    watchdog.cancel();
+    io_.restart();
+    return result.value_or(std::make_pair(
+        std::optional<Error>(make_error(ErrorCode::internal, "none")), nlohmann::json()));
+  }
+
+  boost::asio::io_context io_;
+  std::filesystem::path dir_;
+  std::optional<StateStore> store_;
+  Context ctx_;
+  testing::FakeActuator actuator_;
+};
+
+TEST_F(EngineTest, AttachAndDetachRunEveryStepAndPersist) {
+  Engine engine(io_, ctx_, {}, actuator_, &*store_);
+  BerthRequest r;
+  r.gpu_count = 1;
+  auto [e1, v1] = call(engine, event::Create{0, "slurm/1", r});
+  ASSERT_FALSE(e1);
+  EXPECT_EQ(v1["state"], "reserved");
+  auto [e2, v2] = call(engine, event::Attach{0, "slurm/1", Target{1234, 1, ""}});
+  ASSERT_FALSE(e2) << e2->message;
+  EXPECT_EQ(v2["state"], "attached");
+  EXPECT_EQ(v2["target"]["pid"], 1234);
+  EXPECT_EQ(v2["gpus"][0]["index"], 0);
+  EXPECT_EQ(v2["gpus"][0]["devices"][0], "/dev/nvidia0");
+  EXPECT_EQ(actuator_.log.size(), 5u);  // 2 nodes, 2 allows, cpuset
+  auto [e3, v3] = call(engine, event::Detach{0, "slurm/1"});
+  ASSERT_FALSE(e3);
+  EXPECT_EQ(v3["state"], "reserved");
+  EXPECT_EQ(actuator_.log.back(), "undo: remove device node /dev/nvidia0");
+}
+
+TEST_F(EngineTest, FailedStepRollsBackAndReportsTheStep) {
+  actuator_.fail_forward_at = 3;
+  Engine engine(io_, ctx_, {}, actuator_, &*store_);
+  BerthRequest r;
+  r.gpu_count = 1;
+  call(engine, event::Create{0, "slurm/1", r});
+  auto [e, v] = call(engine, event::Attach{0, "slurm/1", Target{1234, 1, ""}});
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->code, ErrorCode::attach_failed);
+  EXPECT_NE(e->message.find("step 4/5"), std::string::npos) << e->message;
+  EXPECT_EQ(v["state"], "failed");
+  std::vector<std::string> expected{"create device node /dev/nvidia0 (195:0)",
+                                    "allow device c 195:0 in the devices cgroup",
+                                    "create device node /dev/nvidiactl (195:255)",
+                                    "allow device c 195:255 in the devices cgroup",
+                                    "undo: remove device node /dev/nvidiactl",
+                                    "undo: deny device c 195:0 in the devices cgroup",
+                                    "undo: remove device node /dev/nvidia0"};
+  EXPECT_EQ(actuator_.log, expected);
+}
+
+TEST_F(EngineTest, ReloadedLedgerResumesInterruptedDetach) {
+  Ledger l;
+  {
+    Engine engine(io_, ctx_, {}, actuator_, &*store_);
+    BerthRequest r;
+    r.gpu_count = 1;
+    call(engine, event::Create{0, "slurm/1", r});
+    call(engine, event::Attach{0, "slurm/1", Target{1234, 1, ""}});
+    l = engine.ledger();
+  }
+  l.berths.at("slurm/1").state = BerthState::detaching;  // as if the agent died mid-detach
+  actuator_.log.clear();
+  Engine engine(io_, ctx_, l, actuator_, &*store_);
+  engine.resume();
+  for (int i = 0; i < 100 && engine.busy(); ++i) io_.run_one();
+  EXPECT_EQ(engine.ledger().berths.at("slurm/1").state, BerthState::reserved);
+  EXPECT_EQ(actuator_.log.size(), 4u);
+}
+
+}  // namespace
+}  // namespace berth::agent

@@ -1,0 +1,262 @@
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "core/ledger.hpp"
+#include "tests/fakes/inventories.hpp"
+#include "tests/fakes/ledger_driver.hpp"
+
+namespace berth {
+namespace {
+
+Context context() {
+  Context ctx;
+  ctx.inventory = testing::two_socket(4);
+  auto pool = parse_pool_config(nlohmann::json::parse(
+      R"({"name":"grid","subnet":"10.77.0.0/24","ranges":["10.77.0.10-10.77.0.11"],"gateway":"10.77.0.1"})"));
+  ctx.pools["grid"] = *pool;
+  return ctx;
+}
+
+BerthRequest one_gpu_one_vf() {
+  BerthRequest r;
+  r.gpu_count = 1;
+  r.vf_count = 1;
+  r.cpu_count = 1;
+  r.network.pool = "grid";
+  return r;
+}
+
+Target target() {
+  return Target{4242, 777, ""};
+}
+
+}  // namespace
+
+TEST(Ledger, CreateReservesAndAssignsAddressAndGatewayRoute) {
+  testing::LedgerDriver d(context());
+  EXPECT_FALSE(d.one(event::Create{1, "slurm/1", one_gpu_one_vf()}));
+  const Berth& b = d.ledger.berths.at("slurm/1");
+  EXPECT_EQ(b.state, BerthState::reserved);
+  ASSERT_EQ(b.vfs.size(), 1u);
+  EXPECT_EQ(b.vfs[0].addresses[0].to_string(), "10.77.0.10/24");
+  EXPECT_EQ(b.vfs[0].ifname, "ib0");
+  ASSERT_EQ(b.routes.size(), 1u);
+  EXPECT_EQ(b.routes[0].dst.to_string(), "0.0.0.0/0");
+  EXPECT_EQ(b.routes[0].via.to_string(), "10.77.0.1");
+  EXPECT_GE(d.persists, 1);
+}
+
+TEST(Ledger, CreateIsIdempotentAndConflictsOnADifferentRequest) {
+  testing::LedgerDriver d(context());
+  EXPECT_FALSE(d.one(event::Create{1, "slurm/1", one_gpu_one_vf()}));
+  auto before = nlohmann::json(d.ledger).dump();
+  EXPECT_FALSE(d.one(event::Create{2, "slurm/1", one_gpu_one_vf()}));
+  EXPECT_EQ(nlohmann::json(d.ledger).dump(), before);
+  auto other = one_gpu_one_vf();
+  other.gpu_count = 2;
+  auto e = d.one(event::Create{3, "slurm/1", other});
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->code, ErrorCode::conflict);
+  EXPECT_EQ(nlohmann::json(d.ledger).dump(), before);
+}
+
+TEST(Ledger, RefusalsLeaveNothingBehind) {
+  testing::LedgerDriver d(context());
+  auto r = one_gpu_one_vf();
+  r.network.pool = "nope";
+  EXPECT_EQ(d.one(event::Create{1, "slurm/1", r})->code, ErrorCode::unknown_pool);
+  r = one_gpu_one_vf();
+  r.gpu_count = 9;
+  EXPECT_EQ(d.one(event::Create{2, "slurm/1", r})->code, ErrorCode::no_capacity);
+  EXPECT_EQ(d.one(event::Create{3, "bogus", one_gpu_one_vf()})->code, ErrorCode::bad_request);
+  EXPECT_TRUE(d.ledger.berths.empty());
+  EXPECT_EQ(d.one(event::Attach{4, "slurm/9", target()})->code, ErrorCode::unknown_owner);
+  EXPECT_EQ(d.one(event::Detach{5, "slurm/9"})->code, ErrorCode::unknown_owner);
+  EXPECT_EQ(d.one(event::Release{6, "slurm/9"})->code, ErrorCode::unknown_owner);
+}
+
+TEST(Ledger, PoolExhaustionRefusesTheThirdBerth) {
+  testing::LedgerDriver d(context());
+  EXPECT_FALSE(d.one(event::Create{1, "slurm/1", one_gpu_one_vf()}));
+  EXPECT_FALSE(d.one(event::Create{2, "slurm/2", one_gpu_one_vf()}));
+  auto e = d.one(event::Create{3, "slurm/3", one_gpu_one_vf()});
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->code, ErrorCode::pool_exhausted);
+  EXPECT_FALSE(d.one(event::Release{4, "slurm/1"}));
+  EXPECT_FALSE(d.one(event::Create{5, "slurm/3", one_gpu_one_vf()}));
+  EXPECT_EQ(d.ledger.berths.at("slurm/3").vfs[0].addresses[0].to_string(), "10.77.0.10/24");
+}
+
+TEST(Ledger, AttachRunsThePlanInOrderAndDetachRunsInversesInReverse) {
+  testing::LedgerDriver d(context());
+  d.one(event::Create{1, "slurm/1", one_gpu_one_vf()});
+  EXPECT_FALSE(d.one(event::Attach{2, "slurm/1", target()}));
+  const Berth& b = d.ledger.berths.at("slurm/1");
+  EXPECT_EQ(b.state, BerthState::attached);
+  const size_t n = b.plan.size();
+  ASSERT_EQ(d.steps.size(), n);
+  // GPU nodes first, then the VF (move, address, up, route), then the cpuset.
+  EXPECT_TRUE(std::holds_alternative<step::MakeNode>(d.steps.front().step));
+  EXPECT_TRUE(std::holds_alternative<step::SetCpuset>(d.steps.back().step));
+  d.steps.clear();
+  EXPECT_FALSE(d.one(event::Detach{3, "slurm/1"}));
+  EXPECT_EQ(b.state, BerthState::reserved);
+  ASSERT_EQ(d.steps.size(), n - 1);  // the cpuset reported no previous value: nothing to restore
+  EXPECT_TRUE(std::holds_alternative<step::DelRoute>(d.steps.front().step));
+  EXPECT_TRUE(std::holds_alternative<step::RemoveNode>(d.steps.back().step));
+  for (const auto& s : d.steps) EXPECT_TRUE(s.rollback);
+}
+
+TEST(Ledger, RepeatedCallsAreHarmless) {
+  testing::LedgerDriver d(context());
+  d.one(event::Create{1, "slurm/1", one_gpu_one_vf()});
+  EXPECT_FALSE(d.one(event::Attach{2, "slurm/1", target()}));
+  d.steps.clear();
+  EXPECT_FALSE(d.one(event::Attach{3, "slurm/1", target()}));
+  EXPECT_TRUE(d.steps.empty());
+  auto other = target();
+  other.pid = 99;
+  EXPECT_EQ(d.one(event::Attach{4, "slurm/1", other})->code, ErrorCode::conflict);
+  EXPECT_FALSE(d.one(event::Detach{5, "slurm/1"}));
+  d.steps.clear();
+  EXPECT_FALSE(d.one(event::Detach{6, "slurm/1"}));
+  EXPECT_TRUE(d.steps.empty());
+  EXPECT_FALSE(d.one(event::Release{7, "slurm/1"}));
+  EXPECT_FALSE(d.one(event::Release{8, "slurm/1"}));
+  EXPECT_EQ(d.ledger.berths.at("slurm/1").state, BerthState::released);
+  EXPECT_EQ(d.one(event::Attach{9, "slurm/1", target()})->code, ErrorCode::invalid_state);
+}
+
+TEST(Ledger, ReleaseOfAnAttachedBerthDetachesFirst) {
+  testing::LedgerDriver d(context());
+  d.one(event::Create{1, "slurm/1", one_gpu_one_vf()});
+  d.one(event::Attach{2, "slurm/1", target()});
+  d.steps.clear();
+  EXPECT_FALSE(d.one(event::Release{3, "slurm/1"}));
+  EXPECT_FALSE(d.steps.empty());
+  EXPECT_EQ(d.ledger.berths.at("slurm/1").state, BerthState::released);
+  EXPECT_TRUE(d.ledger.berths.at("slurm/1").done.empty());
+}
+
+// A failure at step k runs exactly the inverses of steps k-1..1, in that order.
+TEST(Ledger, FailureAtEachStepRollsBackTheStepsBefore) {
+  testing::LedgerDriver probe(context());
+  probe.one(event::Create{1, "slurm/1", one_gpu_one_vf()});
+  probe.one(event::Attach{2, "slurm/1", target()});
+  const auto plan = probe.ledger.berths.at("slurm/1").plan;
+  for (size_t k = 0; k < plan.size(); ++k) {
+    testing::LedgerDriver d(context());
+    d.one(event::Create{1, "slurm/1", one_gpu_one_vf()});
+    size_t forward = 0;
+    d.set_outcome([&](const action::RunStep& r) {
+      if (!r.rollback && forward++ == k) return event::StepFinished{r.owner, false, "", "injected"};
+      return event::StepFinished{
+          r.owner, true, std::holds_alternative<step::SetCpuset>(r.step) ? "0-1|0" : "", ""};
+    });
+    auto e = d.one(event::Attach{2, "slurm/1", target()});
+    ASSERT_TRUE(e) << "k=" << k;
+    EXPECT_EQ(e->code, ErrorCode::attach_failed);
+    EXPECT_NE(e->message.find("step " + std::to_string(k + 1) + "/"), std::string::npos)
+        << e->message;
+    EXPECT_NE(e->message.find("rolled back"), std::string::npos) << e->message;
+    const Berth& b = d.ledger.berths.at("slurm/1");
+    EXPECT_EQ(b.state, BerthState::failed);
+    EXPECT_TRUE(b.done.empty());
+    std::vector<std::string> undone;
+    for (size_t i = k + 1; i < d.steps.size(); ++i) {
+      EXPECT_TRUE(d.steps[i].rollback);
+      undone.push_back(describe(d.steps[i].step));
+    }
+    std::vector<std::string> expected;
+    for (size_t i = k; i-- > 0;) expected.push_back(describe(*inverse(plan[i], "")));
+    EXPECT_EQ(undone, expected) << "k=" << k;
+    // A failed berth can be attached again once the cause is gone.
+    d.set_outcome([](const action::RunStep& r) {
+      return event::StepFinished{r.owner, true, "", ""};
+    });
+    EXPECT_FALSE(d.one(event::Attach{3, "slurm/1", target()}));
+  }
+}
+
+TEST(Ledger, ResumeRollsBackAnAttachCutOffByARestart) {
+  testing::LedgerDriver d(context());
+  d.one(event::Create{1, "slurm/1", one_gpu_one_vf()});
+  int n = 0;
+  // Stop feeding outcomes after 3 steps: the "agent" died mid-attach.
+  d.set_outcome([&](const action::RunStep& r) {
+    ++n;
+    return event::StepFinished{n <= 3 ? r.owner : "nobody", true, "", ""};
+  });
+  d.run(event::Attach{2, "slurm/1", target()});
+  Berth& b = d.ledger.berths.at("slurm/1");
+  ASSERT_EQ(b.done.size(), 3u);
+  // Reload from disk: the operation is forgotten, the host state is not.
+  auto reloaded = ledger_from_json(nlohmann::json(d.ledger));
+  ASSERT_TRUE(reloaded) << reloaded.error().message;
+  d.ledger = *reloaded;
+  d.steps.clear();
+  d.set_outcome([](const action::RunStep& r) {
+    return event::StepFinished{r.owner, true, "", ""};
+  });
+  d.run(event::Resume{});
+  const Berth& after = d.ledger.berths.at("slurm/1");
+  EXPECT_EQ(after.state, BerthState::failed);
+  EXPECT_TRUE(after.done.empty());
+  EXPECT_EQ(d.steps.size(), 3u);
+  EXPECT_NE(after.error.find("restarted"), std::string::npos);
+}
+
+TEST(Ledger, FailedDetachMarksFailedAndReleaseStillFrees) {
+  testing::LedgerDriver d(context());
+  d.one(event::Create{1, "slurm/1", one_gpu_one_vf()});
+  d.one(event::Attach{2, "slurm/1", target()});
+  d.set_outcome([](const action::RunStep& r) {
+    bool bad = std::holds_alternative<step::MoveLinkOut>(r.step);
+    return event::StepFinished{r.owner, !bad, "", bad ? "link vanished" : ""};
+  });
+  auto e = d.one(event::Detach{3, "slurm/1"});
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->code, ErrorCode::detach_failed);
+  EXPECT_EQ(d.ledger.berths.at("slurm/1").state, BerthState::failed);
+  EXPECT_FALSE(d.one(event::Release{4, "slurm/1"}));
+  EXPECT_EQ(d.ledger.berths.at("slurm/1").state, BerthState::released);
+}
+
+TEST(Ledger, RoundTripsThroughJson) {
+  testing::LedgerDriver d(context());
+  d.one(event::Create{1, "slurm/1", one_gpu_one_vf()});
+  d.one(event::Attach{2, "slurm/1", target()});
+  auto j = nlohmann::json(d.ledger);
+  auto back = ledger_from_json(j);
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_EQ(nlohmann::json(*back), j);
+  EXPECT_FALSE(ledger_from_json(nlohmann::json::parse(R"({"version":2})")));
+  j["berths"][0]["state"] = "sideways";
+  EXPECT_FALSE(ledger_from_json(j));
+}
+
+TEST(Ledger, TransitionsFollowTheLifecycle) {
+  using S = BerthState;
+  EXPECT_TRUE(can_transition(S::reserved, S::attaching));
+  EXPECT_FALSE(can_transition(S::reserved, S::attached));
+  EXPECT_FALSE(can_transition(S::attached, S::released));
+  EXPECT_FALSE(can_transition(S::released, S::reserved));
+  EXPECT_TRUE(can_transition(S::detaching, S::released));
+}
+
+TEST(Ledger, TombstonesArePruned) {
+  auto ctx = context();
+  ctx.max_tombstones = 2;
+  testing::LedgerDriver d(ctx);
+  BerthRequest r;
+  for (int i = 0; i < 5; ++i) {
+    std::string owner = "manual/" + std::to_string(i);
+    d.one(event::Create{1, owner, r});
+    d.one(event::Release{2, owner});
+  }
+  EXPECT_EQ(d.ledger.berths.size(), 2u);
+  EXPECT_TRUE(d.ledger.berths.count("manual/4"));
+}
+
+}  // namespace berth
