@@ -1,0 +1,167 @@
+// Attach and detach against the real kernel: a runc container, veth stand-ins for VFs, real char
+// devices standing in for GPUs, cgroup v1. The engine runs in-process with the host actuator.
+#include <gtest/gtest.h>
+
+#include <boost/asio/io_context.hpp>
+#include <nlohmann/json.hpp>
+
+#include "agent/device_nodes.hpp"
+#include "agent/discovery.hpp"
+#include "agent/engine.hpp"
+#include "agent/host_actuator.hpp"
+#include "tests/fakes/engine_call.hpp"
+#include "tests/fakes/fake_actuator.hpp"
+#include "tests/integration/host.hpp"
+
+namespace berth::itest {
+namespace {
+
+class AttachTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!skip_reason.empty()) GTEST_SKIP() << skip_reason;
+    agent::Config config;
+    const std::string root = std::string(BERTH_FIXTURES) + "/two-socket";
+    config.sysfs_root = root + "/sys";
+    config.dev_root = root + "/dev";
+    config.proc_root = root + "/proc";
+    config.passthrough_iommu_groups = {70};
+    auto d = agent::discover(config);
+    ASSERT_TRUE(d) << d.error().message;
+    ctx_.inventory = d->inventory;
+    ctx_.pools["grid"] = *parse_pool_config(nlohmann::json::parse(
+        R"({"name":"grid","subnet":"10.77.0.0/24","ranges":["10.77.0.10-10.77.0.20"],"gateway":"10.77.0.1"})"));
+    create_vf_standins();
+    container_.emplace("berth-itest-attach");
+    ASSERT_TRUE(container_->started()) << container_->error();
+  }
+  void TearDown() override {
+    container_.reset();
+    remove_vf_standins();
+  }
+
+  BerthRequest request() const {
+    BerthRequest r;
+    r.gpu_count = 1;
+    r.vf_count = 1;
+    r.network.pool = "grid";
+    return r;
+  }
+  Target target() const { return Target{container_->pid(), 0, ""}; }
+
+  // Opens the stand-in GPU node, and a node the container makes itself for the same device
+  // (so a missing node is not the only thing that stops it: the devices cgroup must too).
+  // Read-only redirections: "<>" would create a regular file where the node is missing.
+  bool can_open_gpu() const { return container_->exec("exec 3</dev/nvidia0").rc == 0; }
+  bool can_mknod_gpu() const {
+    return container_->exec("rm -f /tmp/g; mknod /tmp/g c 10 229 && exec 3</tmp/g").rc == 0;
+  }
+
+  boost::asio::io_context io_;
+  Context ctx_;
+  std::optional<RuncContainer> container_;
+  agent::HostActuator host_{"/sys/fs/cgroup"};
+};
+
+TEST_F(AttachTest, AttachGivesDevicesNetworkAndCpusAndDetachTakesThemBack) {
+  const std::string before = snapshot(*container_);
+  EXPECT_FALSE(can_open_gpu());
+  EXPECT_FALSE(can_mknod_gpu());
+
+  agent::Engine engine(io_, ctx_, {}, host_, nullptr);
+  auto [ce, cv] = testing::call(io_, engine, event::Create{0, "manual/itest", request()});
+  ASSERT_FALSE(ce) << ce->message;
+  auto [ae, av] = testing::call(io_, engine, event::Attach{0, "manual/itest", target()});
+  ASSERT_FALSE(ae) << ae->message;
+  EXPECT_EQ(av["state"], "attached");
+
+  EXPECT_TRUE(can_open_gpu());
+  EXPECT_TRUE(container_->exec("test -c /dev/nvidiactl").rc == 0);
+  EXPECT_EQ(sh("cat /sys/fs/cgroup/cpuset" + container_->cgroup() + "/cpuset.cpus").out, "0\n");
+  EXPECT_EQ(sh("cat /sys/fs/cgroup/cpuset" + container_->cgroup() + "/cpuset.mems").out, "0\n");
+  auto addr = container_->exec("ip -o addr show dev ib0");
+  EXPECT_NE(addr.out.find("inet 10.77.0.10/24"), std::string::npos) << addr.out;
+  auto route = container_->exec("ip route");
+  EXPECT_NE(route.out.find("default via 10.77.0.1 dev ib0"), std::string::npos) << route.out;
+  auto ping = container_->exec("ping -c 1 -W 2 10.77.0.1");
+  EXPECT_EQ(ping.rc, 0) << ping.out;
+  EXPECT_NE(sh("ip link show bvf0x0").rc, 0) << "the VF stand-in must have left the host";
+
+  auto [de, dv] = testing::call(io_, engine, event::Detach{0, "manual/itest"});
+  ASSERT_FALSE(de) << de->message;
+  EXPECT_EQ(dv["state"], "reserved");
+  EXPECT_FALSE(can_open_gpu());
+  EXPECT_FALSE(can_mknod_gpu());
+  EXPECT_EQ(sh("ip -o link show bvf0x0").out.find("state DOWN") != std::string::npos, true);
+  EXPECT_EQ(diff(before, snapshot(*container_)), "");
+
+  // Detach again: nothing left to do, nothing changes.
+  auto [de2, dv2] = testing::call(io_, engine, event::Detach{0, "manual/itest"});
+  EXPECT_FALSE(de2);
+  EXPECT_EQ(diff(before, snapshot(*container_)), "");
+  // Release returns the address to the pool: the next berth gets it again.
+  EXPECT_FALSE(testing::call(io_, engine, event::Release{0, "manual/itest"}).first);
+  auto [ne, nv] = testing::call(io_, engine, event::Create{0, "manual/next", request()});
+  ASSERT_FALSE(ne);
+  EXPECT_EQ(nv["vfs"][0]["addresses"][0], "10.77.0.10/24");
+}
+
+TEST_F(AttachTest, ForcedFailureAtEachStepLeavesTheHostAsBefore) {
+  const std::string before = snapshot(*container_);
+  size_t plan_size = 0;
+  {
+    testing::FakeActuator fake;
+    agent::Engine probe(io_, ctx_, {}, fake, nullptr);
+    testing::call(io_, probe, event::Create{0, "manual/probe", request()});
+    testing::call(io_, probe, event::Attach{0, "manual/probe", target()});
+    plan_size = probe.ledger().berths.at("manual/probe").plan.size();
+  }
+  ASSERT_GE(plan_size, 9u);
+  for (size_t k = 0; k < plan_size; ++k) {
+    testing::FailingActuator failing(host_, static_cast<int>(k));
+    agent::Engine engine(io_, ctx_, {}, failing, nullptr);
+    ASSERT_FALSE(testing::call(io_, engine, event::Create{0, "manual/fail", request()}).first);
+    auto [e, v] = testing::call(io_, engine, event::Attach{0, "manual/fail", target()});
+    ASSERT_TRUE(e) << "k=" << k;
+    EXPECT_EQ(e->code, ErrorCode::attach_failed);
+    EXPECT_NE(e->message.find("rolled back"), std::string::npos) << e->message;
+    EXPECT_EQ(v["state"], "failed");
+    EXPECT_EQ(diff(before, snapshot(*container_)), "") << "after a failure at step " << k + 1;
+    EXPECT_FALSE(can_open_gpu());
+  }
+}
+
+TEST_F(AttachTest, RefusesAProcessThatIsNotInAContainer) {
+  agent::Engine engine(io_, ctx_, {}, host_, nullptr);
+  testing::call(io_, engine, event::Create{0, "manual/self", request()});
+  auto [e, v] =
+      testing::call(io_, engine, event::Attach{0, "manual/self", Target{::getpid(), 0, ""}});
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->code, ErrorCode::attach_failed);
+  EXPECT_NE(e->message.find("not a container"), std::string::npos) << e->message;
+  EXPECT_TRUE(sh("ip link show bvf0x0").rc == 0);
+}
+
+TEST_F(AttachTest, ASymlinkPlantedInTheContainerDevIsNotFollowed) {
+  // The container's root replaces /dev/nvidia0 with a link to a host path before attach.
+  ASSERT_EQ(container_->exec("ln -s /proc/1/root/etc/berth-owned /dev/nvidia0").rc, 0);
+  agent::Engine engine(io_, ctx_, {}, host_, nullptr);
+  testing::call(io_, engine, event::Create{0, "manual/trap", request()});
+  auto [e, v] = testing::call(io_, engine, event::Attach{0, "manual/trap", target()});
+  ASSERT_TRUE(e);
+  EXPECT_NE(e->message.find("a different file already exists at /dev/nvidia0"), std::string::npos)
+      << e->message;
+  EXPECT_FALSE(std::filesystem::exists("/etc/berth-owned"));
+  // A planted directory link for a nested path (MIG capability nodes live in /dev/nvidia-caps/)
+  // is refused, not followed into the host's /etc.
+  ASSERT_EQ(container_->exec("ln -s /proc/1/root/etc /dev/nvidia-caps").rc, 0);
+  auto handle = agent::open_container(target());
+  ASSERT_TRUE(handle) << handle.error().message;
+  auto made = agent::make_device_node(handle->root.get(),
+                                      CharDevice{"/dev/nvidia-caps/nvidia-cap1", 10, 229});
+  EXPECT_FALSE(made);
+  EXPECT_FALSE(std::filesystem::exists("/etc/nvidia-cap1"));
+}
+
+}  // namespace
+}  // namespace berth::itest

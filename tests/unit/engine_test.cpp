@@ -4,9 +4,9 @@
 #include <filesystem>
 
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/steady_timer.hpp>
 
 #include "agent/engine.hpp"
+#include "tests/fakes/engine_call.hpp"
 #include "tests/fakes/fake_actuator.hpp"
 #include "tests/fakes/inventories.hpp"
 
@@ -23,28 +23,13 @@ class EngineTest : public ::testing::Test {
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
-  // Runs the loop until `ev` is answered; a watchdog fails the test instead of hanging it.
+  // What the caller is told is already on disk.
   std::pair<std::optional<Error>, nlohmann::json> call(Engine& engine, Event ev) {
-    std::optional<std::pair<std::optional<Error>, nlohmann::json>> result;
-    engine.submit(std::move(ev), [&](std::optional<Error> e, nlohmann::json v) {
-      result.emplace(std::move(e), std::move(v));
-      // What the caller is told is already on disk.
+    return testing::call(io_, engine, std::move(ev), [&] {
       auto on_disk = store_->load();
-      EXPECT_TRUE(on_disk);
+      ASSERT_TRUE(on_disk);
       EXPECT_EQ(nlohmann::json(*on_disk), nlohmann::json(engine.ledger()));
     });
-    boost::asio::steady_timer watchdog(io_, std::chrono::seconds(10));
-    watchdog.async_wait([&](auto ec) {
-      if (!ec) {
-        ADD_FAILURE() << "watchdog: no reply within 10 s";
-        io_.stop();
-      }
-    });
-    while (!result && !io_.stopped()) io_.run_one();
-    watchdog.cancel();
-    io_.restart();
-    return result.value_or(std::make_pair(
-        std::optional<Error>(make_error(ErrorCode::internal, "none")), nlohmann::json()));
   }
 
   boost::asio::io_context io_;
