@@ -1,0 +1,278 @@
+// The control API over the unix socket, against a real berthd process on the two-socket fixture.
+#include <grp.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "net/http_client.hpp"
+#include "tests/integration/host.hpp"
+
+namespace berth::itest {
+namespace {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+class ApiTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!skip_reason.empty()) GTEST_SKIP() << skip_reason;
+    dir_ = fs::temp_directory_path() / ("berth-api-" + std::to_string(::getpid()));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    fs::permissions(dir_, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                              fs::perms::others_read | fs::perms::others_exec);
+    socket_ = (dir_ / "berth.sock").string();
+    const std::string root = std::string(BERTH_FIXTURES) + "/two-socket";
+    json config = {{"sysfs_root", root + "/sys"},
+                   {"dev_root", root + "/dev"},
+                   {"proc_root", root + "/proc"},
+                   {"state_dir", (dir_ / "state").string()},
+                   {"control_socket", socket_},
+                   {"control_socket_mode", "0666"},
+                   {"control_group", "users"},
+                   {"log_level", "warn"},
+                   {"passthrough_iommu_groups", {70}},
+                   {"pools",
+                    {{{"name", "grid"},
+                      {"subnet", "10.77.0.0/24"},
+                      {"ranges", {"10.77.0.10-10.77.0.20"}},
+                      {"gateway", "10.77.0.1"}}}}};
+    config_ = (dir_ / "berthd.json").string();
+    std::ofstream(config_) << config.dump(2);
+    create_vf_standins();
+    container_.emplace("berth-itest-api");
+    ASSERT_TRUE(container_->started()) << container_->error();
+    start();
+  }
+  void TearDown() override {
+    stop();
+    container_.reset();
+    remove_vf_standins();
+    fs::remove_all(dir_);
+  }
+
+  void start() {
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::execl(BERTHD_PATH, BERTHD_PATH, "--config", config_.c_str(), nullptr);
+      ::_exit(127);
+    }
+    for (int i = 0; i < 200; ++i) {
+      if (net::unix_request(socket_, "GET", "/v1/health")) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+    FAIL() << "berthd did not start listening on " << socket_;
+  }
+  void stop() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGTERM);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "berthd did not stop cleanly";
+    pid_ = 0;
+  }
+
+  struct Reply {
+    unsigned status = 0;
+    json body;
+  };
+  Reply call(const std::string& method, const std::string& target, const std::string& body = {}) {
+    auto r = net::unix_request(socket_, method, target, body);
+    EXPECT_TRUE(r) << r.error().message;
+    if (!r) return {};
+    return {r->status, json::parse(r->body, nullptr, false)};
+  }
+  std::string ledger_file() {
+    std::ifstream in(dir_ / "state" / "ledger.json");
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+
+  fs::path dir_;
+  std::string socket_;
+  std::string config_;
+  pid_t pid_ = 0;
+  std::optional<RuncContainer> container_;
+};
+
+const char* kRequest = R"({"gpus":1,"vfs":1,"network":{"pool":"grid"}})";
+
+TEST_F(ApiTest, RoundTripsAndRepeatsAreHarmless) {
+  auto c1 = call("PUT", "/v1/berths/slurm/77", kRequest);
+  ASSERT_EQ(c1.status, 200u) << c1.body;
+  EXPECT_EQ(c1.body["berth"]["state"], "reserved");
+  EXPECT_EQ(c1.body["berth"]["vfs"][0]["addresses"][0], "10.77.0.10/24");
+  auto c2 = call("PUT", "/v1/berths/slurm/77", kRequest);
+  EXPECT_EQ(c2.status, 200u);
+  EXPECT_EQ(c2.body, c1.body);
+
+  const std::string pid = std::to_string(container_->pid());
+  for (int i = 0; i < 2; ++i) {
+    auto a = call("POST", "/v1/berths/slurm/77/attach", R"({"pid":)" + pid + "}");
+    ASSERT_EQ(a.status, 200u) << a.body;
+    EXPECT_EQ(a.body["berth"]["state"], "attached");
+    EXPECT_EQ(a.body["berth"]["target"]["pid"], container_->pid());
+  }
+  EXPECT_EQ(container_->exec("ping -c 1 -W 2 10.77.0.1").rc, 0);
+  for (int i = 0; i < 2; ++i) {
+    auto d = call("POST", "/v1/berths/slurm/77/detach");
+    ASSERT_EQ(d.status, 200u) << d.body;
+    EXPECT_EQ(d.body["berth"]["state"], "reserved");
+  }
+  auto r = call("POST", "/v1/berths/slurm/77/attach", R"({"runc":")" + container_->id() + R"("})");
+  ASSERT_EQ(r.status, 200u) << r.body;
+  EXPECT_EQ(r.body["berth"]["target"]["runc_id"], container_->id());
+  for (int i = 0; i < 2; ++i) {
+    auto del = call("DELETE", "/v1/berths/slurm/77");
+    ASSERT_EQ(del.status, 200u) << del.body;
+    EXPECT_EQ(del.body["berth"]["state"], "released");
+  }
+  EXPECT_EQ(sh("ip -o link show bvf0x0").rc, 0) << "the VF stand-in is back on the host";
+  auto inv = call("GET", "/v1/inventory");
+  EXPECT_EQ(inv.status, 200u);
+  EXPECT_EQ(inv.body["gpus"][0]["held_by"], json::array());
+}
+
+TEST_F(ApiTest, BadRequestsGetPreciseErrorsAndChangeNothing) {
+  ASSERT_EQ(call("PUT", "/v1/berths/manual/keep", kRequest).status, 200u);
+  const auto list_before = call("GET", "/v1/berths").body;
+  const auto file_before = ledger_file();
+  const std::string pid = std::to_string(container_->pid());
+  struct Case {
+    const char* method;
+    std::string target;
+    std::string body;
+    unsigned status;
+    const char* code;
+    const char* says;
+  };
+  const std::vector<Case> cases{
+      {"GET", "/v1/berths/manual/nobody", "", 404, "unknown_owner", "no berth manual/nobody"},
+      {"POST", "/v1/berths/manual/nobody/attach", R"({"pid":)" + pid + "}", 404, "unknown_owner",
+       "manual/nobody"},
+      {"POST", "/v1/berths/manual/nobody/detach", "", 404, "unknown_owner", "manual/nobody"},
+      {"DELETE", "/v1/berths/manual/nobody", "", 404, "unknown_owner", "manual/nobody"},
+      {"PUT", "/v1/berths/manual/x", "{not json", 400, "bad_json", "not valid JSON"},
+      {"PUT", "/v1/berths/manual/x", R"({"vfs":1,"network":{"address":"10.0.0.300/24"}})", 400,
+       "bad_address", "10.0.0.300"},
+      {"PUT", "/v1/berths/manual/x", R"({"gpus":9})", 422, "no_capacity", "cannot place 9 GPUs"},
+      {"PUT", "/v1/berths/manual/x", R"({"gpus":1,"vfs":1,"network":{"pool":"nope"}})", 422,
+       "unknown_pool", "nope"},
+      {"PUT", "/v1/berths/manual/keep", R"({"gpus":2})", 409, "conflict", "different request"},
+      {"PUT", "/v1/berths/k8s/x", kRequest, 400, "bad_request", "must be slurm/<id>"},
+      {"POST", "/v1/berths/manual/keep/attach", R"({"pid":"1"})", 400, "bad_request", "'pid'"},
+      {"POST", "/v1/berths/manual/keep/attach", R"({"pid":4000000})", 404, "target_not_found",
+       "4000000"},
+      {"POST", "/v1/berths/manual/keep/attach", R"({"pid":1,"runc":"x"})", 400, "bad_request",
+       "exactly one"},
+      {"POST", "/v1/berths/manual/keep/attach", R"({"runc":"no-such-container"})", 404,
+       "target_not_found", "no-such-container"},
+      {"POST", "/v1/berths/manual/keep/attach", R"({"pid":)" + std::to_string(::getpid()) + "}",
+       400, "bad_request", "not a container"},
+      {"POST", "/v1/berths/manual/keep/explode", "", 404, "not_found", "explode"},
+      {"GET", "/v2/anything", "", 404, "not_found", "/v2/anything"},
+      {"DELETE", "/v1/inventory", "", 405, "method_not_allowed", "GET"},
+  };
+  for (const auto& c : cases) {
+    auto r = call(c.method, c.target, c.body);
+    EXPECT_EQ(r.status, c.status) << c.method << " " << c.target << " " << c.body << " -> "
+                                  << r.body;
+    EXPECT_EQ(r.body["error"]["code"], c.code) << c.target << " " << c.body;
+    EXPECT_NE(r.body["error"]["message"].get<std::string>().find(c.says), std::string::npos)
+        << c.target << " " << c.body << " -> " << r.body;
+  }
+  EXPECT_EQ(call("GET", "/v1/berths").body, list_before);
+  EXPECT_EQ(ledger_file(), file_before);
+}
+
+// A peer as another user: `gid` is its only group.
+int as_peer(const std::string& socket, uid_t uid, gid_t gid, const std::string& method,
+            const std::string& target, const std::string& body) {
+  pid_t child = ::fork();
+  if (child == 0) {
+    if (::setgroups(0, nullptr) != 0 || ::setgid(gid) != 0 || ::setuid(uid) != 0) ::_exit(254);
+    auto r = net::unix_request(socket, method, target, body);
+    ::_exit(r ? static_cast<int>(r->status / 100) * 10 + (r->status == 403 ? 3 : 0) : 255);
+  }
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+TEST_F(ApiTest, OnlyRootAndTheControlGroupMayMutate) {
+  group* users = ::getgrnam("users");
+  ASSERT_NE(users, nullptr) << "Debian's 'users' group is missing";
+  const uid_t nobody = 65534;
+  const gid_t nogroup = 65534;
+  EXPECT_EQ(as_peer(socket_, nobody, nogroup, "GET", "/v1/berths", ""), 20);
+  EXPECT_EQ(as_peer(socket_, nobody, nogroup, "GET", "/v1/inventory", ""), 20);
+  EXPECT_EQ(as_peer(socket_, nobody, nogroup, "PUT", "/v1/berths/manual/n", kRequest), 43);
+  EXPECT_EQ(call("GET", "/v1/berths/manual/n").status, 404u)
+      << "a refused create must leave nothing";
+  EXPECT_EQ(as_peer(socket_, nobody, users->gr_gid, "PUT", "/v1/berths/manual/n", kRequest), 20);
+  EXPECT_EQ(as_peer(socket_, nobody, nogroup, "DELETE", "/v1/berths/manual/n", ""), 43);
+  EXPECT_EQ(call("GET", "/v1/berths/manual/n").body["berth"]["state"], "reserved");
+}
+
+TEST_F(ApiTest, BerthctlMapsOntoTheApi) {
+  const std::string ctl = std::string(BERTHCTL_PATH) + " --socket " + socket_ + " ";
+  auto create =
+      sh(ctl + "create manual/cli --gpus 1 --vfs 1 --pool grid --route 10.9.0.0/16,via=10.77.0.1");
+  EXPECT_EQ(create.rc, 0) << create.out;
+  EXPECT_NE(create.out.find("state:   reserved"), std::string::npos) << create.out;
+  EXPECT_NE(create.out.find("route:   10.9.0.0/16 via 10.77.0.1"), std::string::npos) << create.out;
+  auto list = sh(ctl + "list");
+  EXPECT_NE(list.out.find("manual/cli  reserved"), std::string::npos) << list.out;
+  auto js = sh(ctl + "--json show manual/cli");
+  EXPECT_EQ(json::parse(js.out)["berth"]["owner"], "manual/cli");
+  auto attach = sh(ctl + "attach manual/cli --runc " + container_->id());
+  EXPECT_EQ(attach.rc, 0) << attach.out;
+  EXPECT_NE(container_->exec("ip route").out.find("10.9.0.0/16 via 10.77.0.1 dev ib0"),
+            std::string::npos);
+  EXPECT_EQ(sh(ctl + "release manual/cli").rc, 0);
+  auto missing = sh(ctl + "show manual/none");
+  EXPECT_EQ(missing.rc, 1);
+  EXPECT_NE(missing.out.find("unknown_owner: no berth manual/none"), std::string::npos)
+      << missing.out;
+  EXPECT_EQ(sh(std::string(BERTHCTL_PATH) + " --socket /nonexistent/sock list").rc, 3);
+  EXPECT_EQ(sh(ctl + "create").rc, 2);
+  EXPECT_EQ(sh(ctl + "attach manual/cli --pod 3").rc, 2);
+  EXPECT_EQ(sh(ctl + "--help").rc, 0);
+}
+
+TEST_F(ApiTest, LedgerSurvivesARestartAndACorruptOneStopsTheAgent) {
+  ASSERT_EQ(call("PUT", "/v1/berths/slurm/5", kRequest).status, 200u);
+  stop();
+  start();
+  auto b = call("GET", "/v1/berths/slurm/5");
+  EXPECT_EQ(b.status, 200u);
+  EXPECT_EQ(b.body["berth"]["state"], "reserved");
+  stop();
+  std::ofstream(dir_ / "state" / "ledger.json") << "{\"version\":1,\"berths\":[";
+  auto run = sh(std::string(BERTHD_PATH) + " --config " + config_);
+  EXPECT_NE(run.rc, 0);
+  EXPECT_NE(run.out.find("is corrupt"), std::string::npos) << run.out;
+  fs::remove(dir_ / "state" / "ledger.json");
+  start();
+}
+
+TEST_F(ApiTest, CheckConfigNamesTheBadField) {
+  EXPECT_EQ(sh(std::string(BERTHD_PATH) + " --check-config " + config_).rc, 0);
+  std::ofstream(dir_ / "bad.json") << R"({"state_dir": "relative"})";
+  auto bad = sh(std::string(BERTHD_PATH) + " --check-config " + (dir_ / "bad.json").string());
+  EXPECT_EQ(bad.rc, 1);
+  EXPECT_NE(bad.out.find("'state_dir': must be an absolute path"), std::string::npos) << bad.out;
+  auto second = sh(std::string(BERTHD_PATH) + " --config " + config_);
+  EXPECT_NE(second.rc, 0);
+  EXPECT_NE(second.out.find("another berthd is listening"), std::string::npos) << second.out;
+}
+
+}  // namespace
+}  // namespace berth::itest
