@@ -30,5 +30,8 @@ int main(int argc, char** argv) {
     sh("ip link set lo up");
   else
     std::fprintf(stderr, "integration tests will skip: %s\n", why.c_str());
-  return RUN_ALL_TESTS();
+  int rc = RUN_ALL_TESTS();
+  // runc removes each container's cgroup, not the parent the tests put them under.
+  sh("rmdir /sys/fs/cgroup/*/berth-test");
+  return rc;
 }
