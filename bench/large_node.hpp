@@ -14,7 +14,7 @@ inline Inventory large_node() {
     inv.numa_nodes.push_back(node);
   }
   for (int i = 0; i < 16; ++i) {
-    char pci[16];
+    char pci[32];
     std::snprintf(pci, sizeof pci, "0000:%02x:00.0", 0x10 + i);
     Gpu g{pci, i, "0x10de", "0x2330", i / 2, 100 + i, {}};
     g.devices = {{"/dev/nvidia" + std::to_string(i), 195, static_cast<unsigned>(i)},
@@ -23,7 +23,7 @@ inline Inventory large_node() {
   }
   for (int v = 0; v < 512; ++v) {
     Vf vf;
-    char pci[16];
+    char pci[32];
     std::snprintf(pci, sizeof pci, "0000:%02x:%02x.%d", 0x80 + v / 64, (v % 64) / 8, v % 8);
     vf.pci = pci;
     vf.pf_pci = "0000:" + std::to_string(0x80 + v / 64) + ":00.0";

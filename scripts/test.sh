@@ -8,7 +8,7 @@ jobs=$(nproc)
 for variant in plain sanitize; do
   build=$repo/build-test-$variant
   flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo)
-  [ "$variant" = sanitize ] && flags+=(-DBERTH_SANITIZE=ON -DBERTH_BUILD_BENCH=OFF)
+  [ "$variant" = sanitize ] && flags=(-DCMAKE_BUILD_TYPE=Debug -DBERTH_SANITIZE=ON -DBERTH_BUILD_BENCH=OFF)
   echo "== $variant build"
   cmake -S "$repo" -B "$build" -G Ninja "${flags[@]}" >/dev/null
   cmake --build "$build" -j "$jobs"

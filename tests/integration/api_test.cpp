@@ -13,7 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "net/http_client.hpp"
-#include "tests/integration/host.hpp"
+#include "tests/host/host.hpp"
 
 namespace berth::itest {
 namespace {

@@ -11,7 +11,7 @@
 #include "agent/host_actuator.hpp"
 #include "tests/fakes/engine_call.hpp"
 #include "tests/fakes/fake_actuator.hpp"
-#include "tests/integration/host.hpp"
+#include "tests/host/host.hpp"
 
 namespace berth::itest {
 namespace {

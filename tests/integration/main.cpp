@@ -7,7 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 
-#include "tests/integration/host.hpp"
+#include "tests/host/host.hpp"
 
 using berth::itest::sh;
 

@@ -1,6 +1,7 @@
 #pragma once
-// Real-host helpers for integration tests: shell commands, a runc container with a busybox rootfs,
-// veth stand-ins for VF netdevs, and snapshots of everything an attach may touch.
+// Real-host helpers for integration tests and agent benchmarks: shell commands, a runc container
+// with a busybox rootfs, veth stand-ins for VF netdevs, and snapshots of everything an attach may
+// touch.
 #include <string>
 
 namespace berth::itest {
@@ -19,7 +20,8 @@ Cmd sh(const std::string& command);
 // stops it from using a device node.
 class RuncContainer {
  public:
-  explicit RuncContainer(std::string id);
+  // The container's cgroup is <cgroup_parent>/<id> under every v1 controller.
+  explicit RuncContainer(std::string id, std::string cgroup_parent = "/berth-test");
   ~RuncContainer();
   RuncContainer(const RuncContainer&) = delete;
   RuncContainer& operator=(const RuncContainer&) = delete;
@@ -28,11 +30,12 @@ class RuncContainer {
   const std::string& error() const { return error_; }
   int pid() const { return pid_; }
   const std::string& id() const { return id_; }
-  std::string cgroup() const { return "/berth-test/" + id_; }
+  std::string cgroup() const { return parent_ + "/" + id_; }
   Cmd exec(const std::string& shell_command) const;
 
  private:
   std::string id_;
+  std::string parent_;
   std::string bundle_;
   std::string error_;
   int pid_ = 0;

@@ -1,4 +1,4 @@
-#include "tests/integration/host.hpp"
+#include "tests/host/host.hpp"
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -30,7 +30,8 @@ Cmd sh(const std::string& command) {
   return c;
 }
 
-RuncContainer::RuncContainer(std::string id) : id_(std::move(id)) {
+RuncContainer::RuncContainer(std::string id, std::string cgroup_parent)
+    : id_(std::move(id)), parent_(std::move(cgroup_parent)) {
   bundle_ = (fs::temp_directory_path() / ("berth-bundle-" + id_)).string();
   sh("runc delete -f " + id_);
   fs::remove_all(bundle_);

@@ -1,0 +1,397 @@
+// Agent benchmarks, side by side with the peers in one run on one machine: the attach cycle
+// (berth vs kernel floor vs CNI host-device vs ip commands), bursts, control API load, the
+// prolog path, and berthd's footprint. Prints a table and writes a JSON result file.
+//
+// Needs root, runc and busybox-static; runs inside a private network namespace it creates.
+#include <sched.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <map>
+#include <sstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "bench/api_load.hpp"
+#include "bench/fixture_writer.hpp"
+#include "bench/peers.hpp"
+#include "bench/process.hpp"
+#include "bench/stats.hpp"
+#include "net/http_client.hpp"
+#include "tests/host/host.hpp"
+
+namespace berth::bench {
+namespace {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+struct Options {
+  std::string berthd = BERTHD_PATH;
+  std::string berthctl = BERTHCTL_PATH;
+  int cycles = 50;
+  int idle_seconds = 60;
+  double load_seconds = 2;
+  std::string out = "bench-results.json";
+};
+
+constexpr int kVfsPerNode = 32;
+constexpr const char* kGateway = "10.80.0.1";
+
+std::string address_of(int i) {
+  return "10.80." + std::to_string(1 + i / 200) + "." + std::to_string(10 + i % 200) + "/16";
+}
+
+class Agent {
+ public:
+  Agent(const Options& o, const fs::path& dir) : opts_(o), dir_(dir) {
+    socket_ = (dir / "berth.sock").string();
+    json config = {
+        {"sysfs_root", (dir / "fixture/sys").string()},
+        {"dev_root", (dir / "fixture/dev").string()},
+        {"proc_root", (dir / "fixture/proc").string()},
+        {"state_dir", (dir / "state").string()},
+        {"control_socket", socket_},
+        {"log_level", "warn"},
+        {"pools", {{{"name", "bench"}, {"subnet", "10.80.0.0/16"}, {"gateway", kGateway}}}}};
+    std::ofstream(dir / "berthd.json") << config.dump(2);
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      std::string cfg = (dir / "berthd.json").string();
+      ::execl(o.berthd.c_str(), o.berthd.c_str(), "--config", cfg.c_str(), nullptr);
+      ::_exit(127);
+    }
+    for (int i = 0; i < 200 && !net::unix_request(socket_, "GET", "/v1/health"); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  ~Agent() {
+    ::kill(pid_, SIGTERM);
+    ::waitpid(pid_, nullptr, 0);
+  }
+  const std::string& socket() const { return socket_; }
+  pid_t pid() const { return pid_; }
+  unsigned call(const std::string& method, const std::string& target,
+                const std::string& body = {}) {
+    auto r = net::unix_request(socket_, method, target, body);
+    if (!r) return 0;
+    if (r->status >= 400)
+      std::fprintf(stderr, "berthd: %s %s -> %u %s", method.c_str(), target.c_str(), r->status,
+                   r->body.c_str());
+    return r->status;
+  }
+
+ private:
+  const Options& opts_;
+  fs::path dir_;
+  std::string socket_;
+  pid_t pid_ = 0;
+};
+
+json ratio_row(const char* name, const Summary& s, const Summary& berth) {
+  json j = to_json(s);
+  j["name"] = name;
+  j["p50_ratio_to_berth"] = berth.p50 > 0 ? s.p50 / berth.p50 : 0;
+  return j;
+}
+
+void print_summary_table(const std::string& title, const json& rows) {
+  std::printf("\n%s\n  %-34s %9s %9s %9s %9s %12s\n", title.c_str(), "", "p50 ms", "p90 ms",
+              "p99 ms", "max ms", "p50 / berth");
+  for (const auto& r : rows)
+    std::printf("  %-34s %9.2f %9.2f %9.2f %9.2f %12.2f\n", r["name"].get<std::string>().c_str(),
+                r["p50_ms"].get<double>(), r["p90_ms"].get<double>(), r["p99_ms"].get<double>(),
+                r["max_ms"].get<double>(), r["p50_ratio_to_berth"].get<double>());
+}
+
+// One attach+detach through the API, timed.
+double berth_cycle(Agent& a, const std::string& owner, int pid) {
+  auto start = Clock::now();
+  bool ok = a.call("POST", "/v1/berths/" + owner + "/attach",
+                   R"({"pid":)" + std::to_string(pid) + "}") == 200 &&
+            a.call("POST", "/v1/berths/" + owner + "/detach") == 200;
+  return ok ? ms_since(start) : -1;
+}
+
+std::vector<double> repeat(int n, const std::function<double()>& fn) {
+  std::vector<double> out;
+  for (int i = 0; i < n; ++i) {
+    double ms = fn();
+    if (ms >= 0) out.push_back(ms);
+  }
+  return out;
+}
+
+json attach_cycle(const Options& o, Agent& agent, itest::RuncContainer& c) {
+  CycleTarget t{c.pid(), c.cgroup(), vf_name(0), address_of(0), kGateway};
+  // berth: 1 GPU (2 device nodes), 1 VF with an address from the pool and a default route, cpuset.
+  agent.call("PUT", "/v1/berths/manual/cycle", R"({"gpus":1,"vfs":1,"network":{"pool":"bench"}})");
+  berth_cycle(agent, "manual/cycle", c.pid());  // warm-up
+  auto berth =
+      summarize(repeat(o.cycles, [&] { return berth_cycle(agent, "manual/cycle", c.pid()); }));
+  // berth, network only (1 VF, no GPU): the part CNI also does.
+  agent.call("DELETE", "/v1/berths/manual/cycle");
+  agent.call("PUT", "/v1/berths/manual/net", R"({"vfs":1,"network":{"pool":"bench"}})");
+  auto berth_net =
+      summarize(repeat(o.cycles, [&] { return berth_cycle(agent, "manual/net", c.pid()); }));
+  agent.call("DELETE", "/v1/berths/manual/net");
+  KernelFloor floor(t);
+  auto kernel = summarize(repeat(o.cycles, [&] { return floor.cycle_ms(); }));
+  auto cni = summarize(repeat(o.cycles, [&] {
+    double add = cni_add_ms(t, "bench");
+    double del = add < 0 ? -1 : cni_del_ms(t, "bench");
+    return add < 0 || del < 0 ? -1 : add + del;
+  }));
+  auto ip = summarize(repeat(o.cycles, [&] { return ip_commands_cycle_ms(t); }));
+  json rows = json::array({ratio_row("berth (API, GPU+VF+cpuset)", berth, berth),
+                           ratio_row("kernel floor (same ops, no agent)", kernel, berth),
+                           ratio_row("ip/shell commands (same ops)", ip, berth),
+                           ratio_row("berth (API, VF only)", berth_net, berth),
+                           ratio_row("CNI host-device+static (VF only)", cni, berth)});
+  print_summary_table("attach+detach cycle, " + std::to_string(o.cycles) + " runs", rows);
+  return rows;
+}
+
+json burst(Agent& agent, std::vector<std::unique_ptr<itest::RuncContainer>>& containers, int n) {
+  for (int i = 0; i < n; ++i)
+    agent.call("PUT", "/v1/berths/manual/burst" + std::to_string(i),
+               R"({"vfs":1,"shared":true,"numa":"any","network":{"pool":"bench"}})");
+  auto fire = [&](const std::function<double(int)>& one) {
+    std::vector<std::future<double>> f;
+    auto start = Clock::now();
+    for (int i = 0; i < n; ++i) f.push_back(std::async(std::launch::async, one, i));
+    std::vector<double> each;
+    for (auto& x : f) each.push_back(x.get());
+    return std::make_pair(ms_since(start), each);
+  };
+  auto [attach_total, attach_each] = fire([&](int i) {
+    auto s = Clock::now();
+    bool ok = agent.call("POST", "/v1/berths/manual/burst" + std::to_string(i) + "/attach",
+                         R"({"pid":)" + std::to_string(containers[i]->pid()) + "}") == 200;
+    return ok ? ms_since(s) : -1.0;
+  });
+  auto [detach_total, detach_each] = fire([&](int i) {
+    auto s = Clock::now();
+    bool ok = agent.call("DELETE", "/v1/berths/manual/burst" + std::to_string(i)) == 200;
+    return ok ? ms_since(s) : -1.0;
+  });
+  // CNI: the same VFs (berth assigned VFs from both nodes; CNI gets the first n) at once.
+  auto target = [&](int i) {
+    return CycleTarget{containers[i]->pid(), containers[i]->cgroup(), vf_name(i), address_of(i),
+                       kGateway};
+  };
+  auto [cni_add_total, cni_add_each] =
+      fire([&](int i) { return cni_add_ms(target(i), "burst" + std::to_string(i)); });
+  auto [cni_del_total, cni_del_each] =
+      fire([&](int i) { return cni_del_ms(target(i), "burst" + std::to_string(i)); });
+  json j = {{"berths", n},
+            {"berth_attach_total_ms", attach_total},
+            {"berth_attach", to_json(summarize(attach_each))},
+            {"berth_release_total_ms", detach_total},
+            {"berth_release", to_json(summarize(detach_each))},
+            {"cni_add_total_ms", cni_add_total},
+            {"cni_add", to_json(summarize(cni_add_each))},
+            {"cni_del_total_ms", cni_del_total},
+            {"cni_del", to_json(summarize(cni_del_each))}};
+  std::printf("\nburst of %d (one container each)      total ms   per-berth p50   p99\n", n);
+  std::printf("  berth attach                        %8.1f   %8.2f   %8.2f\n", attach_total,
+              summarize(attach_each).p50, summarize(attach_each).p99);
+  std::printf("  CNI host-device ADD                 %8.1f   %8.2f   %8.2f   (%.2fx berth total)\n",
+              cni_add_total, summarize(cni_add_each).p50, summarize(cni_add_each).p99,
+              cni_add_total / attach_total);
+  std::printf("  berth release (detach+free)         %8.1f   %8.2f   %8.2f\n", detach_total,
+              summarize(detach_each).p50, summarize(detach_each).p99);
+  std::printf("  CNI host-device DEL                 %8.1f   %8.2f   %8.2f   (%.2fx berth total)\n",
+              cni_del_total, summarize(cni_del_each).p50, summarize(cni_del_each).p99,
+              cni_del_total / detach_total);
+  return j;
+}
+
+json api_load(const Options& o, Agent& agent) {
+  json out = json::array();
+  std::printf(
+      "\ncontrol API over the unix socket (keep-alive)   conc   req/s     p50 ms   p99 ms\n");
+  for (int conc : {1, 4, 16}) {
+    auto list = run_load(agent.socket(), conc, o.load_seconds, [](KeepAliveClient& c, int, size_t) {
+      return c.request("GET", "/v1/berths") == 200;
+    });
+    auto pair =
+        run_load(agent.socket(), conc, o.load_seconds, [](KeepAliveClient& c, int w, size_t i) {
+          std::string owner =
+              "/v1/berths/manual/load-" + std::to_string(w) + "-" + std::to_string(i);
+          return c.request("PUT", owner, R"({"shared":true,"numa":"any"})") == 200 &&
+                 c.request("DELETE", owner) == 200;
+        });
+    for (auto* r : {&list, &pair}) {
+      const char* name = r == &list ? "GET /v1/berths" : "PUT+DELETE (create/release)";
+      std::printf("  %-44s %4d %8.0f %9.2f %8.2f%s\n", name, conc, r->per_second(), r->latency.p50,
+                  r->latency.p99, r->errors ? "  (errors!)" : "");
+      out.push_back({{"name", name},
+                     {"concurrency", conc},
+                     {"per_second", r->per_second()},
+                     {"errors", r->errors},
+                     {"latency", to_json(r->latency)}});
+    }
+  }
+  return out;
+}
+
+json prolog_path(const Options& o, Agent& agent) {
+  const std::vector<std::string> base{o.berthctl, "--socket", agent.socket()};
+  auto with = [&](std::vector<std::string> tail) {
+    auto v = base;
+    v.insert(v.end(), tail.begin(), tail.end());
+    return v;
+  };
+  std::vector<double> pairs;
+  std::vector<double> startup;
+  for (int i = 0; i < 30; ++i) {
+    auto s = Clock::now();
+    auto c = run_process(with(
+        {"create", "slurm/p" + std::to_string(i), "--gpus", "1", "--shared", "--numa", "any"}));
+    auto r = run_process(with({"release", "slurm/p" + std::to_string(i)}));
+    if (c.exit_code == 0 && r.exit_code == 0) pairs.push_back(ms_since(s));
+    auto h = Clock::now();
+    run_process({o.berthctl, "--help"});
+    startup.push_back(ms_since(h));
+  }
+  auto p = summarize(pairs);
+  auto st = summarize(startup);
+  double share = p.p50 > 0 ? 2 * st.p50 / p.p50 : 0;
+  std::printf("\nprolog path: berthctl create + berthctl release as two processes\n");
+  std::printf(
+      "  p50 %.2f ms, p99 %.2f ms; process start-up (berthctl --help) p50 %.2f ms = %.0f%% of the "
+      "pair\n",
+      p.p50, p.p99, st.p50, 100 * share);
+  return {{"pair", to_json(p)}, {"startup", to_json(st)}, {"startup_share", share}};
+}
+
+struct ProcSample {
+  double cpu_seconds = 0;
+  long rss_kib = 0;
+  long ctx_switches = 0;
+};
+
+ProcSample sample(pid_t pid) {
+  ProcSample s;
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(stat)), {});
+  std::istringstream f(text.substr(text.rfind(')') + 2));
+  std::string field;
+  long ticks = 0;
+  for (int i = 3; i <= 15 && f >> field; ++i)
+    if (i == 14 || i == 15) ticks += std::stol(field);
+  s.cpu_seconds = static_cast<double>(ticks) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("VmRSS:", 0) == 0) s.rss_kib = std::stol(line.substr(6));
+    if (line.find("ctxt_switches:") != std::string::npos)
+      s.ctx_switches += std::stol(line.substr(line.find(':') + 1));
+  }
+  return s;
+}
+
+json footprint(const Options& o, Agent& agent, const fs::path& dir) {
+  auto before = sample(agent.pid());
+  std::this_thread::sleep_for(std::chrono::seconds(o.idle_seconds));
+  auto after = sample(agent.pid());
+  KeepAliveClient client(agent.socket());
+  std::vector<double> creates;
+  for (int i = 0; i < 1000; ++i) {
+    auto s = Clock::now();
+    client.request("PUT", "/v1/berths/manual/fp" + std::to_string(i),
+                   R"({"shared":true,"numa":"any"})");
+    creates.push_back(ms_since(s));
+  }
+  auto full = sample(agent.pid());
+  auto list_start = Clock::now();
+  client.request("GET", "/v1/berths");
+  double list_ms = ms_since(list_start);
+  auto ledger_bytes = fs::file_size(dir / "state/ledger.json");
+  std::vector<double> tail(creates.end() - 100, creates.end());
+  auto last100 = summarize(tail);
+  std::printf("\nfootprint of berthd\n  idle %d s: %.3f s CPU, %ld context switches, RSS %ld KiB\n",
+              o.idle_seconds, after.cpu_seconds - before.cpu_seconds,
+              after.ctx_switches - before.ctx_switches, after.rss_kib);
+  std::printf(
+      "  with 1,000 berths: RSS %ld KiB, ledger file %zu bytes, create p50 %.2f ms (last 100), "
+      "list %.1f ms\n",
+      full.rss_kib, static_cast<size_t>(ledger_bytes), last100.p50, list_ms);
+  return {{"idle_seconds", o.idle_seconds},
+          {"idle_cpu_seconds", after.cpu_seconds - before.cpu_seconds},
+          {"idle_context_switches", after.ctx_switches - before.ctx_switches},
+          {"idle_rss_kib", after.rss_kib},
+          {"rss_kib_1000_berths", full.rss_kib},
+          {"ledger_bytes_1000_berths", ledger_bytes},
+          {"create_with_1000_live", to_json(last100)},
+          {"list_1000_ms", list_ms}};
+}
+
+int run(const Options& o) {
+  if (::geteuid() != 0) return std::fprintf(stderr, "berth_bench_agent: run as root\n"), 1;
+  if (::unshare(CLONE_NEWNET) != 0) return std::perror("unshare(CLONE_NEWNET)"), 1;
+  itest::sh("ip link set lo up");
+  const fs::path dir = fs::temp_directory_path() / ("berth-bench-" + std::to_string(::getpid()));
+  write_fixture((dir / "fixture").string(), kVfsPerNode);
+  std::string script;
+  for (int i = 0; i < 2 * kVfsPerNode; ++i)
+    script += "ip link add " + vf_name(i) + " type veth peer name " + vf_name(i) +
+              "p && ip link set " + vf_name(i) + "p up;";
+  itest::sh(script);
+
+  json result = {
+      {"machine",
+       {{"cpus", std::thread::hardware_concurrency()}, {"kernel", itest::sh("uname -r").out}}}};
+  {
+    Agent agent(o, dir);
+    std::vector<std::unique_ptr<itest::RuncContainer>> containers;
+    for (int i = 0; i < 32; ++i) {
+      containers.push_back(std::make_unique<itest::RuncContainer>(
+          "berth-bench-" + std::to_string(i), "/berth-bench"));
+      if (!containers.back()->started())
+        return std::fprintf(stderr, "runc: %s\n", containers.back()->error().c_str()), 1;
+    }
+    result["attach_cycle"] = attach_cycle(o, agent, *containers[0]);
+    result["burst"] = json::array({burst(agent, containers, 8), burst(agent, containers, 32)});
+    result["api"] = api_load(o, agent);
+    result["prolog"] = prolog_path(o, agent);
+    result["footprint"] = footprint(o, agent, dir);
+  }
+  itest::sh("rmdir /sys/fs/cgroup/*/berth-bench");
+  fs::remove_all(dir);
+  std::ofstream(o.out) << result.dump(2) << "\n";
+  std::printf("\nresults written to %s\n", o.out.c_str());
+  return 0;
+}
+
+}  // namespace
+}  // namespace berth::bench
+
+int main(int argc, char** argv) {
+  berth::bench::Options o;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string a = argv[i];
+    if (a == "--cycles")
+      o.cycles = std::stoi(argv[i + 1]);
+    else if (a == "--idle-seconds")
+      o.idle_seconds = std::stoi(argv[i + 1]);
+    else if (a == "--load-seconds")
+      o.load_seconds = std::stod(argv[i + 1]);
+    else if (a == "--out")
+      o.out = argv[i + 1];
+    else if (a == "--berthd")
+      o.berthd = argv[i + 1];
+    else if (a == "--berthctl")
+      o.berthctl = argv[i + 1];
+    else
+      return std::fprintf(stderr,
+                          "usage: berth_bench_agent [--cycles N] [--idle-seconds S] "
+                          "[--load-seconds S] [--out FILE]\n"),
+             2;
+  }
+  return berth::bench::run(o);
+}

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs every benchmark and writes bench-results/{core.json,agent.json} plus a short table.
+# Needs root (the agent benchmarks move links, write cgroups and start runc containers).
+# BENCH_IDLE_SECONDS (default 60) sets how long berthd is watched idle.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+"$repo/scripts/install-deps.sh"
+for p in containernetworking-plugins; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+    { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$p"; }
+done
+build=${BERTH_BUILD_DIR:-$repo/build-bench}
+cmake -S "$repo" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DBERTH_BUILD_TESTS=ON >/dev/null
+cmake --build "$build" --target berth_bench_core berth_bench_agent
+out=$repo/bench-results
+mkdir -p "$out"
+echo "== core (Google Benchmark)"
+"$build/bench/berth_bench_core" --benchmark_out="$out/core.json" --benchmark_out_format=json
+echo "== agent, side by side with the peers"
+"$build/bench/berth_bench_agent" --idle-seconds "${BENCH_IDLE_SECONDS:-60}" --out "$out/agent.json"
