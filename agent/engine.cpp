@@ -1,6 +1,8 @@
 #include "agent/engine.hpp"
 
 #include <spdlog/spdlog.h>
+#include <algorithm>
+
 #include <boost/asio/post.hpp>
 
 #include "core/view.hpp"
@@ -55,13 +57,15 @@ void Engine::dispatch(const Event& ev) {
 }
 
 void Engine::perform(std::vector<Action> actions) {
-  bool persist = false;
-  for (auto& a : actions) {
-    if (std::holds_alternative<action::Persist>(a)) persist = true;
-  }
+  std::vector<std::string> changed;
+  for (auto& a : actions)
+    if (auto* p = std::get_if<action::Persist>(&a))
+      changed.insert(changed.end(), p->owners.begin(), p->owners.end());
+  std::sort(changed.begin(), changed.end());
+  changed.erase(std::unique(changed.begin(), changed.end()), changed.end());
   // Persist first: a caller is told "done" only for state that is on disk.
-  if (persist && store_) {
-    if (auto s = store_->save(ledger_); !s)
+  if (!changed.empty() && store_) {
+    if (auto s = store_->save(ledger_, changed); !s)
       spdlog::error("BERTH_STATE_SAVE_FAILED {}", s.error().message);
   }
   for (auto& a : actions) {

@@ -4,9 +4,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -14,47 +17,31 @@
 #include "agent/unique_fd.hpp"
 
 namespace berth::agent {
+namespace fs = std::filesystem;
 namespace {
 
 Error io_error(const std::string& what, const std::string& path) {
   return make_error(ErrorCode::internal, what + " " + path + ": " + std::strerror(errno));
 }
 
-}  // namespace
-
-StateStore::StateStore(std::string dir) : dir_(std::move(dir)) {}
-
-std::string StateStore::path() const {
-  return dir_ + "/ledger.json";
+Error corrupt(const std::string& path, const std::string& why) {
+  return make_error(ErrorCode::internal, "state file " + path + " is corrupt (" + why +
+                                             "); move it aside after checking the host by hand");
 }
 
-Expected<Ledger> StateStore::load() const {
-  std::ifstream in(path());
-  if (!in) {
-    if (errno == ENOENT) return Ledger{};
-    return io_error("cannot read", path());
-  }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(ss.str());
-  } catch (const nlohmann::json::parse_error& e) {
-    return make_error(ErrorCode::internal, "state file " + path() + " is corrupt (" + e.what() +
-                                               "); move it aside after checking the host by hand");
-  }
-  auto ledger = ledger_from_json(j);
-  if (!ledger)
-    return make_error(ErrorCode::internal, "state file " + path() + " is corrupt (" +
-                                               ledger.error().message +
-                                               "); move it aside after checking the host by hand");
-  return ledger;
+Status make_dir(const std::string& path) {
+  if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) return io_error("cannot create", path);
+  return ok_status();
 }
 
-Status StateStore::save(const Ledger& ledger) {
-  if (::mkdir(dir_.c_str(), 0700) != 0 && errno != EEXIST) return io_error("cannot create", dir_);
-  const std::string tmp = path() + ".tmp";
-  const std::string text = nlohmann::json(ledger).dump();
+Status fsync_dir(const std::string& path) {
+  UniqueFd dir(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dir || ::fsync(dir.get()) != 0) return io_error("cannot fsync", path);
+  return ok_status();
+}
+
+Status write_atomically(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
   UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   if (!fd) return io_error("cannot create", tmp);
   size_t off = 0;
@@ -66,10 +53,76 @@ Status StateStore::save(const Ledger& ledger) {
   }
   if (::fsync(fd.get()) != 0) return io_error("cannot fsync", tmp);
   fd.reset();
-  if (::rename(tmp.c_str(), path().c_str()) != 0) return io_error("cannot rename onto", path());
-  UniqueFd dir(::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!dir || ::fsync(dir.get()) != 0) return io_error("cannot fsync", dir_);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) return io_error("cannot rename onto", path);
   return ok_status();
+}
+
+}  // namespace
+
+StateStore::StateStore(std::string dir) : dir_(std::move(dir)) {}
+
+// Owners are validated (kind/id of [A-Za-z0-9._-], never "." or ".."), so they map to paths 1:1.
+std::string StateStore::record_path(const std::string& owner) const {
+  return dir_ + "/berths/" + owner + ".json";
+}
+
+Expected<Ledger> StateStore::load() const {
+  Ledger ledger;
+  const fs::path base = fs::path(dir_) / "berths";
+  std::error_code ec;
+  if (!fs::exists(base, ec)) return ledger;
+  nlohmann::json all = {{"version", 1}, {"next_seq", 1}, {"berths", nlohmann::json::array()}};
+  for (const auto& kind : fs::directory_iterator(base, ec)) {
+    for (const auto& file : fs::directory_iterator(kind.path(), ec)) {
+      const std::string path = file.path().string();
+      if (file.path().extension() != ".json") continue;  // a leftover .tmp of an interrupted write
+      std::ifstream in(path);
+      if (!in) return io_error("cannot read", path);
+      std::stringstream ss;
+      ss << in.rdbuf();
+      nlohmann::json j;
+      try {
+        j = nlohmann::json::parse(ss.str());
+      } catch (const nlohmann::json::parse_error& e) {
+        return corrupt(path, e.what());
+      }
+      auto b = berth_from_json(j);
+      if (!b) return corrupt(path, b.error().message);
+      if (record_path(b->owner) != path) return corrupt(path, "it holds berth " + b->owner);
+      ledger.next_seq = std::max(ledger.next_seq, b->seq + 1);
+      ledger.berths[b->owner] = std::move(*b);
+    }
+  }
+  if (ec)
+    return make_error(ErrorCode::internal, "cannot list " + base.string() + ": " + ec.message());
+  return ledger;
+}
+
+Status StateStore::save(const Ledger& ledger, const std::vector<std::string>& owners) {
+  std::set<std::string> dirs;
+  for (const auto& owner : owners) {
+    const std::string path = record_path(owner);
+    const std::string dir = fs::path(path).parent_path().string();
+    auto it = ledger.berths.find(owner);
+    if (it == ledger.berths.end()) {
+      if (::unlink(path.c_str()) != 0 && errno != ENOENT) return io_error("cannot remove", path);
+    } else {
+      for (const auto& d : {dir_, dir_ + "/berths", dir})
+        if (auto s = make_dir(d); !s) return s;
+      if (auto s = write_atomically(path, nlohmann::json(it->second).dump()); !s) return s;
+    }
+    dirs.insert(dir);
+  }
+  for (const auto& d : dirs)
+    if (fs::exists(d))
+      if (auto s = fsync_dir(d); !s) return s;
+  return ok_status();
+}
+
+Status StateStore::save_all(const Ledger& ledger) {
+  std::vector<std::string> owners;
+  for (const auto& [owner, b] : ledger.berths) owners.push_back(owner);
+  return save(ledger, owners);
 }
 
 }  // namespace berth::agent

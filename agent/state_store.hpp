@@ -1,7 +1,9 @@
 #pragma once
-// The ledger on disk: written whole on every change (write, fsync, rename, fsync directory),
-// so a crash leaves either the old or the new file, never a mix.
+// The ledger on disk: one file per berth, <state_dir>/berths/<kind>/<id>.json, each replaced
+// atomically (write, fsync, rename, fsync directory), so a crash leaves either the old or the
+// new record of a berth, never a mix, and a change costs the size of one berth, not the ledger.
 #include <string>
+#include <vector>
 
 #include "core/expected.hpp"
 #include "core/ledger.hpp"
@@ -11,10 +13,14 @@ namespace berth::agent {
 class StateStore {
  public:
   explicit StateStore(std::string dir);
-  // A missing file is an empty ledger; an unreadable or corrupt one is an error, never a guess.
+  // No directory is an empty ledger; an unreadable or corrupt record is an error naming the file,
+  // never a guess.
   Expected<Ledger> load() const;
-  Status save(const Ledger& ledger);
-  std::string path() const;
+  // Writes the records of `owners` as they are in `ledger`; removes those no longer in it.
+  Status save(const Ledger& ledger, const std::vector<std::string>& owners);
+  // Every berth of the ledger.
+  Status save_all(const Ledger& ledger);
+  std::string record_path(const std::string& owner) const;
 
  private:
   std::string dir_;

@@ -311,14 +311,16 @@ json footprint(const Options& o, Agent& agent, const fs::path& dir) {
   auto list_start = Clock::now();
   client.request("GET", "/v1/berths");
   double list_ms = ms_since(list_start);
-  auto ledger_bytes = fs::file_size(dir / "state/ledger.json");
+  uintmax_t ledger_bytes = 0;
+  for (const auto& f : fs::recursive_directory_iterator(dir / "state"))
+    if (f.is_regular_file()) ledger_bytes += f.file_size();
   std::vector<double> tail(creates.end() - 100, creates.end());
   auto last100 = summarize(tail);
   std::printf("\nfootprint of berthd\n  idle %d s: %.3f s CPU, %ld context switches, RSS %ld KiB\n",
               o.idle_seconds, after.cpu_seconds - before.cpu_seconds,
               after.ctx_switches - before.ctx_switches, after.rss_kib);
   std::printf(
-      "  with 1,000 berths: RSS %ld KiB, ledger file %zu bytes, create p50 %.2f ms (last 100), "
+      "  with 1,000 berths: RSS %ld KiB, state files %zu bytes, create p50 %.2f ms (last 100), "
       "list %.1f ms\n",
       full.rss_kib, static_cast<size_t>(ledger_bytes), last100.p50, list_ms);
   return {{"idle_seconds", o.idle_seconds},

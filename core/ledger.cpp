@@ -29,7 +29,7 @@ struct Machine {
                    std::string message) {
     actions.push_back(action::Reply{request, owner, make_error(code, std::move(message))});
   }
-  void persist() { actions.push_back(action::Persist{}); }
+  void persist(const std::string& owner) { actions.push_back(action::Persist{{owner}}); }
 
   void set_state(Berth& b, BerthState to) {
     // Every state change passes the lifecycle check; a failure here is a bug in this file.
@@ -54,7 +54,8 @@ struct Machine {
   void run_next_forward(Berth& b);
   void run_next_reverse(Berth& b);
   void finish_reverse(Berth& b);
-  void prune_tombstones();
+  // Drops the oldest released berths beyond the limit, never `keep` (the one being answered).
+  void prune_tombstones(const std::string& keep);
 };
 
 std::string nth_ifname(const std::string& base, int i, int count) {
@@ -132,7 +133,7 @@ void Machine::on(const event::Create& e) {
   }
   ++ledger.next_seq;
   ledger.berths[e.owner] = std::move(b);
-  persist();
+  persist(e.owner);
   reply_ok(e.request, e.owner);
 }
 
@@ -172,7 +173,7 @@ void Machine::on(const event::Attach& e) {
   b->op = Operation::attach;
   b->op_request = e.request;
   b->op_error.clear();
-  persist();
+  persist(b->owner);
   run_next_forward(*b);
 }
 
@@ -193,7 +194,7 @@ void Machine::on(const event::Detach& e) {
         set_state(*b, BerthState::reserved);
         b->error.clear();
         b->target.reset();
-        persist();
+        persist(b->owner);
         return reply_ok(e.request, e.owner);
       }
       break;
@@ -204,7 +205,7 @@ void Machine::on(const event::Detach& e) {
   b->op = Operation::detach;
   b->op_request = e.request;
   b->op_error.clear();
-  persist();
+  persist(b->owner);
   run_next_reverse(*b);
 }
 
@@ -224,8 +225,8 @@ void Machine::on(const event::Release& e) {
       if (b->done.empty()) {
         set_state(*b, BerthState::released);
         b->target.reset();
-        prune_tombstones();
-        persist();
+        prune_tombstones(b->owner);
+        persist(b->owner);
         return reply_ok(e.request, e.owner);
       }
       break;
@@ -236,7 +237,7 @@ void Machine::on(const event::Release& e) {
   b->op = Operation::release;
   b->op_request = e.request;
   b->op_error.clear();
-  persist();
+  persist(b->owner);
   run_next_reverse(*b);
 }
 
@@ -247,7 +248,7 @@ void Machine::on(const event::StepFinished& e) {
   if (forward) {
     if (e.ok) {
       b->done.push_back({b->plan[b->done.size()], e.undo});
-      persist();
+      persist(b->owner);
       return run_next_forward(*b);
     }
     b->op_error = "step " + std::to_string(b->done.size() + 1) + "/" +
@@ -266,7 +267,7 @@ void Machine::on(const event::StepFinished& e) {
       b->op_error += (b->op_error.empty() ? "" : "; ") + what;
   }
   b->done.pop_back();
-  persist();
+  persist(b->owner);
   run_next_reverse(*b);
 }
 
@@ -294,7 +295,7 @@ void Machine::run_next_forward(Berth& b) {
   }
   set_state(b, BerthState::attached);
   b.op = Operation::none;
-  persist();
+  persist(b.owner);
   reply_ok(b.op_request, b.owner);
 }
 
@@ -318,7 +319,7 @@ void Machine::finish_reverse(Berth& b) {
     set_state(b, BerthState::failed);
     b.error = b.op_error + (b.op_error.find("undo (") == std::string::npos ? "; rolled back" : "");
     b.target.reset();
-    persist();
+    persist(b.owner);
     return reply_error(request, b.owner, ErrorCode::attach_failed, b.error);
   }
   if (!b.op_error.empty() && op == Operation::release) {
@@ -326,36 +327,39 @@ void Machine::finish_reverse(Berth& b) {
     set_state(b, BerthState::released);
     b.error = "released with leftovers: " + b.op_error;
     b.target.reset();
-    prune_tombstones();
-    persist();
+    prune_tombstones(b.owner);
+    persist(b.owner);
     return reply_ok(request, b.owner);
   }
   if (!b.op_error.empty()) {
     set_state(b, BerthState::failed);
     b.error = b.op_error;
-    persist();
+    persist(b.owner);
     return reply_error(request, b.owner, ErrorCode::detach_failed, b.error);
   }
   b.target.reset();
   b.error.clear();
   if (op == Operation::release) {
     set_state(b, BerthState::released);
-    prune_tombstones();
+    prune_tombstones(b.owner);
   } else {
     set_state(b, BerthState::reserved);
   }
-  persist();
+  persist(b.owner);
   reply_ok(request, b.owner);
 }
 
-void Machine::prune_tombstones() {
+void Machine::prune_tombstones(const std::string& keep) {
   std::vector<std::pair<uint64_t, std::string>> released;
   for (const auto& [owner, b] : ledger.berths)
-    if (b.state == BerthState::released) released.emplace_back(b.seq, owner);
-  if (released.size() <= ctx.max_tombstones) return;
+    if (b.state == BerthState::released && owner != keep) released.emplace_back(b.seq, owner);
+  const size_t total = released.size() + 1;  // `keep` counts too
+  if (total <= ctx.max_tombstones) return;
   std::sort(released.begin(), released.end());
-  for (size_t i = 0; i + ctx.max_tombstones < released.size(); ++i)
+  for (size_t i = 0; i < total - ctx.max_tombstones; ++i) {
     ledger.berths.erase(released[i].second);
+    persist(released[i].second);  // gone from the ledger: its record goes too
+  }
 }
 
 }  // namespace

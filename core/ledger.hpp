@@ -67,7 +67,10 @@ struct RunStep {
   Step step;
   bool rollback = false;
 };
-struct Persist {};
+// Write the records of these berths; an owner no longer in the ledger has its record removed.
+struct Persist {
+  std::vector<std::string> owners;
+};
 // Answer request `request`: with the berth `owner` (now possibly released), or with `error`.
 struct Reply {
   uint64_t request = 0;

@@ -90,9 +90,15 @@ class ApiTest : public ::testing::Test {
     if (!r) return {};
     return {r->status, json::parse(r->body, nullptr, false)};
   }
-  std::string ledger_file() {
-    std::ifstream in(dir_ / "state" / "ledger.json");
-    return std::string(std::istreambuf_iterator<char>(in), {});
+  // Every record of the state directory, concatenated with their names.
+  std::string ledger_files() {
+    std::string all;
+    for (const auto& f : fs::recursive_directory_iterator(dir_ / "state")) {
+      if (!f.is_regular_file()) continue;
+      std::ifstream in(f.path());
+      all += f.path().string() + "\n" + std::string(std::istreambuf_iterator<char>(in), {});
+    }
+    return all;
   }
 
   fs::path dir_;
@@ -143,7 +149,7 @@ TEST_F(ApiTest, RoundTripsAndRepeatsAreHarmless) {
 TEST_F(ApiTest, BadRequestsGetPreciseErrorsAndChangeNothing) {
   ASSERT_EQ(call("PUT", "/v1/berths/manual/keep", kRequest).status, 200u);
   const auto list_before = call("GET", "/v1/berths").body;
-  const auto file_before = ledger_file();
+  const auto file_before = ledger_files();
   const std::string pid = std::to_string(container_->pid());
   struct Case {
     const char* method;
@@ -189,7 +195,7 @@ TEST_F(ApiTest, BadRequestsGetPreciseErrorsAndChangeNothing) {
         << c.target << " " << c.body << " -> " << r.body;
   }
   EXPECT_EQ(call("GET", "/v1/berths").body, list_before);
-  EXPECT_EQ(ledger_file(), file_before);
+  EXPECT_EQ(ledger_files(), file_before);
 }
 
 // A peer as another user: `gid` is its only group.
@@ -255,11 +261,11 @@ TEST_F(ApiTest, LedgerSurvivesARestartAndACorruptOneStopsTheAgent) {
   EXPECT_EQ(b.status, 200u);
   EXPECT_EQ(b.body["berth"]["state"], "reserved");
   stop();
-  std::ofstream(dir_ / "state" / "ledger.json") << "{\"version\":1,\"berths\":[";
+  std::ofstream(dir_ / "state/berths/slurm/5.json") << "{\"owner\":\"slurm/5\",";
   auto run = sh(std::string(BERTHD_PATH) + " --config " + config_);
   EXPECT_NE(run.rc, 0);
   EXPECT_NE(run.out.find("is corrupt"), std::string::npos) << run.out;
-  fs::remove(dir_ / "state" / "ledger.json");
+  fs::remove(dir_ / "state/berths/slurm/5.json");
   start();
 }
 

@@ -66,26 +66,60 @@ TEST_F(StateStoreTest, MissingFileIsAnEmptyLedgerAndSavesRoundTrip) {
   b.seq = 7;
   l.berths[b.owner] = b;
   l.next_seq = 8;
-  ASSERT_TRUE(store.save(l));
-  EXPECT_FALSE(std::filesystem::exists(store.path() + ".tmp"));
+  ASSERT_TRUE(store.save(l, {"manual/x"}));
+  EXPECT_TRUE(std::filesystem::exists(store.record_path("manual/x")));
+  EXPECT_FALSE(std::filesystem::exists(store.record_path("manual/x") + ".tmp"));
   EXPECT_EQ((std::filesystem::status(dir_).permissions() & std::filesystem::perms::others_read),
             std::filesystem::perms::none);
   auto back = store.load();
   ASSERT_TRUE(back) << back.error().message;
   EXPECT_EQ(nlohmann::json(*back), nlohmann::json(l));
+  // A berth gone from the ledger loses its record.
+  l.berths.clear();
+  ASSERT_TRUE(store.save(l, {"manual/x"}));
+  EXPECT_FALSE(std::filesystem::exists(store.record_path("manual/x")));
+  EXPECT_TRUE(store.load()->berths.empty());
+}
+
+TEST_F(StateStoreTest, OnlyTheChangedBerthIsWritten) {
+  StateStore store(dir_.string());
+  Ledger l;
+  for (const char* owner : {"slurm/1", "slurm/2"}) {
+    Berth b;
+    b.owner = owner;
+    l.berths[owner] = b;
+  }
+  ASSERT_TRUE(store.save_all(l));
+  auto before = std::filesystem::last_write_time(store.record_path("slurm/2"));
+  l.berths["slurm/1"].error = "changed";
+  ASSERT_TRUE(store.save(l, {"slurm/1"}));
+  EXPECT_EQ(std::filesystem::last_write_time(store.record_path("slurm/2")), before);
+  EXPECT_EQ(store.load()->berths.at("slurm/1").error, "changed");
 }
 
 TEST_F(StateStoreTest, CorruptFileStopsWithAClearMessage) {
   StateStore store(dir_.string());
-  ASSERT_TRUE(store.save(Ledger{}));
-  std::ofstream(store.path()) << "{\"version\":1,\"next_seq\":1,\"berths\":[{\"owner\":";
+  Ledger good;
+  good.berths["manual/x"].owner = "manual/x";
+  ASSERT_TRUE(store.save_all(good));
+  const std::string path = store.record_path("manual/x");
+  std::ofstream(path) << "{\"owner\":";
   auto l = store.load();
   ASSERT_FALSE(l);
-  EXPECT_NE(l.error().message.find("is corrupt"), std::string::npos);
-  std::ofstream(store.path()) << R"({"version":1,"next_seq":1,"berths":[{"owner":"manual/x"}]})";
+  EXPECT_NE(l.error().message.find(path + " is corrupt"), std::string::npos) << l.error().message;
+  std::ofstream(path) << R"({"owner":"manual/x"})";
   l = store.load();
   ASSERT_FALSE(l);
   EXPECT_NE(l.error().message.find("is corrupt"), std::string::npos);
+  // A record under another owner's name is corrupt too, not silently renamed.
+  Ledger other;
+  other.berths["manual/y"].owner = "manual/y";
+  ASSERT_TRUE(store.save_all(other));
+  std::filesystem::remove(path);
+  std::filesystem::rename(store.record_path("manual/y"), path);
+  l = store.load();
+  ASSERT_FALSE(l);
+  EXPECT_NE(l.error().message.find("holds berth manual/y"), std::string::npos);
 }
 
 TEST(DevicesList, KnowsWhatIsAlreadyAllowed) {
