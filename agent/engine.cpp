@@ -58,14 +58,18 @@ void Engine::dispatch(const Event& ev) {
 
 void Engine::perform(std::vector<Action> actions) {
   std::vector<std::string> changed;
-  for (auto& a : actions)
-    if (auto* p = std::get_if<action::Persist>(&a))
+  bool durable = false;
+  for (auto& a : actions) {
+    if (auto* p = std::get_if<action::Persist>(&a)) {
       changed.insert(changed.end(), p->owners.begin(), p->owners.end());
+      durable = durable || p->durable;
+    }
+  }
   std::sort(changed.begin(), changed.end());
   changed.erase(std::unique(changed.begin(), changed.end()), changed.end());
   // Persist first: a caller is told "done" only for state that is on disk.
   if (!changed.empty() && store_) {
-    if (auto s = store_->save(ledger_, changed); !s)
+    if (auto s = store_->save(ledger_, changed, durable); !s)
       spdlog::error("BERTH_STATE_SAVE_FAILED {}", s.error().message);
   }
   for (auto& a : actions) {

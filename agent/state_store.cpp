@@ -40,7 +40,7 @@ Status fsync_dir(const std::string& path) {
   return ok_status();
 }
 
-Status write_atomically(const std::string& path, const std::string& text) {
+Status write_atomically(const std::string& path, const std::string& text, bool durable) {
   const std::string tmp = path + ".tmp";
   UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   if (!fd) return io_error("cannot create", tmp);
@@ -51,7 +51,7 @@ Status write_atomically(const std::string& path, const std::string& text) {
     if (n < 0) return io_error("cannot write", tmp);
     off += static_cast<size_t>(n);
   }
-  if (::fsync(fd.get()) != 0) return io_error("cannot fsync", tmp);
+  if (durable && ::fsync(fd.get()) != 0) return io_error("cannot fsync", tmp);
   fd.reset();
   if (::rename(tmp.c_str(), path.c_str()) != 0) return io_error("cannot rename onto", path);
   return ok_status();
@@ -98,7 +98,8 @@ Expected<Ledger> StateStore::load() const {
   return ledger;
 }
 
-Status StateStore::save(const Ledger& ledger, const std::vector<std::string>& owners) {
+Status StateStore::save(const Ledger& ledger, const std::vector<std::string>& owners,
+                        bool durable) {
   std::set<std::string> dirs;
   for (const auto& owner : owners) {
     const std::string path = record_path(owner);
@@ -109,12 +110,12 @@ Status StateStore::save(const Ledger& ledger, const std::vector<std::string>& ow
     } else {
       for (const auto& d : {dir_, dir_ + "/berths", dir})
         if (auto s = make_dir(d); !s) return s;
-      if (auto s = write_atomically(path, nlohmann::json(it->second).dump()); !s) return s;
+      if (auto s = write_atomically(path, nlohmann::json(it->second).dump(), durable); !s) return s;
     }
     dirs.insert(dir);
   }
   for (const auto& d : dirs)
-    if (fs::exists(d))
+    if (durable && fs::exists(d))
       if (auto s = fsync_dir(d); !s) return s;
   return ok_status();
 }

@@ -17,7 +17,9 @@ class StateStore {
   // never a guess.
   Expected<Ledger> load() const;
   // Writes the records of `owners` as they are in `ledger`; removes those no longer in it.
-  Status save(const Ledger& ledger, const std::vector<std::string>& owners);
+  // `durable`: fsync records and directories (survives a power loss); otherwise the atomic
+  // rename alone (survives the agent's death).
+  Status save(const Ledger& ledger, const std::vector<std::string>& owners, bool durable = true);
   // Every berth of the ledger.
   Status save_all(const Ledger& ledger);
   std::string record_path(const std::string& owner) const;

@@ -38,6 +38,7 @@ struct Options {
   int idle_seconds = 60;
   double load_seconds = 2;
   std::string out = "bench-results.json";
+  std::string state_dir;  // empty: a directory next to the fixture (same filesystem as /tmp)
 };
 
 constexpr int kVfsPerNode = 32;
@@ -55,7 +56,7 @@ class Agent {
         {"sysfs_root", (dir / "fixture/sys").string()},
         {"dev_root", (dir / "fixture/dev").string()},
         {"proc_root", (dir / "fixture/proc").string()},
-        {"state_dir", (dir / "state").string()},
+        {"state_dir", o.state_dir.empty() ? (dir / "state").string() : o.state_dir},
         {"control_socket", socket_},
         {"log_level", "warn"},
         {"pools", {{{"name", "bench"}, {"subnet", "10.80.0.0/16"}, {"gateway", kGateway}}}}};
@@ -312,7 +313,8 @@ json footprint(const Options& o, Agent& agent, const fs::path& dir) {
   client.request("GET", "/v1/berths");
   double list_ms = ms_since(list_start);
   uintmax_t ledger_bytes = 0;
-  for (const auto& f : fs::recursive_directory_iterator(dir / "state"))
+  for (const auto& f : fs::recursive_directory_iterator(
+           o.state_dir.empty() ? dir / "state" : fs::path(o.state_dir)))
     if (f.is_regular_file()) ledger_bytes += f.file_size();
   std::vector<double> tail(creates.end() - 100, creates.end());
   auto last100 = summarize(tail);
@@ -361,6 +363,11 @@ int run(const Options& o) {
     result["burst"] = json::array({burst(agent, containers, 8), burst(agent, containers, 32)});
     result["api"] = api_load(o, agent);
     result["prolog"] = prolog_path(o, agent);
+  }
+  {
+    // A fresh agent, so the footprint is not the high-water mark of the phases above.
+    fs::remove_all(o.state_dir.empty() ? dir / "state" : fs::path(o.state_dir));
+    Agent agent(o, dir);
     result["footprint"] = footprint(o, agent, dir);
   }
   itest::sh("rmdir /sys/fs/cgroup/*/berth-bench");
@@ -389,10 +396,12 @@ int main(int argc, char** argv) {
       o.berthd = argv[i + 1];
     else if (a == "--berthctl")
       o.berthctl = argv[i + 1];
+    else if (a == "--state-dir")
+      o.state_dir = argv[i + 1];
     else
       return std::fprintf(stderr,
                           "usage: berth_bench_agent [--cycles N] [--idle-seconds S] "
-                          "[--load-seconds S] [--out FILE]\n"),
+                          "[--load-seconds S] [--state-dir DIR] [--out FILE]\n"),
              2;
   }
   return berth::bench::run(o);

@@ -29,7 +29,13 @@ struct Machine {
                    std::string message) {
     actions.push_back(action::Reply{request, owner, make_error(code, std::move(message))});
   }
-  void persist(const std::string& owner) { actions.push_back(action::Persist{{owner}}); }
+  void persist(const std::string& owner) { actions.push_back(action::Persist{{owner}, true}); }
+  // Progress within an operation: it must survive the agent's death, not the machine's, since
+  // what it records (device nodes, moved links, cgroup rules of a running container) does not
+  // survive a reboot either.
+  void persist_progress(const std::string& owner) {
+    actions.push_back(action::Persist{{owner}, false});
+  }
 
   void set_state(Berth& b, BerthState to) {
     // Every state change passes the lifecycle check; a failure here is a bug in this file.
@@ -248,7 +254,7 @@ void Machine::on(const event::StepFinished& e) {
   if (forward) {
     if (e.ok) {
       b->done.push_back({b->plan[b->done.size()], e.undo});
-      persist(b->owner);
+      persist_progress(b->owner);
       return run_next_forward(*b);
     }
     b->op_error = "step " + std::to_string(b->done.size() + 1) + "/" +
@@ -267,7 +273,7 @@ void Machine::on(const event::StepFinished& e) {
       b->op_error += (b->op_error.empty() ? "" : "; ") + what;
   }
   b->done.pop_back();
-  persist(b->owner);
+  persist_progress(b->owner);
   run_next_reverse(*b);
 }
 

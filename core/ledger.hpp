@@ -68,8 +68,10 @@ struct RunStep {
   bool rollback = false;
 };
 // Write the records of these berths; an owner no longer in the ledger has its record removed.
+// `durable`: must survive a power loss (fsync); otherwise only the agent's own death (rename).
 struct Persist {
   std::vector<std::string> owners;
+  bool durable = true;
 };
 // Answer request `request`: with the berth `owner` (now possibly released), or with `error`.
 struct Reply {

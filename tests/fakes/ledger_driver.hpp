@@ -37,8 +37,9 @@ class LedgerDriver {
           queue.push_back(outcome_(*r));
         } else if (auto* rep = std::get_if<action::Reply>(&a)) {
           replies.push_back(*rep);
-        } else {
+        } else if (auto* p = std::get_if<action::Persist>(&a)) {
           ++persists;
+          durable.push_back(p->durable);
         }
       }
     }
@@ -54,6 +55,7 @@ class LedgerDriver {
   Ledger ledger;
   std::vector<StepLog> steps;
   int persists = 0;
+  std::vector<bool> durable;  // of each Persist, in order
 
  private:
   Context ctx_;
