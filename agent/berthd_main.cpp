@@ -112,7 +112,7 @@ int run(const std::string& path) {
                                         p->group};
   auto server = berth::net::UnixHttpServer::listen(
       io, options, [&api](berth::net::Request req, berth::net::Peer peer) {
-        return api.handle(std::move(req), peer);
+        return api.handle(std::move(req), std::move(peer));
       });
   if (!server) {
     std::fprintf(stderr, "berthd: %s\n", server.error().message.c_str());

@@ -5,14 +5,10 @@
 #include <cstring>
 
 #include "agent/device_nodes.hpp"
+#include "core/overloaded.hpp"
 
 namespace berth::agent {
 namespace {
-
-template <class... Ts>
-struct overloaded : Ts... {
-  using Ts::operator()...;
-};
 
 StepOutcome done(std::string undo = {}) {
   return {true, std::move(undo), {}};

@@ -66,7 +66,6 @@ int http_status(ErrorCode code) {
       return 422;
     case ErrorCode::attach_failed:
     case ErrorCode::detach_failed:
-      return 500;
     case ErrorCode::internal:
       return 500;
   }

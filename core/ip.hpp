@@ -18,7 +18,8 @@ struct IpAddress {
   std::string to_string() const;
   // Adds n (may carry across bytes); false on overflow past the family's range.
   bool advance(uint64_t n);
-  auto operator<=>(const IpAddress&) const = default;
+  auto operator<=>(const IpAddress&) const =
+      default;  // NOLINT(modernize-use-nullptr): clang 14 false positive
 };
 
 struct Cidr {

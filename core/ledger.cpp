@@ -11,11 +11,6 @@
 namespace berth {
 namespace {
 
-template <class... Ts>
-struct overloaded : Ts... {
-  using Ts::operator()...;
-};
-
 // The state machine's working set for one event.
 struct Machine {
   Ledger& ledger;

@@ -125,8 +125,8 @@ std::vector<int> nodes_by_distance(const Inventory& inv, const std::vector<int>&
 // VFs and CPUs for GPUs already chosen on `gpu_nodes`: from those nodes first, then the nearest.
 // With `single`, only from the one node.
 std::optional<Placement> complete(const Inventory& inv, const Usage& u, const BerthRequest& req,
-                                  std::vector<const Gpu*> gpus, std::vector<int> nodes,
-                                  bool single) {
+                                  const std::vector<const Gpu*>& gpus,
+                                  const std::vector<int>& nodes, bool single) {
   Placement p;
   for (const auto* g : gpus) p.gpus.push_back(g->pci);
   std::vector<int> order = single ? nodes : nodes_by_distance(inv, nodes);

@@ -2,13 +2,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/overloaded.hpp"
+
 namespace berth {
 namespace {
-
-template <class... Ts>
-struct overloaded : Ts... {
-  using Ts::operator()...;
-};
 
 std::string devnum(unsigned major, unsigned minor) {
   return std::to_string(major) + ":" + std::to_string(minor);
