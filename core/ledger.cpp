@@ -52,6 +52,19 @@ struct Machine {
   void on(const event::StepFinished& e);
   void on(const event::Resume& e);
 
+  // An operation starts: its caller is answered when it ends.
+  void begin(Berth& b, Operation op, uint64_t request) {
+    b.op = op;
+    b.op_request = request;
+    b.op_error.clear();
+    persist(b.owner);
+  }
+  void reply_busy(uint64_t request, const Berth& b) {
+    reply_error(request, b.owner, ErrorCode::busy,
+                "berth " + b.owner + " is " + std::string(to_string(b.state)) +
+                    "; try again when it settles");
+  }
+
   void run_next_forward(Berth& b);
   void run_next_reverse(Berth& b);
   void finish_reverse(Berth& b);
@@ -151,9 +164,7 @@ void Machine::on(const event::Attach& e) {
                              std::to_string(b->target->pid) + "; detach it first");
     case BerthState::attaching:
     case BerthState::detaching:
-      return reply_error(e.request, e.owner, ErrorCode::busy,
-                         "berth " + e.owner + " is " + std::string(to_string(b->state)) +
-                             "; try again when it settles");
+      return reply_busy(e.request, *b);
     case BerthState::released:
       return reply_error(e.request, e.owner, ErrorCode::invalid_state,
                          "berth " + e.owner + " is released");
@@ -171,10 +182,7 @@ void Machine::on(const event::Attach& e) {
   b->plan = attach_plan(*b, ctx.inventory);
   b->done.clear();
   b->error.clear();
-  b->op = Operation::attach;
-  b->op_request = e.request;
-  b->op_error.clear();
-  persist(b->owner);
+  begin(*b, Operation::attach, e.request);
   run_next_forward(*b);
 }
 
@@ -187,9 +195,7 @@ void Machine::on(const event::Detach& e) {
       return reply_ok(e.request, e.owner);
     case BerthState::attaching:
     case BerthState::detaching:
-      return reply_error(e.request, e.owner, ErrorCode::busy,
-                         "berth " + e.owner + " is " + std::string(to_string(b->state)) +
-                             "; try again when it settles");
+      return reply_busy(e.request, *b);
     case BerthState::failed:
       if (b->done.empty()) {
         set_state(*b, BerthState::reserved);
@@ -203,10 +209,7 @@ void Machine::on(const event::Detach& e) {
       break;
   }
   set_state(*b, BerthState::detaching);
-  b->op = Operation::detach;
-  b->op_request = e.request;
-  b->op_error.clear();
-  persist(b->owner);
+  begin(*b, Operation::detach, e.request);
   run_next_reverse(*b);
 }
 
@@ -218,9 +221,7 @@ void Machine::on(const event::Release& e) {
       return reply_ok(e.request, e.owner);
     case BerthState::attaching:
     case BerthState::detaching:
-      return reply_error(e.request, e.owner, ErrorCode::busy,
-                         "berth " + e.owner + " is " + std::string(to_string(b->state)) +
-                             "; try again when it settles");
+      return reply_busy(e.request, *b);
     case BerthState::reserved:
     case BerthState::failed:
       if (b->done.empty()) {
@@ -235,10 +236,7 @@ void Machine::on(const event::Release& e) {
       break;
   }
   set_state(*b, BerthState::detaching);
-  b->op = Operation::release;
-  b->op_request = e.request;
-  b->op_error.clear();
-  persist(b->owner);
+  begin(*b, Operation::release, e.request);
   run_next_reverse(*b);
 }
 
