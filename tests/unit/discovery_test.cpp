@@ -57,6 +57,7 @@ TEST(Discovery, TwoSocketNode) {
   EXPECT_EQ(inv.vfs[0].rdma, "mlx5_2");
   EXPECT_EQ(inv.vfs[7].pci, "0000:1a:01.0");
   EXPECT_EQ(inv.vfs[7].vf_index, 7);
+  EXPECT_EQ(inv.vfs[7].mtu, 1500);
   EXPECT_EQ(inv.vfs[8].numa, 1);
   EXPECT_TRUE(d->warnings.empty()) << d->warnings.front();
 }
