@@ -20,6 +20,9 @@ class Actuator {
   // `rollback` is true for inverse steps: a target that has exited then has nothing left to undo
   // inside it.
   virtual StepOutcome run(const Step& step, const Target& target, bool rollback) = 0;
+  // No operation is in flight: let go of whatever was held for the last one (a container's
+  // pidfd and namespace would otherwise outlive the container).
+  virtual void idle() {}
 };
 
 }  // namespace berth::agent

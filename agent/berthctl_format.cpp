@@ -55,8 +55,9 @@ std::string format_inventory(const nlohmann::json& inv) {
   for (const auto& n : inv.value("numa_nodes", nlohmann::json::array())) {
     int id = n.value("id", 0);
     const std::string free = n.value("free_cpus", "");
-    out << "NUMA node " << id << ": cpus " << str(n["cpus"]) << " (free: " << (free.empty() ? "none" : free)
-        << "), memory node " << n.value("memory_node", 0)
+    out << "NUMA node " << id << ": cpus " << str(n["cpus"])
+        << " (free: " << (free.empty() ? "none" : free) << "), memory node "
+        << n.value("memory_node", 0)
         << (n.value("has_memory", true) ? "" : " (this node has no memory)") << "\n";
     std::vector<Row> rows{{"  KIND", "INDEX", "PCI", "DETAIL", "IOMMU", "HELD BY"}};
     for (const auto& g : inv.value("gpus", nlohmann::json::array()))

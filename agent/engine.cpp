@@ -54,6 +54,7 @@ void Engine::dispatch(const Event& ev) {
         ev);
   }
   perform(std::move(actions));
+  if (!busy()) actuator_.idle();
 }
 
 void Engine::perform(std::vector<Action> actions) {

@@ -15,6 +15,7 @@ class HostActuator : public Actuator {
  public:
   explicit HostActuator(std::string cgroup_root);
   StepOutcome run(const Step& step, const Target& target, bool rollback) override;
+  void idle() override { open_.reset(); }
 
  private:
   // The container handle and its rtnetlink socket, kept while steps target the same process.

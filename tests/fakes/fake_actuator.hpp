@@ -17,7 +17,10 @@ class FakeActuator : public agent::Actuator {
     return {true, "", ""};
   }
 
+  void idle() override { ++idle_calls; }
+
   std::vector<std::string> log;
+  int idle_calls = 0;
   int fail_forward_at = -1;  // 0-based index of the forward step to fail
   int forward_count = 0;
 };
@@ -31,6 +34,7 @@ class FailingActuator : public agent::Actuator {
       return {false, "", "injected failure at " + describe(step)};
     return inner_.run(step, target, rollback);
   }
+  void idle() override { inner_.idle(); }
 
  private:
   agent::Actuator& inner_;

@@ -94,6 +94,14 @@ TEST_F(AttachTest, AttachGivesDevicesNetworkAndCpusAndDetachTakesThemBack) {
   EXPECT_FALSE(can_mknod_gpu());
   EXPECT_EQ(sh("ip -o link show bvf0x0").out.find("state DOWN") != std::string::npos, true);
   EXPECT_EQ(diff(before, snapshot(*container_)), "");
+  // Nothing of the container is held once the operation is over.
+  const std::string netns =
+      sh("readlink /proc/" + std::to_string(container_->pid()) + "/ns/net").out;
+  EXPECT_EQ(sh("ls -l /proc/" + std::to_string(::getpid()) + "/fd/ | grep -cF '" +
+               netns.substr(0, netns.size() - 1) + "'")
+                .out,
+            "0\n")
+      << "a descriptor of the container's network namespace is still open";
 
   // Detach again: nothing left to do, nothing changes.
   auto [de2, dv2] = testing::call(io_, engine, event::Detach{0, "manual/itest"});

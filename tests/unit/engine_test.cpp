@@ -57,6 +57,7 @@ TEST_F(EngineTest, AttachAndDetachRunEveryStepAndPersist) {
   ASSERT_FALSE(e3);
   EXPECT_EQ(v3["state"], "reserved");
   EXPECT_EQ(actuator_.log.back(), "undo: remove device node /dev/nvidia0");
+  EXPECT_GE(actuator_.idle_calls, 3);  // after each operation, nothing is held
 }
 
 TEST_F(EngineTest, FailedStepRollsBackAndReportsTheStep) {
