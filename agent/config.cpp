@@ -1,5 +1,6 @@
 #include "agent/config.hpp"
 
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -15,7 +16,7 @@ Error config_error(const std::string& field, const std::string& why) {
 
 }  // namespace
 
-Expected<Config> parse_config(const std::string& text) {
+Expected<Config> parse_config(const std::string& text, const std::string& base_dir) {
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(text);
@@ -41,8 +42,12 @@ Expected<Config> parse_config(const std::string& text) {
         return config_error(key, "must be a non-empty string");
       *it->second = value.get<std::string>();
       bool is_path = key != "runc" && key != "log_level" && key != "runc_root";
-      if (is_path && it->second->front() != '/')
-        return config_error(key, "must be an absolute path");
+      if (is_path && it->second->front() != '/') {
+        if (base_dir.empty()) return config_error(key, "must be an absolute path");
+        *it->second =
+            std::filesystem::weakly_canonical(std::filesystem::path(base_dir) / *it->second)
+                .string();
+      }
     } else if (!others.count(key)) {
       return config_error(key, "unknown field");
     }
@@ -92,7 +97,8 @@ Expected<Config> load_config(const std::string& path) {
   if (!in) return make_error(ErrorCode::bad_request, "cannot read config file " + path);
   std::stringstream ss;
   ss << in.rdbuf();
-  auto c = parse_config(ss.str());
+  auto dir = std::filesystem::absolute(path).parent_path().string();
+  auto c = parse_config(ss.str(), dir);
   if (!c) return make_error(c.error().code, path + ": " + c.error().message);
   return c;
 }

@@ -26,7 +26,9 @@ struct Config {
   std::map<std::string, PoolConfig> pools;
 };
 
-Expected<Config> parse_config(const std::string& text);
+// Relative paths are taken from `base_dir`; with no base_dir they are an error.
+Expected<Config> parse_config(const std::string& text, const std::string& base_dir = {});
+// Relative paths in the file are relative to the file's own directory.
 Expected<Config> load_config(const std::string& path);
 
 }  // namespace berth::agent

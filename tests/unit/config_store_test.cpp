@@ -45,6 +45,25 @@ TEST(Config, BadConfigNamesTheFieldAndTheReason) {
   }
 }
 
+TEST(Config, RelativePathsAreRelativeToTheConfigFile) {
+  auto c = parse_config(R"({"sysfs_root":"../fixtures/two-socket/sys","state_dir":"/var/lib/x"})",
+                        "/opt/berth/examples");
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->sysfs_root, "/opt/berth/fixtures/two-socket/sys");
+  EXPECT_EQ(c->state_dir, "/var/lib/x");
+}
+
+TEST(Config, BundledExamplesAreValid) {
+  for (const char* name : {"two-socket-fixture.json", "gpu-node.json"}) {
+    auto c = load_config(std::string(BERTH_EXAMPLES) + "/" + name);
+    EXPECT_TRUE(c) << name << ": " << c.error().message;
+  }
+  auto fixture = load_config(std::string(BERTH_EXAMPLES) + "/two-socket-fixture.json");
+  ASSERT_TRUE(fixture);
+  EXPECT_TRUE(std::filesystem::exists(fixture->sysfs_root + "/devices/system/node/node1/cpulist"))
+      << fixture->sysfs_root;
+}
+
 class StateStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
