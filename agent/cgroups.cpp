@@ -79,8 +79,10 @@ Status CgroupV1::write(const std::string& controller, const std::string& cgroup,
 }
 
 Expected<bool> CgroupV1::allow_device(const std::string& cgroup, unsigned major, unsigned minor) {
-  if (cgroup.empty())
-    return make_error(ErrorCode::internal, "the container has no devices cgroup (v1)");
+  if (cgroup.empty() || cgroup == "/")
+    return make_error(ErrorCode::internal,
+                      "the container has no devices cgroup (v1) of its own; berth will not change "
+                      "the root cgroup");
   auto list = read("devices", cgroup, "devices.list");
   if (!list) return list.error();
   if (devices_list_allows(*list, major, minor)) return true;
@@ -98,8 +100,10 @@ Status CgroupV1::deny_device(const std::string& cgroup, unsigned major, unsigned
 
 Expected<std::string> CgroupV1::set_cpuset(const std::string& cgroup, const std::string& cpus,
                                            const std::string& mems) {
-  if (cgroup.empty())
-    return make_error(ErrorCode::internal, "the container has no cpuset cgroup (v1)");
+  if (cgroup.empty() || cgroup == "/")
+    return make_error(ErrorCode::internal,
+                      "the container has no cpuset cgroup (v1) of its own; berth will not change "
+                      "the root cgroup");
   auto old_cpus = read("cpuset", cgroup, "cpuset.cpus");
   if (!old_cpus) return old_cpus.error();
   auto old_mems = read("cpuset", cgroup, "cpuset.mems");

@@ -39,19 +39,22 @@ Expected<uint64_t> process_start_time(int pid) {
 }
 
 Status check_is_container(int pid) {
-  for (const char* ns : {"net", "mnt"}) {
+  // Its own network and mount namespaces, and a root directory other than the host's: a process
+  // that merely unshared its mounts still sees, and would let berth write to, the host's /dev.
+  for (const char* what : {"ns/net", "ns/mnt", "root"}) {
     struct stat mine {};
     struct stat theirs {};
-    const std::string path = "/proc/" + std::to_string(pid) + "/ns/" + ns;
+    const std::string path = "/proc/" + std::to_string(pid) + "/" + what;
     if (::stat(path.c_str(), &theirs) != 0) return target_gone(pid, "does not exist");
-    if (::stat((std::string("/proc/self/ns/") + ns).c_str(), &mine) != 0)
-      return make_error(
-          ErrorCode::internal,
-          std::string("cannot read the agent's own namespace: ") + std::strerror(errno));
+    if (::stat((std::string("/proc/self/") + what).c_str(), &mine) != 0)
+      return make_error(ErrorCode::internal, std::string("cannot read the agent's own ") + what +
+                                                 ": " + std::strerror(errno));
     if (mine.st_ino == theirs.st_ino && mine.st_dev == theirs.st_dev)
-      return make_error(ErrorCode::bad_request, "pid " + std::to_string(pid) +
-                                                    " shares the agent's " + ns +
-                                                    " namespace: it is not a container");
+      return make_error(
+          ErrorCode::bad_request,
+          "pid " + std::to_string(pid) + " shares the agent's " +
+              (what[0] == 'r' ? "root directory" : std::string(what + 3) + " namespace") +
+              ": it is not a container");
   }
   return ok_status();
 }

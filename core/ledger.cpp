@@ -256,6 +256,7 @@ void Machine::on(const event::StepFinished& e) {
     return run_next_reverse(*b);
   }
   // Reverse: the last done step's inverse finished. A failed inverse is recorded, not retried.
+  if (b->done.empty()) return;  // no inverse was asked for: a stray outcome
   if (!e.ok) {
     auto inv = inverse(b->done.back().step, b->done.back().undo);
     std::string what =

@@ -150,6 +150,44 @@ TEST_F(AttachTest, RefusesAProcessThatIsNotInAContainer) {
   EXPECT_TRUE(sh("ip link show bvf0x0").rc == 0);
 }
 
+TEST_F(AttachTest, RefusesAProcessThatSharesTheHostRoot) {
+  // Own network and mount namespaces, but the host's root: its /dev is the host's /dev.
+  auto spawned = sh("unshare --net --mount --fork sleep 60 >/dev/null 2>&1 & echo $!");
+  const std::string parent = spawned.out.substr(0, spawned.out.find('\n'));
+  const std::string pid = sh("sleep 0.2; pgrep -P " + parent + " sleep").out;
+  ASSERT_FALSE(pid.empty()) << "no process to attach to";
+  agent::Engine engine(io_, ctx_, {}, host_, nullptr);
+  BerthRequest r;
+  r.gpu_count = 1;
+  testing::call(io_, engine, event::Create{0, "manual/hostroot", r});
+  auto [e, v] = testing::call(io_, engine,
+                              event::Attach{0, "manual/hostroot", Target{std::stoi(pid), 0, ""}});
+  sh("kill " + parent + " " + pid);
+  ASSERT_TRUE(e);
+  EXPECT_NE(e->message.find("shares the agent's root directory"), std::string::npos) << e->message;
+  EXPECT_FALSE(std::filesystem::exists("/dev/nvidia0"));
+}
+
+TEST_F(AttachTest, RefusesToChangeTheRootCgroup) {
+  // The container's init moved into the root cgroups: its rules would be the host's.
+  for (const char* c : {"devices", "cpuset"})
+    sh("echo " + std::to_string(container_->pid()) + " > /sys/fs/cgroup/" + c + "/cgroup.procs");
+  const std::string before = snapshot(*container_);
+  const std::string root_rules =
+      sh("cat /sys/fs/cgroup/devices/devices.list /sys/fs/cgroup/cpuset/cpuset.cpus").out;
+  agent::Engine engine(io_, ctx_, {}, host_, nullptr);
+  BerthRequest r;
+  r.gpu_count = 1;
+  testing::call(io_, engine, event::Create{0, "manual/root", r});
+  auto [e, v] = testing::call(io_, engine, event::Attach{0, "manual/root", target()});
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->code, ErrorCode::attach_failed);
+  EXPECT_NE(e->message.find("will not change the root cgroup"), std::string::npos) << e->message;
+  EXPECT_EQ(sh("cat /sys/fs/cgroup/devices/devices.list /sys/fs/cgroup/cpuset/cpuset.cpus").out,
+            root_rules);
+  EXPECT_EQ(diff(before, snapshot(*container_)), "");
+}
+
 TEST_F(AttachTest, ASymlinkPlantedInTheContainerDevIsNotFollowed) {
   // The container's root replaces /dev/nvidia0 with a link to a host path before attach.
   ASSERT_EQ(container_->exec("ln -s /proc/1/root/etc/berth-owned /dev/nvidia0").rc, 0);
