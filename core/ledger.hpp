@@ -86,9 +86,6 @@ using Action = std::variant<action::RunStep, action::Persist, action::Reply>;
 // No I/O, no clock: the same ledger and event always give the same result.
 std::vector<Action> apply(Ledger& ledger, const Context& ctx, const Event& ev);
 
-// The attach plan for a berth, in order; detach runs the inverses in reverse.
-std::vector<Step> attach_plan(const Berth& b, const Inventory& inv);
-
 void to_json(nlohmann::json& j, const Ledger& l);
 Expected<Ledger> ledger_from_json(const nlohmann::json& j);
 
