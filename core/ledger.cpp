@@ -5,7 +5,6 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/cpulist.hpp"
 #include "core/placement.hpp"
 #include "core/plan.hpp"
 
