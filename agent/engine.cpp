@@ -68,10 +68,16 @@ void Engine::perform(std::vector<Action> actions) {
   }
   std::sort(changed.begin(), changed.end());
   changed.erase(std::unique(changed.begin(), changed.end()), changed.end());
-  // Persist first: a caller is told "done" only for state that is on disk.
+  // Persist first: a caller is told "done" only for state that is on disk, and is told when
+  // it is not.
+  std::optional<Error> unsaved;
   if (!changed.empty() && store_) {
-    if (auto s = store_->save(ledger_, changed, durable); !s)
+    if (auto s = store_->save(ledger_, changed, durable); !s) {
       spdlog::error("BERTH_STATE_SAVE_FAILED {}", s.error().message);
+      unsaved = make_error(ErrorCode::internal,
+                           "the change was made but could not be saved (" + s.error().message +
+                               "); it holds in memory until the next successful write");
+    }
   }
   for (auto& a : actions) {
     if (auto* run = std::get_if<action::RunStep>(&a)) {
@@ -92,7 +98,7 @@ void Engine::perform(std::vector<Action> actions) {
       nlohmann::json view;
       if (auto b = ledger_.berths.find(reply->owner); b != ledger_.berths.end())
         view = berth_view(b->second, ctx_.inventory);
-      fn(reply->error, std::move(view));
+      fn(reply->error ? reply->error : unsaved, std::move(view));
     }
   }
 }

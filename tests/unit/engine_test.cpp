@@ -60,6 +60,18 @@ TEST_F(EngineTest, AttachAndDetachRunEveryStepAndPersist) {
   EXPECT_GE(actuator_.idle_calls, 3);  // after each operation, nothing is held
 }
 
+TEST_F(EngineTest, AChangeThatCannotBeSavedIsNotReportedAsDone) {
+  StateStore unwritable("/proc/berth-cannot-write-here");
+  Engine engine(io_, ctx_, {}, actuator_, &unwritable);
+  BerthRequest r;
+  r.gpu_count = 1;
+  auto [e, v] = testing::call(io_, engine, event::Create{0, "slurm/1", r});
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->code, ErrorCode::internal);
+  EXPECT_NE(e->message.find("could not be saved"), std::string::npos) << e->message;
+  EXPECT_EQ(v["state"], "reserved");
+}
+
 TEST_F(EngineTest, FailedStepRollsBackAndReportsTheStep) {
   actuator_.fail_forward_at = 3;
   Engine engine(io_, ctx_, {}, actuator_, &*store_);
