@@ -56,15 +56,21 @@ void BM_PlaceOnLargeNode(benchmark::State& state) {
 }
 BENCHMARK(BM_PlaceOnLargeNode)->Arg(0)->Arg(1000);
 
+// A shared berth with `gpus` GPUs and one VF addressed from pool "p".
+BerthRequest shared_vf_request(int gpus, NumaPolicy numa) {
+  BerthRequest r;
+  r.shared = true;
+  r.gpu_count = gpus;
+  r.vf_count = 1;
+  r.network.pool = "p";
+  r.numa = numa;
+  return r;
+}
+
 void BM_CreateReleaseWith1000Live(benchmark::State& state) {
   auto ctx = large_context();
   auto ledger = live_ledger(ctx, 1000);
-  BerthRequest r;
-  r.shared = true;
-  r.gpu_count = 1;
-  r.vf_count = 1;
-  r.network.pool = "p";
-  r.numa = NumaPolicy::any;
+  const BerthRequest r = shared_vf_request(1, NumaPolicy::any);
   for (auto _ : state) {
     auto a = apply(ledger, ctx, event::Create{1, "manual/bench", r});
     auto b = apply(ledger, ctx, event::Release{2, "manual/bench"});
@@ -78,12 +84,7 @@ BENCHMARK(BM_CreateReleaseWith1000Live);
 void BM_AttachDetachStateMachine(benchmark::State& state) {
   auto ctx = large_context();
   auto ledger = live_ledger(ctx, 1000);
-  BerthRequest r;
-  r.shared = true;
-  r.gpu_count = 2;
-  r.vf_count = 1;
-  r.network.pool = "p";
-  apply(ledger, ctx, event::Create{1, "manual/bench", r});
+  apply(ledger, ctx, event::Create{1, "manual/bench", shared_vf_request(2, NumaPolicy::single)});
   for (auto _ : state) {
     apply(ledger, ctx, event::Attach{2, "manual/bench", Target{42, 1, ""}});
     while (ledger.berths.at("manual/bench").state == BerthState::attaching)
