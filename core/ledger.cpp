@@ -24,11 +24,14 @@ struct Machine {
                    std::string message) {
     actions.push_back(action::Reply{request, owner, make_error(code, std::move(message))});
   }
-  void persist(const std::string& owner) { actions.push_back(action::Persist{{owner}, true}); }
-  // Progress within an operation: it must survive the agent's death, not the machine's, since
-  // what it records (device nodes, moved links, cgroup rules of a running container) does not
-  // survive a reboot either.
-  void persist_progress(const std::string& owner) {
+  // What is reserved (a berth created, released or pruned) must survive a power loss.
+  void persist_reservation(const std::string& owner) {
+    actions.push_back(action::Persist{{owner}, true});
+  }
+  // Attachment state (the plan, the steps done, attached or not) describes device nodes, moved
+  // links and cgroup rules of running containers. None of that outlives a power loss, so the
+  // record only has to outlive the agent's own death.
+  void persist_attachment(const std::string& owner) {
     actions.push_back(action::Persist{{owner}, false});
   }
 
@@ -57,7 +60,7 @@ struct Machine {
     b.op = op;
     b.op_request = request;
     b.op_error.clear();
-    persist(b.owner);
+    persist_attachment(b.owner);
   }
   void reply_busy(uint64_t request, const Berth& b) {
     reply_error(request, b.owner, ErrorCode::busy,
@@ -147,7 +150,7 @@ void Machine::on(const event::Create& e) {
   }
   ++ledger.next_seq;
   ledger.berths[e.owner] = std::move(b);
-  persist(e.owner);
+  persist_reservation(e.owner);
   reply_ok(e.request, e.owner);
 }
 
@@ -201,7 +204,7 @@ void Machine::on(const event::Detach& e) {
         set_state(*b, BerthState::reserved);
         b->error.clear();
         b->target.reset();
-        persist(b->owner);
+        persist_attachment(b->owner);
         return reply_ok(e.request, e.owner);
       }
       break;
@@ -228,7 +231,7 @@ void Machine::on(const event::Release& e) {
         set_state(*b, BerthState::released);
         b->target.reset();
         prune_tombstones(b->owner);
-        persist(b->owner);
+        persist_reservation(b->owner);
         return reply_ok(e.request, e.owner);
       }
       break;
@@ -247,7 +250,7 @@ void Machine::on(const event::StepFinished& e) {
   if (forward) {
     if (e.ok) {
       b->done.push_back({b->plan[b->done.size()], e.undo});
-      persist_progress(b->owner);
+      persist_attachment(b->owner);
       return run_next_forward(*b);
     }
     b->op_error = "step " + std::to_string(b->done.size() + 1) + "/" +
@@ -267,7 +270,7 @@ void Machine::on(const event::StepFinished& e) {
       b->op_error += (b->op_error.empty() ? "" : "; ") + what;
   }
   b->done.pop_back();
-  persist_progress(b->owner);
+  persist_attachment(b->owner);
   run_next_reverse(*b);
 }
 
@@ -295,7 +298,7 @@ void Machine::run_next_forward(Berth& b) {
   }
   set_state(b, BerthState::attached);
   b.op = Operation::none;
-  persist(b.owner);
+  persist_attachment(b.owner);
   reply_ok(b.op_request, b.owner);
 }
 
@@ -319,7 +322,7 @@ void Machine::finish_reverse(Berth& b) {
     set_state(b, BerthState::failed);
     b.error = b.op_error + (b.op_error.find("undo (") == std::string::npos ? "; rolled back" : "");
     b.target.reset();
-    persist(b.owner);
+    persist_attachment(b.owner);
     return reply_error(request, b.owner, ErrorCode::attach_failed, b.error);
   }
   if (!b.op_error.empty() && op == Operation::release) {
@@ -328,13 +331,13 @@ void Machine::finish_reverse(Berth& b) {
     b.error = "released with leftovers: " + b.op_error;
     b.target.reset();
     prune_tombstones(b.owner);
-    persist(b.owner);
+    persist_reservation(b.owner);
     return reply_ok(request, b.owner);
   }
   if (!b.op_error.empty()) {
     set_state(b, BerthState::failed);
     b.error = b.op_error;
-    persist(b.owner);
+    persist_attachment(b.owner);
     return reply_error(request, b.owner, ErrorCode::detach_failed, b.error);
   }
   b.target.reset();
@@ -342,10 +345,11 @@ void Machine::finish_reverse(Berth& b) {
   if (op == Operation::release) {
     set_state(b, BerthState::released);
     prune_tombstones(b.owner);
+    persist_reservation(b.owner);
   } else {
     set_state(b, BerthState::reserved);
+    persist_attachment(b.owner);
   }
-  persist(b.owner);
   reply_ok(request, b.owner);
 }
 
@@ -358,7 +362,7 @@ void Machine::prune_tombstones(const std::string& keep) {
   std::sort(released.begin(), released.end());
   for (size_t i = 0; i < total - ctx.max_tombstones; ++i) {
     ledger.berths.erase(released[i].second);
-    persist(released[i].second);  // gone from the ledger: its record goes too
+    persist_reservation(released[i].second);  // gone from the ledger: its record goes too
   }
 }
 

@@ -108,19 +108,23 @@ TEST(Ledger, AttachRunsThePlanInOrderAndDetachRunsInversesInReverse) {
   for (const auto& s : d.steps) EXPECT_TRUE(s.rollback);
 }
 
-// Each step's progress must survive the agent's death; only operation boundaries need to
-// survive a power loss (what the steps changed does not outlive a reboot).
-TEST(Ledger, OnlyOperationBoundariesAreDurable) {
+// What is reserved must survive a power loss; attachment state (which dies with the containers
+// on a power loss) only the agent's own death.
+TEST(Ledger, OnlyReservationsAreDurable) {
   testing::LedgerDriver d(context());
   d.one(event::Create{1, "slurm/1", one_gpu_one_vf()});
   EXPECT_EQ(d.durable, std::vector<bool>{true});
   d.durable.clear();
   d.one(event::Attach{2, "slurm/1", target()});
   const size_t steps = d.ledger.berths.at("slurm/1").plan.size();
-  ASSERT_EQ(d.durable.size(), steps + 2);
-  EXPECT_TRUE(d.durable.front());  // attaching, with its plan
-  EXPECT_TRUE(d.durable.back());   // attached
-  for (size_t i = 1; i + 1 < d.durable.size(); ++i) EXPECT_FALSE(d.durable[i]) << i;
+  EXPECT_EQ(d.durable, std::vector<bool>(steps + 2, false));
+  d.durable.clear();
+  d.one(event::Detach{3, "slurm/1"});
+  EXPECT_FALSE(d.durable.empty());
+  for (bool durable : d.durable) EXPECT_FALSE(durable);
+  d.durable.clear();
+  d.one(event::Release{4, "slurm/1"});
+  EXPECT_EQ(d.durable, std::vector<bool>{true});
 }
 
 TEST(Ledger, RepeatedCallsAreHarmless) {
