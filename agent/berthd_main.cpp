@@ -33,7 +33,8 @@ detached and released when the workload ends.
 
   --config FILE        configuration (JSON); without it every default applies:
                        sysfs_root=/sys dev_root=/dev proc_root=/proc cgroup_root=/sys/fs/cgroup
-                       state_dir=/var/lib/berth control_socket=/run/berth/berth.sock
+                       state_dir=/var/lib/berth runtime_dir=/run/berth
+                       control_socket=/run/berth/berth.sock
   --check-config FILE  validate FILE, run discovery against it, print the inventory summary
                        and exit 0 (valid) or 1 (the error names the field)
 
@@ -93,7 +94,7 @@ int run(const std::string& path) {
   spdlog::set_level(spdlog::level::from_str(config.log_level));
   for (const auto& w : p->discovery.warnings) spdlog::warn("BERTH_DISCOVERY_WARNING {}", w);
 
-  berth::agent::StateStore store(config.state_dir);
+  berth::agent::StateStore store(config.state_dir, config.runtime_dir);
   auto ledger = store.load();
   if (!ledger) {
     std::fprintf(stderr, "berthd: %s\n", ledger.error().message.c_str());

@@ -15,7 +15,8 @@ struct Config {
   std::string dev_root = "/dev";
   std::string proc_root = "/proc";
   std::string cgroup_root = "/sys/fs/cgroup";
-  std::string state_dir = "/var/lib/berth";
+  std::string state_dir = "/var/lib/berth";  // reservations, fsynced
+  std::string runtime_dir = "/run/berth";    // attachment state; a tmpfs that a reboot clears
   std::string control_socket = "/run/berth/berth.sock";
   unsigned control_socket_mode = 0660;       // "0600", "0660" or "0666"
   std::optional<std::string> control_group;  // members (and root) may mutate; others only read

@@ -59,19 +59,27 @@ Status write_atomically(const std::string& path, const std::string& text, bool d
 
 }  // namespace
 
-StateStore::StateStore(std::string dir) : dir_(std::move(dir)) {}
+StateStore::StateStore(std::string state_dir, std::string runtime_dir)
+    : dir_(std::move(state_dir)), runtime_dir_(std::move(runtime_dir)) {}
 
 // Owners are validated (kind/id of [A-Za-z0-9._-], never "." or ".."), so they map to paths 1:1.
 std::string StateStore::record_path(const std::string& owner) const {
   return dir_ + "/berths/" + owner + ".json";
 }
 
-Expected<Ledger> StateStore::load() const {
-  Ledger ledger;
-  const fs::path base = fs::path(dir_) / "berths";
+std::string StateStore::runtime_record_path(const std::string& owner) const {
+  return runtime_dir_ + "/berths/" + owner + ".json";
+}
+
+namespace {
+
+// Reads every record under <root>/berths into `ledger`, replacing berths already there.
+// `path_of` says where the record of an owner belongs, to catch a record filed under another name.
+template <typename PathOf>
+Status read_records(const std::string& root, Ledger& ledger, PathOf path_of) {
+  const fs::path base = fs::path(root) / "berths";
   std::error_code ec;
-  if (!fs::exists(base, ec)) return ledger;
-  nlohmann::json all = {{"version", 1}, {"next_seq", 1}, {"berths", nlohmann::json::array()}};
+  if (!fs::exists(base, ec)) return ok_status();
   for (const auto& kind : fs::directory_iterator(base, ec)) {
     for (const auto& file : fs::directory_iterator(kind.path(), ec)) {
       const std::string path = file.path().string();
@@ -88,35 +96,59 @@ Expected<Ledger> StateStore::load() const {
       }
       auto b = berth_from_json(j);
       if (!b) return corrupt(path, b.error().message);
-      if (record_path(b->owner) != path) return corrupt(path, "it holds berth " + b->owner);
+      if (path_of(b->owner) != path) return corrupt(path, "it holds berth " + b->owner);
       ledger.next_seq = std::max(ledger.next_seq, b->seq + 1);
       ledger.berths[b->owner] = std::move(*b);
     }
   }
   if (ec)
     return make_error(ErrorCode::internal, "cannot list " + base.string() + ": " + ec.message());
+  return ok_status();
+}
+
+}  // namespace
+
+Expected<Ledger> StateStore::load() const {
+  Ledger ledger;
+  if (auto s = read_records(dir_, ledger, [this](const std::string& o) { return record_path(o); });
+      !s)
+    return s.error();
+  if (auto s = read_records(runtime_dir_, ledger,
+                            [this](const std::string& o) { return runtime_record_path(o); });
+      !s)
+    return s.error();
   return ledger;
 }
 
 Status StateStore::save(const Ledger& ledger, const std::vector<std::string>& owners,
                         bool durable) {
-  std::set<std::string> dirs;
+  std::set<std::string> synced_dirs;
   for (const auto& owner : owners) {
-    const std::string path = record_path(owner);
+    const std::string path = durable ? record_path(owner) : runtime_record_path(owner);
+    const std::string root = durable ? dir_ : runtime_dir_;
     const std::string dir = fs::path(path).parent_path().string();
     auto it = ledger.berths.find(owner);
     if (it == ledger.berths.end()) {
-      if (::unlink(path.c_str()) != 0 && errno != ENOENT) return io_error("cannot remove", path);
-    } else {
-      for (const auto& d : {dir_, dir_ + "/berths", dir})
-        if (auto s = make_dir(d); !s) return s;
-      if (auto s = write_atomically(path, nlohmann::json(it->second).dump(), durable); !s) return s;
+      for (const auto& p : {record_path(owner), runtime_record_path(owner)})
+        if (::unlink(p.c_str()) != 0 && errno != ENOENT) return io_error("cannot remove", p);
+      synced_dirs.insert(fs::path(record_path(owner)).parent_path().string());
+      continue;
     }
-    dirs.insert(dir);
+    for (const auto& d : {root, root + "/berths", dir})
+      if (auto s = make_dir(d); !s) return s;
+    if (auto s = write_atomically(path, nlohmann::json(it->second).dump(), durable); !s) return s;
+    if (durable) {
+      // The durable record is now the newest state of this berth.
+      const std::string runtime = runtime_record_path(owner);
+      if (::unlink(runtime.c_str()) != 0 && errno != ENOENT)
+        return io_error("cannot remove", runtime);
+      synced_dirs.insert(dir);
+    }
   }
-  for (const auto& d : dirs)
-    if (durable && fs::exists(d))
-      if (auto s = fsync_dir(d); !s) return s;
+  if (durable)
+    for (const auto& d : synced_dirs)
+      if (fs::exists(d))
+        if (auto s = fsync_dir(d); !s) return s;
   return ok_status();
 }
 

@@ -1,7 +1,15 @@
 #pragma once
-// The ledger on disk: one file per berth, <state_dir>/berths/<kind>/<id>.json, each replaced
-// atomically (write, fsync, rename, fsync directory), so a crash leaves either the old or the
-// new record of a berth, never a mix, and a change costs the size of one berth, not the ledger.
+// The ledger on disk: one record per berth, `<dir>/berths/<kind>/<id>.json`, each replaced
+// atomically, so a crash leaves either the old or the new record of a berth, never a mix, and a
+// change costs the size of one berth, not of the ledger.
+//
+// Two places, by what a record must survive:
+// - reservations (a berth created or released) go to `state_dir`, fsynced (file and directory):
+//   they survive a power loss;
+// - attachment state (the plan, the steps done, attached or not) goes to `runtime_dir` (/run, a
+//   tmpfs on a real host) by rename alone: it survives the agent's death, and is gone after a
+//   reboot together with the containers, device nodes and moved links it described.
+// A runtime record, when there is one, is the newer state of its berth.
 #include <string>
 #include <vector>
 
@@ -12,20 +20,21 @@ namespace berth::agent {
 
 class StateStore {
  public:
-  explicit StateStore(std::string dir);
-  // No directory is an empty ledger; an unreadable or corrupt record is an error naming the file,
+  StateStore(std::string state_dir, std::string runtime_dir);
+  // No records is an empty ledger; an unreadable or corrupt record is an error naming the file,
   // never a guess.
   Expected<Ledger> load() const;
   // Writes the records of `owners` as they are in `ledger`; removes those no longer in it.
-  // `durable`: fsync records and directories (survives a power loss); otherwise the atomic
-  // rename alone (survives the agent's death).
+  // `durable`: to state_dir with fsync, dropping the runtime record; else to runtime_dir.
   Status save(const Ledger& ledger, const std::vector<std::string>& owners, bool durable = true);
-  // Every berth of the ledger.
+  // Every berth of the ledger, durably.
   Status save_all(const Ledger& ledger);
   std::string record_path(const std::string& owner) const;
+  std::string runtime_record_path(const std::string& owner) const;
 
  private:
   std::string dir_;
+  std::string runtime_dir_;
 };
 
 }  // namespace berth::agent

@@ -39,6 +39,9 @@ struct Options {
   double load_seconds = 2;
   std::string out = "bench-results.json";
   std::string state_dir;  // empty: a directory next to the fixture (same filesystem as /tmp)
+  // Attachment records go to runtime_dir, /run on a real host: a tmpfs. /dev/shm stands in for
+  // it where /run is not one (as on this project's CI machines).
+  std::string runtime_dir = "/dev/shm/berth-bench-" + std::to_string(::getpid());
 };
 
 constexpr int kVfsPerNode = 32;
@@ -57,6 +60,7 @@ class Agent {
         {"dev_root", (dir / "fixture/dev").string()},
         {"proc_root", (dir / "fixture/proc").string()},
         {"state_dir", o.state_dir.empty() ? (dir / "state").string() : o.state_dir},
+        {"runtime_dir", o.runtime_dir},
         {"control_socket", socket_},
         {"log_level", "warn"},
         {"pools", {{{"name", "bench"}, {"subnet", "10.80.0.0/16"}, {"gateway", kGateway}}}}};
@@ -373,11 +377,13 @@ int run(const Options& o) {
   {
     // A fresh agent, so the footprint is not the high-water mark of the phases above.
     fs::remove_all(o.state_dir.empty() ? dir / "state" : fs::path(o.state_dir));
+    fs::remove_all(o.runtime_dir);
     Agent agent(o, dir);
     result["footprint"] = footprint(o, agent, dir);
   }
   itest::sh("rmdir /sys/fs/cgroup/*/berth-bench");
   fs::remove_all(dir);
+  fs::remove_all(o.runtime_dir);
   std::ofstream(o.out) << result.dump(2) << "\n";
   std::printf("\nresults written to %s\n", o.out.c_str());
   return 0;
@@ -404,10 +410,13 @@ int main(int argc, char** argv) {
       o.berthctl = argv[i + 1];
     else if (a == "--state-dir")
       o.state_dir = argv[i + 1];
+    else if (a == "--runtime-dir")
+      o.runtime_dir = argv[i + 1];
     else
-      return std::fprintf(stderr,
-                          "usage: berth_bench_agent [--cycles N] [--idle-seconds S] "
-                          "[--load-seconds S] [--state-dir DIR] [--out FILE]\n"),
+      return std::fprintf(
+                 stderr,
+                 "usage: berth_bench_agent [--cycles N] [--idle-seconds S] "
+                 "[--load-seconds S] [--state-dir DIR] [--runtime-dir DIR] [--out FILE]\n"),
              2;
   }
   return berth::bench::run(o);

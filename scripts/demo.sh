@@ -34,7 +34,7 @@ fixture=$repo/tests/fixtures/two-socket
 cat >"$work/berthd.json" <<JSON
 {
   "sysfs_root": "$fixture/sys", "dev_root": "$fixture/dev", "proc_root": "$fixture/proc",
-  "state_dir": "$work/state", "control_socket": "$work/berth.sock",
+  "state_dir": "$work/state", "runtime_dir": "$work/run", "control_socket": "$work/berth.sock",
   "passthrough_iommu_groups": [70],
   "pools": [{"name": "grid", "subnet": "10.77.0.0/24", "ranges": ["10.77.0.10-10.77.0.99"], "gateway": "10.77.0.1"}]
 }

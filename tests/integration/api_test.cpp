@@ -35,6 +35,7 @@ class ApiTest : public ::testing::Test {
                    {"dev_root", root + "/dev"},
                    {"proc_root", root + "/proc"},
                    {"state_dir", (dir_ / "state").string()},
+                   {"runtime_dir", (dir_ / "run").string()},
                    {"control_socket", socket_},
                    {"control_socket_mode", "0666"},
                    {"control_group", "users"},
@@ -90,13 +91,16 @@ class ApiTest : public ::testing::Test {
     if (!r) return {};
     return {r->status, json::parse(r->body, nullptr, false)};
   }
-  // Every record of the state directory, concatenated with their names.
+  // Every record of the state and runtime directories, concatenated with their names.
   std::string ledger_files() {
     std::string all;
-    for (const auto& f : fs::recursive_directory_iterator(dir_ / "state")) {
-      if (!f.is_regular_file()) continue;
-      std::ifstream in(f.path());
-      all += f.path().string() + "\n" + std::string(std::istreambuf_iterator<char>(in), {});
+    for (const char* d : {"state", "run"}) {
+      if (!fs::exists(dir_ / d)) continue;
+      for (const auto& f : fs::recursive_directory_iterator(dir_ / d)) {
+        if (!f.is_regular_file()) continue;
+        std::ifstream in(f.path());
+        all += f.path().string() + "\n" + std::string(std::istreambuf_iterator<char>(in), {});
+      }
     }
     return all;
   }

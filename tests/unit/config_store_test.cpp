@@ -75,7 +75,7 @@ class StateStoreTest : public ::testing::Test {
 };
 
 TEST_F(StateStoreTest, MissingFileIsAnEmptyLedgerAndSavesRoundTrip) {
-  StateStore store(dir_.string());
+  StateStore store(dir_.string(), (dir_ / "run").string());
   auto empty = store.load();
   ASSERT_TRUE(empty);
   EXPECT_TRUE(empty->berths.empty());
@@ -100,8 +100,28 @@ TEST_F(StateStoreTest, MissingFileIsAnEmptyLedgerAndSavesRoundTrip) {
   EXPECT_TRUE(store.load()->berths.empty());
 }
 
+TEST_F(StateStoreTest, AttachmentStateLivesInTheRuntimeDirectoryAndAReservationWins) {
+  StateStore store(dir_.string(), (dir_ / "run").string());
+  Ledger l;
+  l.berths["slurm/1"].owner = "slurm/1";
+  ASSERT_TRUE(store.save(l, {"slurm/1"}, true));
+  l.berths["slurm/1"].state = BerthState::attaching;
+  ASSERT_TRUE(store.save(l, {"slurm/1"}, false));
+  EXPECT_TRUE(std::filesystem::exists(store.runtime_record_path("slurm/1")));
+  EXPECT_EQ(store.load()->berths.at("slurm/1").state, BerthState::attaching);
+  // A reboot clears the runtime directory: the reservation is what is left.
+  std::filesystem::remove_all(dir_ / "run");
+  EXPECT_EQ(store.load()->berths.at("slurm/1").state, BerthState::reserved);
+  // A durable write supersedes the runtime record.
+  ASSERT_TRUE(store.save(l, {"slurm/1"}, false));
+  l.berths["slurm/1"].state = BerthState::released;
+  ASSERT_TRUE(store.save(l, {"slurm/1"}, true));
+  EXPECT_FALSE(std::filesystem::exists(store.runtime_record_path("slurm/1")));
+  EXPECT_EQ(store.load()->berths.at("slurm/1").state, BerthState::released);
+}
+
 TEST_F(StateStoreTest, OnlyTheChangedBerthIsWritten) {
-  StateStore store(dir_.string());
+  StateStore store(dir_.string(), (dir_ / "run").string());
   Ledger l;
   for (const char* owner : {"slurm/1", "slurm/2"}) {
     Berth b;
@@ -117,7 +137,7 @@ TEST_F(StateStoreTest, OnlyTheChangedBerthIsWritten) {
 }
 
 TEST_F(StateStoreTest, CorruptFileStopsWithAClearMessage) {
-  StateStore store(dir_.string());
+  StateStore store(dir_.string(), (dir_ / "run").string());
   Ledger good;
   good.berths["manual/x"].owner = "manual/x";
   ASSERT_TRUE(store.save_all(good));

@@ -18,7 +18,7 @@ class EngineTest : public ::testing::Test {
   void SetUp() override {
     dir_ = std::filesystem::temp_directory_path() / ("berth-engine-" + std::to_string(::getpid()));
     std::filesystem::remove_all(dir_);
-    store_.emplace(dir_.string());
+    store_.emplace(dir_.string(), (dir_ / "run").string());
     ctx_.inventory = testing::two_socket();
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
@@ -61,7 +61,7 @@ TEST_F(EngineTest, AttachAndDetachRunEveryStepAndPersist) {
 }
 
 TEST_F(EngineTest, AChangeThatCannotBeSavedIsNotReportedAsDone) {
-  StateStore unwritable("/proc/berth-cannot-write-here");
+  StateStore unwritable("/proc/berth-cannot-write-here", "/proc/berth-cannot-write-here");
   Engine engine(io_, ctx_, {}, actuator_, &unwritable);
   BerthRequest r;
   r.gpu_count = 1;
