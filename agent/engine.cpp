@@ -8,6 +8,15 @@
 #include "core/view.hpp"
 
 namespace berth::agent {
+namespace {
+
+Error not_saved(const Error& why) {
+  return make_error(ErrorCode::internal,
+                    "the change was made but could not be saved (" + why.message +
+                        "); it holds in memory until the next successful write");
+}
+
+}  // namespace
 
 Engine::Engine(boost::asio::io_context& io, Context ctx, Ledger ledger, Actuator& actuator,
                StateStore* store)
@@ -33,6 +42,7 @@ void Engine::resume() {
 }
 
 bool Engine::busy() const {
+  if (!to_commit_.empty()) return true;
   for (const auto& [owner, b] : ledger_.berths)
     if (b.op != Operation::none) return true;
   return false;
@@ -58,26 +68,32 @@ void Engine::dispatch(const Event& ev) {
 }
 
 void Engine::perform(std::vector<Action> actions) {
-  std::vector<std::string> changed;
+  std::vector<std::string> attachment;
   bool durable = false;
   for (auto& a : actions) {
     if (auto* p = std::get_if<action::Persist>(&a)) {
-      changed.insert(changed.end(), p->owners.begin(), p->owners.end());
-      durable = durable || p->durable;
+      if (p->durable) {
+        durable = true;
+        to_commit_.insert(p->owners.begin(), p->owners.end());
+      } else {
+        attachment.insert(attachment.end(), p->owners.begin(), p->owners.end());
+      }
     }
   }
-  std::sort(changed.begin(), changed.end());
-  changed.erase(std::unique(changed.begin(), changed.end()), changed.end());
-  // Persist first: a caller is told "done" only for state that is on disk, and is told when
-  // it is not.
+  std::sort(attachment.begin(), attachment.end());
+  attachment.erase(std::unique(attachment.begin(), attachment.end()), attachment.end());
+  // Persist first: a caller is told "done" only for state that is saved, and is told when it is
+  // not. Attachment state is written now (a rename); reservations at the end of this turn.
   std::optional<Error> unsaved;
-  if (!changed.empty() && store_) {
-    if (auto s = store_->save(ledger_, changed, durable); !s) {
+  if (!attachment.empty() && store_) {
+    if (auto s = store_->save(ledger_, attachment, false); !s) {
       spdlog::error("BERTH_STATE_SAVE_FAILED {}", s.error().message);
-      unsaved = make_error(ErrorCode::internal,
-                           "the change was made but could not be saved (" + s.error().message +
-                               "); it holds in memory until the next successful write");
+      unsaved = not_saved(s.error());
     }
+  }
+  if (durable && !commit_posted_) {
+    commit_posted_ = true;
+    boost::asio::post(io_, [this] { commit(); });
   }
   for (auto& a : actions) {
     if (auto* run = std::get_if<action::RunStep>(&a)) {
@@ -98,9 +114,30 @@ void Engine::perform(std::vector<Action> actions) {
       nlohmann::json view;
       if (auto b = ledger_.berths.find(reply->owner); b != ledger_.berths.end())
         view = berth_view(b->second, ctx_.inventory);
-      fn(reply->error ? reply->error : unsaved, std::move(view));
+      if (durable)
+        after_commit_.push_back(
+            {std::move(fn), reply->error ? reply->error : unsaved, std::move(view)});
+      else
+        fn(reply->error ? reply->error : unsaved, std::move(view));
     }
   }
+}
+
+void Engine::commit() {
+  commit_posted_ = false;
+  std::vector<std::string> owners(to_commit_.begin(), to_commit_.end());
+  to_commit_.clear();
+  std::optional<Error> unsaved;
+  if (!owners.empty() && store_) {
+    if (auto s = store_->save(ledger_, owners, true); !s) {
+      spdlog::error("BERTH_STATE_SAVE_FAILED {}", s.error().message);
+      unsaved = not_saved(s.error());
+    }
+  }
+  auto replies = std::move(after_commit_);
+  after_commit_.clear();
+  for (auto& r : replies) r.fn(r.error ? r.error : unsaved, std::move(r.view));
+  if (!busy()) actuator_.idle();
 }
 
 }  // namespace berth::agent

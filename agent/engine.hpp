@@ -4,12 +4,14 @@
 //
 //   caller --Event--> Engine::submit --> core::apply(ledger, event) --> actions
 //     RunStep  -> posted to the reactor -> Actuator::run -> StepFinished event -> apply ...
-//     Persist  -> StateStore::save (once per event, after all its state changes)
-//     Reply    -> the waiting caller's callback
+//     Persist  -> StateStore::save: attachment state at once; reservations (fsync) once per
+//                 reactor turn for every event of that turn (group commit)
+//     Reply    -> the waiting caller's callback, after its event's state is saved
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <optional>
+#include <set>
 
 #include <boost/asio/io_context.hpp>
 #include <nlohmann/json.hpp>
@@ -35,12 +37,21 @@ class Engine {
 
   const Ledger& ledger() const { return ledger_; }
   const Context& context() const { return ctx_; }
-  // True while any berth has an operation in flight.
+  // True while any berth has an operation in flight, or a durable save is pending.
   bool busy() const;
 
  private:
+  struct PendingReply {
+    ReplyFn fn;
+    std::optional<Error> error;
+    nlohmann::json view;
+  };
+
   void dispatch(const Event& ev);
   void perform(std::vector<Action> actions);
+  // Writes the reservations changed in this reactor turn with one round of fsyncs, then answers
+  // the callers that waited on them.
+  void commit();
 
   boost::asio::io_context& io_;
   Context ctx_;
@@ -49,6 +60,9 @@ class Engine {
   StateStore* store_;
   uint64_t next_request_ = 1;
   std::map<uint64_t, ReplyFn> waiting_;
+  std::set<std::string> to_commit_;
+  bool commit_posted_ = false;
+  std::vector<PendingReply> after_commit_;
 };
 
 }  // namespace berth::agent
