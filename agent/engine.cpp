@@ -8,15 +8,6 @@
 #include "core/view.hpp"
 
 namespace berth::agent {
-namespace {
-
-Error not_saved(const Error& why) {
-  return make_error(ErrorCode::internal,
-                    "the change was made but could not be saved (" + why.message +
-                        "); it holds in memory until the next successful write");
-}
-
-}  // namespace
 
 Engine::Engine(boost::asio::io_context& io, Context ctx, Ledger ledger, Actuator& actuator,
                StateStore* store)
@@ -84,13 +75,7 @@ void Engine::perform(std::vector<Action> actions) {
   attachment.erase(std::unique(attachment.begin(), attachment.end()), attachment.end());
   // Persist first: a caller is told "done" only for state that is saved, and is told when it is
   // not. Attachment state is written now (a rename); reservations at the end of this turn.
-  std::optional<Error> unsaved;
-  if (!attachment.empty() && store_) {
-    if (auto s = store_->save(ledger_, attachment, false); !s) {
-      spdlog::error("BERTH_STATE_SAVE_FAILED {}", s.error().message);
-      unsaved = not_saved(s.error());
-    }
-  }
+  const std::optional<Error> unsaved = save(attachment, false);
   if (durable && !commit_posted_) {
     commit_posted_ = true;
     boost::asio::post(io_, [this] { commit(); });
@@ -123,17 +108,21 @@ void Engine::perform(std::vector<Action> actions) {
   }
 }
 
+std::optional<Error> Engine::save(const std::vector<std::string>& owners, bool durable) {
+  if (owners.empty() || !store_) return std::nullopt;
+  auto s = store_->save(ledger_, owners, durable);
+  if (s) return std::nullopt;
+  spdlog::error("BERTH_STATE_SAVE_FAILED {}", s.error().message);
+  return make_error(ErrorCode::internal,
+                    "the change was made but could not be saved (" + s.error().message +
+                        "); it holds in memory until the next successful write");
+}
+
 void Engine::commit() {
   commit_posted_ = false;
   std::vector<std::string> owners(to_commit_.begin(), to_commit_.end());
   to_commit_.clear();
-  std::optional<Error> unsaved;
-  if (!owners.empty() && store_) {
-    if (auto s = store_->save(ledger_, owners, true); !s) {
-      spdlog::error("BERTH_STATE_SAVE_FAILED {}", s.error().message);
-      unsaved = not_saved(s.error());
-    }
-  }
+  const std::optional<Error> unsaved = save(owners, true);
   auto replies = std::move(after_commit_);
   after_commit_.clear();
   for (auto& r : replies) r.fn(r.error ? r.error : unsaved, std::move(r.view));

@@ -52,6 +52,8 @@ class Engine {
   // Writes the reservations changed in this reactor turn with one round of fsyncs, then answers
   // the callers that waited on them.
   void commit();
+  // Saves `owners`; on failure logs it and returns the error their callers are to get.
+  std::optional<Error> save(const std::vector<std::string>& owners, bool durable);
 
   boost::asio::io_context& io_;
   Context ctx_;

@@ -57,26 +57,13 @@ Status write_atomically(const std::string& path, const std::string& text, bool d
   return ok_status();
 }
 
-}  // namespace
-
-StateStore::StateStore(std::string state_dir, std::string runtime_dir)
-    : dir_(std::move(state_dir)), runtime_dir_(std::move(runtime_dir)) {}
-
 // Owners are validated (kind/id of [A-Za-z0-9._-], never "." or ".."), so they map to paths 1:1.
-std::string StateStore::record_path(const std::string& owner) const {
-  return dir_ + "/berths/" + owner + ".json";
+std::string record_in(const std::string& root, const std::string& owner) {
+  return root + "/berths/" + owner + ".json";
 }
-
-std::string StateStore::runtime_record_path(const std::string& owner) const {
-  return runtime_dir_ + "/berths/" + owner + ".json";
-}
-
-namespace {
 
 // Reads every record under <root>/berths into `ledger`, replacing berths already there.
-// `path_of` says where the record of an owner belongs, to catch a record filed under another name.
-template <typename PathOf>
-Status read_records(const std::string& root, Ledger& ledger, PathOf path_of) {
+Status read_records(const std::string& root, Ledger& ledger) {
   const fs::path base = fs::path(root) / "berths";
   std::error_code ec;
   if (!fs::exists(base, ec)) return ok_status();
@@ -96,7 +83,7 @@ Status read_records(const std::string& root, Ledger& ledger, PathOf path_of) {
       }
       auto b = berth_from_json(j);
       if (!b) return corrupt(path, b.error().message);
-      if (path_of(b->owner) != path) return corrupt(path, "it holds berth " + b->owner);
+      if (record_in(root, b->owner) != path) return corrupt(path, "it holds berth " + b->owner);
       ledger.next_seq = std::max(ledger.next_seq, b->seq + 1);
       ledger.berths[b->owner] = std::move(*b);
     }
@@ -108,15 +95,21 @@ Status read_records(const std::string& root, Ledger& ledger, PathOf path_of) {
 
 }  // namespace
 
+StateStore::StateStore(std::string state_dir, std::string runtime_dir)
+    : dir_(std::move(state_dir)), runtime_dir_(std::move(runtime_dir)) {}
+
+std::string StateStore::record_path(const std::string& owner) const {
+  return record_in(dir_, owner);
+}
+
+std::string StateStore::runtime_record_path(const std::string& owner) const {
+  return record_in(runtime_dir_, owner);
+}
+
 Expected<Ledger> StateStore::load() const {
   Ledger ledger;
-  if (auto s = read_records(dir_, ledger, [this](const std::string& o) { return record_path(o); });
-      !s)
-    return s.error();
-  if (auto s = read_records(runtime_dir_, ledger,
-                            [this](const std::string& o) { return runtime_record_path(o); });
-      !s)
-    return s.error();
+  for (const auto& root : {dir_, runtime_dir_})  // a runtime record is the newer state
+    if (auto s = read_records(root, ledger); !s) return s.error();
   return ledger;
 }
 
