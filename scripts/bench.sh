@@ -3,6 +3,7 @@
 # Needs root (the agent benchmarks move links, write cgroups and start runc containers).
 # BENCH_IDLE_SECONDS (default 60) sets how long berthd is watched idle.
 set -euo pipefail
+. "$(dirname "$0")/as-root.sh"
 repo=$(cd "$(dirname "$0")/.." && pwd)
 "$repo/scripts/install-deps.sh"
 for p in containernetworking-plugins; do

@@ -6,8 +6,8 @@
 # gateway address), /dev/fuse (10:229, which runc does not allow) for the GPU's device node.
 # Run as root. Cleans up after itself, also when interrupted.
 set -euo pipefail
+. "$(dirname "$0")/as-root.sh"
 repo=$(cd "$(dirname "$0")/.." && pwd)
-[ "$(id -u)" = 0 ] || { echo "demo: run as root (it creates links, cgroups and a container)" >&2; exit 1; }
 
 "$repo/scripts/install-deps.sh"
 build=${BERTH_BUILD_DIR:-$repo/build}

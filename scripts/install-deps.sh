@@ -2,6 +2,7 @@
 # Installs the Debian 12 packages berth needs to build, test and run its demo.
 # Idempotent: apt-get runs only when a package is missing.
 set -euo pipefail
+. "$(dirname "$0")/as-root.sh"
 packages=(
   build-essential cmake ninja-build pkg-config git ca-certificates
   libboost1.81-dev nlohmann-json3-dev libspdlog-dev libfmt-dev

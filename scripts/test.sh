@@ -2,6 +2,7 @@
 # Installs what is missing, builds berth twice (plain, and with ASan+UBSan) and runs every test
 # in both builds: unit tests, then the integration tests that need root, runc and the kernel.
 set -euo pipefail
+. "$(dirname "$0")/as-root.sh"
 repo=$(cd "$(dirname "$0")/.." && pwd)
 "$repo/scripts/install-deps.sh"
 jobs=$(nproc)
