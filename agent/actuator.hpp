@@ -10,8 +10,9 @@ namespace berth::agent {
 
 struct StepOutcome {
   bool ok = false;
-  std::string undo;   // what the step replaced, for its inverse
-  std::string error;  // why it failed
+  std::string undo;       // what the step replaced, for its inverse
+  std::string error;      // why it failed
+  std::string note = {};  // something worth reporting about a step that succeeded
 };
 
 class Actuator {

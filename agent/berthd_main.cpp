@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <iostream>
 #include <string>
 
@@ -14,11 +15,16 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/config.hpp"
+#include "agent/container.hpp"
 #include "agent/control_api.hpp"
 #include "agent/discovery.hpp"
 #include "agent/engine.hpp"
+#include "agent/event_bus.hpp"
+#include "agent/exit_watcher.hpp"
 #include "agent/host_actuator.hpp"
+#include "agent/machine_watch.hpp"
 #include "agent/state_store.hpp"
+#include "agent/worker.hpp"
 #include "net/http_server.hpp"
 
 namespace {
@@ -87,28 +93,113 @@ int check_config(const std::string& path) {
   return 0;
 }
 
+std::string read_boot_id() {
+  std::ifstream in("/proc/sys/kernel/random/boot_id");
+  std::string id;
+  std::getline(in, id);
+  return id;
+}
+
+bool process_alive(const berth::Target& t) {
+  auto start = berth::agent::process_start_time(t.pid);
+  return start && (t.start_time == 0 || *start == t.start_time);
+}
+
+// What may change on SIGHUP; anything else needs a restart and is refused.
+std::optional<std::string> needs_restart(const berth::agent::Config& a,
+                                         const berth::agent::Config& b) {
+  berth::agent::Config x = a, y = b;
+  x.log_level = y.log_level;
+  auto dump = [](const berth::agent::Config& c) {
+    nlohmann::json j;
+    j["paths"] = {c.sysfs_root,  c.dev_root,       c.proc_root, c.cgroup_root, c.state_dir,
+                  c.runtime_dir, c.control_socket, c.runc,      c.runc_root};
+    j["mode"] = c.control_socket_mode;
+    j["group"] = c.control_group.value_or("");
+    j["iommu"] = c.passthrough_iommu_groups;
+    j["netlink"] = {c.netlink_resync_s, c.netlink_rcvbuf, c.udev_source, c.udev_subsystems};
+    nlohmann::json pools = nlohmann::json::object();
+    for (const auto& [name, p] : c.pools) pools[name] = p.subnet.to_string();
+    j["pools"] = pools;
+    return j;
+  };
+  auto dx = dump(x), dy = dump(y);
+  if (dx == dy && x.pools.size() == y.pools.size()) return std::nullopt;
+  for (auto& [k, v] : dx.items())
+    if (v != dy[k]) return "'" + k + "' changed";
+  return "pools changed";
+}
+
 int run(const std::string& path) {
   auto p = prepare(path);
   if (!p) return 1;
-  const auto& config = p->config;
+  auto config = p->config;
   spdlog::set_level(spdlog::level::from_str(config.log_level));
   for (const auto& w : p->discovery.warnings) spdlog::warn("BERTH_DISCOVERY_WARNING {}", w);
+  if (!berth::agent::is_tmpfs(config.runtime_dir))
+    spdlog::warn(
+        "BERTH_RUNTIME_DIR_PERSISTENT {} is not a tmpfs: attachment records outlive a "
+        "reboot there; the boot id tells them apart",
+        config.runtime_dir);
 
   berth::agent::StateStore store(config.state_dir, config.runtime_dir);
   auto ledger = store.load();
   if (!ledger) {
-    std::fprintf(stderr, "berthd: %s\n", ledger.error().message.c_str());
+    std::fprintf(stderr,
+                 "berthd: %s\nberthd: start with --recover to set unreadable records aside\n",
+                 ledger.error().message.c_str());
     return 1;
   }
+  const std::string boot_id = read_boot_id();
+  auto previous_boot = store.swap_boot_id(boot_id);
+  if (!previous_boot) {
+    std::fprintf(stderr, "berthd: %s\n", previous_boot.error().message.c_str());
+    return 1;
+  }
+  const bool rebooted = !previous_boot->empty() && *previous_boot != boot_id;
+
   berth::Context ctx;
   ctx.inventory = p->discovery.inventory;
   ctx.pools = config.pools;
 
   boost::asio::io_context io(1);
-  berth::agent::HostActuator actuator(config.cgroup_root);
-  berth::agent::Engine engine(io, std::move(ctx), std::move(*ledger), actuator, &store);
-  berth::agent::ControlApi api(engine, config, p->group, p->discovery.warnings);
+  berth::agent::Worker worker;
+  berth::agent::HostActuator actuator(config.cgroup_root, config.sysfs_root);
+  berth::agent::Engine engine(io, std::move(ctx), std::move(*ledger), actuator, &store, &worker);
+  berth::agent::EventBus bus;
+  berth::agent::ExitWatcher exits(io, [&](const std::string& owner, const berth::Target& t) {
+    engine.post(berth::event::TargetExited{owner, t});
+  });
+  engine.set_hooks({
+      [&](const berth::action::Notify& n) {
+        if (n.warning)
+          bus.publish("warning", {{"owner", n.owner}, {"message", n.message}});
+        else
+          bus.publish("berth", {{"owner", n.owner}, {"state", n.state}, {"message", n.message}});
+      },
+      [&](const berth::action::Watch& w) {
+        if (w.watch)
+          exits.watch(w.owner, w.target);
+        else
+          exits.unwatch(w.owner);
+      },
+  });
 
+  // Reconciliation, before any socket opens: the ledger meets the machine.
+  std::vector<std::string> gone;
+  for (const auto& [owner, b] : engine.ledger().berths)
+    if (b.target && !process_alive(*b.target)) gone.push_back(owner);
+  spdlog::info("BERTH_RECONCILE {} berths, {} with a container gone{}",
+               engine.ledger().berths.size(), gone.size(), rebooted ? ", node rebooted" : "");
+  engine.resume(gone, rebooted);
+  // Outcomes come back from the worker thread: run until reconciliation settles.
+  while (engine.busy() && engine.unsaved().empty()) {
+    io.restart();
+    io.run_for(std::chrono::milliseconds(5));
+  }
+  io.restart();
+
+  berth::agent::ControlApi api(engine, config, p->group, p->discovery.warnings, bus);
   berth::net::UnixServerOptions options{config.control_socket, config.control_socket_mode,
                                         p->group};
   auto server = berth::net::UnixHttpServer::listen(
@@ -119,14 +210,26 @@ int run(const std::string& path) {
     std::fprintf(stderr, "berthd: %s\n", server.error().message.c_str());
     return 1;
   }
-  engine.resume();
+  berth::agent::MachineWatch machine(io, worker, config, engine, actuator, bus);
+  if (auto s = machine.start(); !s) {
+    std::fprintf(stderr, "berthd: %s\n", s.error().message.c_str());
+    return 1;
+  }
+  api.set_links([&machine] { return machine.links_view(); });
+  api.set_health([&] {
+    return nlohmann::json{{"netlink_overruns", machine.overruns()},
+                          {"netlink_resyncs", machine.resyncs()},
+                          {"watched_containers", exits.size()},
+                          {"events", bus.last_seq()}};
+  });
   const auto& inv = engine.context().inventory;
   spdlog::info(
       "BERTH_STARTED listening on {}: {} NUMA nodes, {} GPUs, {} VFs, {} berths in the ledger",
       config.control_socket, inv.numa_nodes.size(), inv.gpus.size(), inv.vfs.size(),
       engine.ledger().berths.size());
 
-  // On SIGINT/SIGTERM: stop accepting, let operations in flight finish (up to 10 s), then exit.
+  // SIGTERM/SIGINT: stop accepting, let the operation in flight finish and its state be written
+  // (up to 4 s, so systemd's 5 s is kept), then exit 0.
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
   boost::asio::steady_timer drain(io);
   auto deadline = std::chrono::steady_clock::now();
@@ -139,9 +242,41 @@ int run(const std::string& path) {
     if (ec) return;
     spdlog::info("BERTH_STOPPING on signal {}", sig);
     (*server)->stop();
-    deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    machine.stop();
+    deadline = std::chrono::steady_clock::now() + std::chrono::seconds(4);
     wait_idle();
   });
+  // SIGHUP: read the config again; what can change live is applied, anything else is refused
+  // and the running config stays.
+  boost::asio::signal_set hup(io, SIGHUP);
+  std::function<void()> on_hup = [&] {
+    hup.async_wait([&](const boost::system::error_code& ec, int) {
+      if (ec) return;
+      on_hup();
+      if (path.empty()) {
+        spdlog::warn("BERTH_RELOAD_REFUSED berthd runs without a config file");
+        bus.publish("warning", {{"message", "reload refused: no config file"}});
+        return;
+      }
+      auto next = berth::agent::load_config(path);
+      if (!next) {
+        spdlog::error("BERTH_RELOAD_REFUSED {}; the running config stays", next.error().message);
+        bus.publish("warning", {{"message", "reload refused: " + next.error().message}});
+        return;
+      }
+      if (auto why = needs_restart(config, *next)) {
+        spdlog::error("BERTH_RELOAD_REFUSED {}: that needs a restart; the running config stays",
+                      *why);
+        bus.publish("warning", {{"message", "reload refused: " + *why + " (needs a restart)"}});
+        return;
+      }
+      config.log_level = next->log_level;
+      spdlog::set_level(spdlog::level::from_str(config.log_level));
+      spdlog::info("BERTH_RELOADED {} (log_level {})", path, config.log_level);
+      bus.publish("reload", {{"message", "config reloaded"}, {"log_level", config.log_level}});
+    });
+  };
+  on_hup();
   io.run();
   spdlog::info("BERTH_STOPPED");
   return 0;

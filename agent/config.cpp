@@ -4,6 +4,7 @@
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <tuple>
 
 #include <nlohmann/json.hpp>
 
@@ -31,8 +32,10 @@ Expected<Config> parse_config(const std::string& text, const std::string& base_d
       {"state_dir", &c.state_dir},           {"runtime_dir", &c.runtime_dir},
       {"control_socket", &c.control_socket}, {"runc", &c.runc},
       {"runc_root", &c.runc_root},           {"log_level", &c.log_level}};
-  static const std::set<std::string> others{"control_socket_mode", "control_group", "pools",
-                                            "passthrough_iommu_groups", "$comment"};
+  static const std::set<std::string> others{
+      "control_socket_mode",      "control_group", "pools",
+      "passthrough_iommu_groups", "$comment",      "netlink_resync_s",
+      "netlink_rcvbuf",           "udev_source",   "udev_subsystems"};
   for (const auto& [key, value] : j.items()) {
     if (auto it = paths.find(key); it != paths.end()) {
       if (!value.is_string() || value.get<std::string>().empty())
@@ -75,6 +78,48 @@ Expected<Config> parse_config(const std::string& text, const std::string& base_d
         return config_error("passthrough_iommu_groups", "must be an array of group numbers");
       c.passthrough_iommu_groups.push_back(n.get<int>());
     }
+  }
+  for (auto [key, field, min, max] :
+       {std::tuple{"netlink_resync_s", &c.netlink_resync_s, 1u, 86400u},
+        std::tuple{"netlink_rcvbuf", &c.netlink_rcvbuf, 4096u, 1u << 30}}) {
+    if (!j.contains(key)) continue;
+    const auto& v = j[key];
+    if (!v.is_number_unsigned() || v.get<uint64_t>() < min || v.get<uint64_t>() > max)
+      return config_error(
+          key, "must be an integer in " + std::to_string(min) + ".." + std::to_string(max));
+    *field = v.get<unsigned>();
+  }
+  if (j.contains("udev_source")) {
+    static const std::set<std::string> sources{"auto", "udev", "kernel", "off"};
+    const auto& v = j["udev_source"];
+    if (!v.is_string() || !sources.count(v.get<std::string>()))
+      return config_error("udev_source", "must be \"auto\", \"udev\", \"kernel\" or \"off\"");
+    c.udev_source = v.get<std::string>();
+  }
+  if (j.contains("udev_subsystems")) {
+    const auto& v = j["udev_subsystems"];
+    if (!v.is_array())
+      return config_error("udev_subsystems", "must be an array of subsystem names");
+    c.udev_subsystems.clear();
+    for (const auto& n : v) {
+      if (!n.is_string() || n.get<std::string>().empty())
+        return config_error("udev_subsystems", "must be an array of subsystem names");
+      c.udev_subsystems.push_back(n.get<std::string>());
+    }
+  }
+  {
+    // Saving a durable record removes the runtime record of the same berth: if both live in one
+    // directory, every reservation would delete itself.
+    auto inside = [](const std::string& a, const std::string& b) {
+      auto pa = std::filesystem::path(a).lexically_normal().string();
+      auto pb = std::filesystem::path(b).lexically_normal().string();
+      if (!pa.ends_with('/')) pa += '/';
+      if (!pb.ends_with('/')) pb += '/';
+      return pa.starts_with(pb);
+    };
+    if (inside(c.state_dir, c.runtime_dir) || inside(c.runtime_dir, c.state_dir))
+      return config_error("runtime_dir", "must be apart from state_dir (" + c.state_dir +
+                                             "): neither may be the other or inside it");
   }
   if (j.contains("pools")) {
     if (!j["pools"].is_array()) return config_error("pools", "must be an array of pools");

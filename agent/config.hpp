@@ -25,6 +25,13 @@ struct Config {
   std::string log_level = "info";
   std::vector<int> passthrough_iommu_groups;
   std::map<std::string, PoolConfig> pools;
+  // Events from the machine. The netlink link view is dumped again after an overrun and on this
+  // slow timer; the receive buffer is raised to netlink_rcvbuf bytes.
+  unsigned netlink_resync_s = 600;
+  unsigned netlink_rcvbuf = 4 << 20;
+  std::string udev_source = "auto";  // auto (udev when udevd runs, else kernel), udev, kernel, off
+  std::vector<std::string> udev_subsystems{"pci", "net", "infiniband", "infiniband_verbs",
+                                           "drm", "misc"};
 };
 
 // Relative paths are taken from `base_dir`; with no base_dir they are an error.

@@ -2,11 +2,13 @@
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <nlohmann/json.hpp>
 
 #include "agent/child_process.hpp"
 #include "agent/container.hpp"
+#include "agent/event_stream.hpp"
 #include "core/view.hpp"
 
 namespace berth::agent {
@@ -53,8 +55,12 @@ Expected<nlohmann::json> parse_body(const net::Request& req) {
 }  // namespace
 
 ControlApi::ControlApi(Engine& engine, const Config& config, std::optional<gid_t> mutators,
-                       std::vector<std::string> warnings)
-    : engine_(engine), config_(config), mutators_(mutators), warnings_(std::move(warnings)) {}
+                       std::vector<std::string> warnings, EventBus& bus)
+    : engine_(engine),
+      config_(config),
+      mutators_(mutators),
+      warnings_(std::move(warnings)),
+      bus_(bus) {}
 
 asio::awaitable<net::Response> ControlApi::submit(const net::Request& req, Event ev) {
   auto [error, view] = co_await asio::async_initiate<decltype(asio::use_awaitable),
@@ -133,7 +139,7 @@ asio::awaitable<net::Response> ControlApi::attach(const net::Request& req,
   co_return co_await submit(req, std::move(ev));
 }
 
-asio::awaitable<net::Response> ControlApi::handle(net::Request req, net::Peer peer) {
+asio::awaitable<net::Reply> ControlApi::handle(net::Request req, net::Peer peer) {
   try {
     auto parts = split_path(req.target());
     const auto method = req.method();
@@ -148,7 +154,37 @@ asio::awaitable<net::Response> ControlApi::handle(net::Request req, net::Peer pe
               ")");
     if (parts.size() == 2 && parts[1] == "health") {
       if (mutating) co_return error_response(req, ErrorCode::method_not_allowed, "use GET");
-      co_return ok_response(req, {{"status", "ok"}, {"berths", engine_.ledger().berths.size()}});
+      nlohmann::json health = {{"status", "ok"}, {"berths", engine_.ledger().berths.size()}};
+      if (health_) health.update(health_());
+      co_return ok_response(req, health);
+    }
+    if (parts.size() == 2 && parts[1] == "events") {
+      if (mutating) co_return error_response(req, ErrorCode::method_not_allowed, "use GET");
+      uint64_t since = bus_.last_seq();
+      std::string_view target = req.target();
+      if (auto q = target.find("?since="); q != std::string_view::npos) {
+        try {
+          since = std::stoull(std::string(target.substr(q + 7)));
+        } catch (const std::exception&) {
+          co_return error_response(req, ErrorCode::bad_request,
+                                   "query 'since': must be an event sequence number");
+        }
+      } else if (auto last = req.find("Last-Event-ID"); last != req.end()) {
+        try {
+          since = std::stoull(std::string(last->value()));
+        } catch (const std::exception&) {
+        }
+      }
+      net::Response head{http::status::ok, req.version()};
+      head.set(http::field::server, "berthd");
+      head.set(http::field::content_type, "text/event-stream");
+      head.set(http::field::cache_control, "no-cache");
+      auto ex = co_await asio::this_coro::executor;
+      co_return net::Reply(std::move(head), std::make_shared<EventStream>(ex, bus_, since));
+    }
+    if (parts.size() == 2 && parts[1] == "links") {
+      if (mutating) co_return error_response(req, ErrorCode::method_not_allowed, "use GET");
+      co_return ok_response(req, {{"links", links_ ? links_() : nlohmann::json::array()}});
     }
     if (parts.size() == 2 && parts[1] == "inventory") {
       if (mutating) co_return error_response(req, ErrorCode::method_not_allowed, "use GET");

@@ -9,6 +9,9 @@
 //   POST   /v1/berths/{kind}/{id}/attach   body {"pid": N} or {"runc": "ID"}
 //   POST   /v1/berths/{kind}/{id}/detach
 //   DELETE /v1/berths/{kind}/{id}          release (detaches first)
+//   GET    /v1/events[?since=SEQ]          Server-Sent Events: berth, inventory, link, warning
+//   GET    /v1/links                       berthd's view of the host's links (from netlink)
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -17,6 +20,7 @@
 
 #include "agent/config.hpp"
 #include "agent/engine.hpp"
+#include "agent/event_bus.hpp"
 #include "net/http_server.hpp"
 
 namespace berth::agent {
@@ -25,8 +29,11 @@ class ControlApi {
  public:
   // `mutators`: the group whose members may change state (root always may).
   ControlApi(Engine& engine, const Config& config, std::optional<gid_t> mutators,
-             std::vector<std::string> warnings);
-  boost::asio::awaitable<net::Response> handle(net::Request req, net::Peer peer);
+             std::vector<std::string> warnings, EventBus& bus);
+  boost::asio::awaitable<net::Reply> handle(net::Request req, net::Peer peer);
+  void set_links(std::function<nlohmann::json()> links) { links_ = std::move(links); }
+  // Extra fields for GET /v1/health (event sources' counters).
+  void set_health(std::function<nlohmann::json()> health) { health_ = std::move(health); }
 
  private:
   boost::asio::awaitable<net::Response> attach(const net::Request& req, const std::string& owner);
@@ -36,6 +43,9 @@ class ControlApi {
   const Config& config_;
   std::optional<gid_t> mutators_;
   std::vector<std::string> warnings_;
+  EventBus& bus_;
+  std::function<nlohmann::json()> links_;
+  std::function<nlohmann::json()> health_;
 };
 
 }  // namespace berth::agent

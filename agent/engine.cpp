@@ -5,17 +5,20 @@
 
 #include <boost/asio/post.hpp>
 
+#include "core/overloaded.hpp"
 #include "core/view.hpp"
 
 namespace berth::agent {
 
 Engine::Engine(boost::asio::io_context& io, Context ctx, Ledger ledger, Actuator& actuator,
-               StateStore* store)
+               StateStore* store, Worker* worker)
     : io_(io),
       ctx_(std::move(ctx)),
       ledger_(std::move(ledger)),
       actuator_(actuator),
-      store_(store) {}
+      store_(store),
+      worker_(worker),
+      retry_(io) {}
 
 void Engine::submit(Event ev, ReplyFn reply) {
   const uint64_t id = next_request_++;
@@ -28,15 +31,25 @@ void Engine::submit(Event ev, ReplyFn reply) {
   dispatch(ev);
 }
 
-void Engine::resume() {
-  dispatch(event::Resume{});
+void Engine::post(Event ev) {
+  dispatch(ev);
+}
+
+void Engine::resume(std::vector<std::string> gone, bool rebooted) {
+  dispatch(event::Resume{std::move(gone), rebooted});
 }
 
 bool Engine::busy() const {
-  if (!to_commit_.empty()) return true;
+  if (!to_commit_.empty() || jobs_in_flight_ > 0 || !dirty_.empty()) return true;
   for (const auto& [owner, b] : ledger_.berths)
     if (b.op != Operation::none) return true;
   return false;
+}
+
+void Engine::check_idle() {
+  if (busy()) return;
+  // Let go of the last container's pidfd, namespace and root, on the thread that holds them.
+  on_worker([this] { actuator_.idle(); }, [] {});
 }
 
 void Engine::dispatch(const Event& ev) {
@@ -55,7 +68,25 @@ void Engine::dispatch(const Event& ev) {
         ev);
   }
   perform(std::move(actions));
-  if (!busy()) actuator_.idle();
+}
+
+void Engine::on_worker(std::function<void()> job, std::function<void()> done) {
+  ++jobs_in_flight_;
+  auto back = [this, done = std::move(done)] {
+    --jobs_in_flight_;
+    done();
+  };
+  if (!worker_) {
+    boost::asio::post(io_, [job = std::move(job), back = std::move(back)] {
+      job();
+      back();
+    });
+    return;
+  }
+  worker_->post([this, job = std::move(job), back = std::move(back)]() mutable {
+    job();
+    boost::asio::post(io_, std::move(back));
+  });
 }
 
 void Engine::perform(std::vector<Action> actions) {
@@ -73,60 +104,145 @@ void Engine::perform(std::vector<Action> actions) {
   }
   std::sort(attachment.begin(), attachment.end());
   attachment.erase(std::unique(attachment.begin(), attachment.end()), attachment.end());
-  // Persist first: a caller is told "done" only for state that is saved, and is told when it is
-  // not. Attachment state is written now (a rename); reservations at the end of this turn.
-  const std::optional<Error> unsaved = save(attachment, false);
+
+  // Persist first: the records are taken now and written on the worker before any step posted
+  // after them runs, so an intent is on disk before its step touches the host.
+  std::vector<PendingReply> replies;
+  for (auto& a : actions) {
+    if (auto* reply = std::get_if<action::Reply>(&a)) {
+      auto it = waiting_.find(reply->request);
+      if (it == waiting_.end()) continue;
+      nlohmann::json view;
+      if (auto b = ledger_.berths.find(reply->owner); b != ledger_.berths.end())
+        view = berth_view(b->second, ctx_.inventory);
+      // A reply about a berth whose record is not on disk waits for (and forces) a durable write.
+      if (dirty_.count(reply->owner)) {
+        durable = true;
+        to_commit_.insert(reply->owner);
+      }
+      replies.push_back({std::move(it->second), reply->error, std::move(view), reply->owner});
+      waiting_.erase(it);
+    }
+  }
+  if (store_ && !attachment.empty()) {
+    auto records = StateStore::records(ledger_, attachment);
+    auto status = std::make_shared<Status>(ok_status());
+    on_worker(
+        [this, records = std::move(records), status] { *status = store_->write(records, false); },
+        [this, attachment, status] {
+          if (!*status) {
+            last_save_error_ = status->error().message;
+            spdlog::error("BERTH_STATE_SAVE_FAILED {}", last_save_error_);
+            dirty_.insert(attachment.begin(), attachment.end());
+            schedule_retry();
+          }
+        });
+  }
   if (durable && !commit_posted_) {
     commit_posted_ = true;
     boost::asio::post(io_, [this] { commit(); });
   }
   for (auto& a : actions) {
-    if (auto* run = std::get_if<action::RunStep>(&a)) {
-      // One step per reactor turn, so requests for other berths are served in between.
-      boost::asio::post(io_, [this, run = std::move(*run)] {
-        spdlog::debug("BERTH_STEP {} {}{}", run.owner, run.rollback ? "undo: " : "",
-                      describe(run.step));
-        StepOutcome out = actuator_.run(run.step, run.target, run.rollback);
-        if (!out.ok)
-          spdlog::warn("BERTH_STEP_FAILED {} {}: {}", run.owner, describe(run.step), out.error);
-        dispatch(event::StepFinished{run.owner, out.ok, std::move(out.undo), std::move(out.error)});
-      });
-    } else if (auto* reply = std::get_if<action::Reply>(&a)) {
-      auto it = waiting_.find(reply->request);
-      if (it == waiting_.end()) continue;
-      auto fn = std::move(it->second);
-      waiting_.erase(it);
-      nlohmann::json view;
-      if (auto b = ledger_.berths.find(reply->owner); b != ledger_.berths.end())
-        view = berth_view(b->second, ctx_.inventory);
-      if (durable)
-        after_commit_.push_back(
-            {std::move(fn), reply->error ? reply->error : unsaved, std::move(view)});
-      else
-        fn(reply->error ? reply->error : unsaved, std::move(view));
+    std::visit(
+        overloaded{
+            [&](action::RunStep& run) {
+              spdlog::debug("BERTH_STEP {} {}{}", run.owner, run.rollback ? "undo: " : "",
+                            describe(run.step));
+              auto out = std::make_shared<StepOutcome>();
+              on_worker(
+                  [this, run, out] { *out = actuator_.run(run.step, run.target, run.rollback); },
+                  [this, run, out] {
+                    if (!out->ok)
+                      spdlog::warn("BERTH_STEP_FAILED {} {}: {}", run.owner, describe(run.step),
+                                   out->error);
+                    if (!out->note.empty())
+                      spdlog::warn("BERTH_STEP_NOTE {} {}: {}", run.owner, describe(run.step),
+                                   out->note);
+                    dispatch(event::StepFinished{run.owner, out->ok, std::move(out->undo),
+                                                 std::move(out->error), std::move(out->note)});
+                  });
+            },
+            [&](action::Notify& n) {
+              if (n.warning)
+                spdlog::warn("BERTH_WARNING {}: {}", n.owner, n.message);
+              else
+                spdlog::info("BERTH_STATE {} {}{}{}", n.owner, n.state,
+                             n.message.empty() ? "" : ": ", n.message);
+              if (hooks_.notify) hooks_.notify(n);
+            },
+            [&](action::Watch& w) {
+              if (hooks_.watch) hooks_.watch(w);
+            },
+            [](auto&) {},
+        },
+        a);
+  }
+  if (!replies.empty()) {
+    if (durable) {
+      for (auto& r : replies) after_commit_.push_back(std::move(r));
+    } else {
+      // After the attachment records above are written (the worker runs jobs in order).
+      auto shared = std::make_shared<std::vector<PendingReply>>(std::move(replies));
+      on_worker([] {}, [this, shared] { deliver(std::move(*shared)); });
     }
   }
+  check_idle();
 }
 
-std::optional<Error> Engine::save(const std::vector<std::string>& owners, bool durable) {
-  if (owners.empty() || !store_) return std::nullopt;
-  auto s = store_->save(ledger_, owners, durable);
-  if (s) return std::nullopt;
-  spdlog::error("BERTH_STATE_SAVE_FAILED {}", s.error().message);
-  return make_error(ErrorCode::internal,
-                    "the change was made but could not be saved (" + s.error().message +
-                        "); it holds in memory until the next successful write");
+void Engine::deliver(std::vector<PendingReply> replies) {
+  for (auto& r : replies) {
+    std::optional<Error> error = r.error;
+    if (!error && dirty_.count(r.owner))
+      error = make_error(ErrorCode::internal,
+                         "the change was made but could not be saved (" + last_save_error_ +
+                             "); it holds in memory and is written again every second");
+    r.fn(std::move(error), std::move(r.view));
+  }
+  check_idle();
 }
 
 void Engine::commit() {
   commit_posted_ = false;
+  // Owners whose earlier write failed are written again, durably, with this round.
+  to_commit_.insert(dirty_.begin(), dirty_.end());
   std::vector<std::string> owners(to_commit_.begin(), to_commit_.end());
   to_commit_.clear();
-  const std::optional<Error> unsaved = save(owners, true);
-  auto replies = std::move(after_commit_);
+  auto replies = std::make_shared<std::vector<PendingReply>>(std::move(after_commit_));
   after_commit_.clear();
-  for (auto& r : replies) r.fn(r.error ? r.error : unsaved, std::move(r.view));
-  if (!busy()) actuator_.idle();
+  if (!store_) {
+    on_worker([] {}, [this, replies] { deliver(std::move(*replies)); });
+    return;
+  }
+  auto records = StateStore::records(ledger_, owners);
+  auto status = std::make_shared<Status>(ok_status());
+  on_worker(
+      [this, records = std::move(records), status] { *status = store_->write(records, true); },
+      [this, owners, status, replies] {
+        if (*status) {
+          for (const auto& o : owners) dirty_.erase(o);
+        } else {
+          last_save_error_ = status->error().message;
+          spdlog::error("BERTH_STATE_SAVE_FAILED {}", last_save_error_);
+          dirty_.insert(owners.begin(), owners.end());
+          schedule_retry();
+        }
+        deliver(std::move(*replies));
+      });
+}
+
+void Engine::schedule_retry() {
+  if (retry_armed_) return;
+  retry_armed_ = true;
+  retry_.expires_after(std::chrono::seconds(1));
+  retry_.async_wait([this](const boost::system::error_code& ec) {
+    retry_armed_ = false;
+    if (ec || dirty_.empty()) return;
+    spdlog::info("BERTH_STATE_SAVE_RETRY {} berth(s)", dirty_.size());
+    if (!commit_posted_) {
+      commit_posted_ = true;
+      boost::asio::post(io_, [this] { commit(); });
+    }
+  });
 }
 
 }  // namespace berth::agent

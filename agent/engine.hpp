@@ -2,11 +2,16 @@
 // The loop, in one place: an event goes into core::apply, the actions that come out are
 // performed here, and what they produce comes back in as the next event.
 //
-//   caller --Event--> Engine::submit --> core::apply(ledger, event) --> actions
-//     RunStep  -> posted to the reactor -> Actuator::run -> StepFinished event -> apply ...
-//     Persist  -> StateStore::save: attachment state at once; reservations (fsync) once per
-//                 reactor turn for every event of that turn (group commit)
-//     Reply    -> the waiting caller's callback, after its event's state is saved
+//   caller / watcher --Event--> Engine::submit|post --> core::apply(ledger, ctx, event) --> actions
+//     Persist  -> records serialized now, written on the worker: attachment state at once (a
+//                 rename), reservations (fsync) once per reactor turn for every event of that
+//                 turn (group commit)
+//     RunStep  -> worker: Actuator::run, after the records saved before it -> StepFinished -> ...
+//     Reply    -> the waiting caller's callback, once its event's state is on disk
+//     Notify   -> hooks.notify (event stream, logs)
+//     Watch    -> hooks.watch (container exit watching)
+// Nothing here blocks the reactor: every write and every host step runs on the one worker
+// thread, in the order posted, and comes back as a handler on the reactor.
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -14,57 +19,83 @@
 #include <set>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <nlohmann/json.hpp>
 
 #include "agent/actuator.hpp"
 #include "agent/state_store.hpp"
+#include "agent/worker.hpp"
 #include "core/ledger.hpp"
 
 namespace berth::agent {
+
+struct EngineHooks {
+  std::function<void(const action::Notify&)> notify;
+  std::function<void(const action::Watch&)> watch;
+};
 
 class Engine {
  public:
   // The reply carries the berth's API view, or an error.
   using ReplyFn = std::function<void(std::optional<Error>, nlohmann::json)>;
 
+  // `worker`: where steps and writes run; null runs them on the reactor (tests).
   Engine(boost::asio::io_context& io, Context ctx, Ledger ledger, Actuator& actuator,
-         StateStore* store);
+         StateStore* store, Worker* worker = nullptr);
 
+  void set_hooks(EngineHooks hooks) { hooks_ = std::move(hooks); }
   // Create, Attach, Detach or Release: the request id is assigned here, the reply comes once.
   void submit(Event ev, ReplyFn reply);
-  // Finishes operations that a restart cut off (see event::Resume).
-  void resume();
+  // An internal event (a container exit, an inventory change, a fault): no one waits for it.
+  void post(Event ev);
+  // Reconciliation at start (see event::Resume).
+  void resume(std::vector<std::string> gone = {}, bool rebooted = false);
 
   const Ledger& ledger() const { return ledger_; }
   const Context& context() const { return ctx_; }
-  // True while any berth has an operation in flight, or a durable save is pending.
+  // True while any berth has an operation in flight, or a write is pending or failed.
   bool busy() const;
+  // Owners whose latest state could not be written yet; retried every second.
+  const std::set<std::string>& unsaved() const { return dirty_; }
 
  private:
   struct PendingReply {
     ReplyFn fn;
     std::optional<Error> error;
     nlohmann::json view;
+    std::string owner;
   };
 
   void dispatch(const Event& ev);
   void perform(std::vector<Action> actions);
+  // Runs `job` on the worker (or inline), then `done` on the reactor.
+  void on_worker(std::function<void()> job, std::function<void()> done);
   // Writes the reservations changed in this reactor turn with one round of fsyncs, then answers
   // the callers that waited on them.
   void commit();
-  // Saves `owners`; on failure logs it and returns the error their callers are to get.
-  std::optional<Error> save(const std::vector<std::string>& owners, bool durable);
+  void deliver(std::vector<PendingReply> replies);
+  void schedule_retry();
+  void check_idle();
 
   boost::asio::io_context& io_;
   Context ctx_;
   Ledger ledger_;
   Actuator& actuator_;
   StateStore* store_;
+  Worker* worker_;
+  EngineHooks hooks_;
   uint64_t next_request_ = 1;
   std::map<uint64_t, ReplyFn> waiting_;
   std::set<std::string> to_commit_;
   bool commit_posted_ = false;
   std::vector<PendingReply> after_commit_;
+  size_t jobs_in_flight_ = 0;
+  // Owners whose last write failed: written again (durably) before any reply about them
+  // succeeds, and on a retry timer.
+  std::set<std::string> dirty_;
+  std::string last_save_error_;
+  boost::asio::steady_timer retry_;
+  bool retry_armed_ = false;
 };
 
 }  // namespace berth::agent

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 
 #include <cstring>
+#include <filesystem>
 
 #include "agent/device_nodes.hpp"
 #include "core/overloaded.hpp"
@@ -11,10 +12,10 @@ namespace berth::agent {
 namespace {
 
 StepOutcome done(std::string undo = {}) {
-  return {true, std::move(undo), {}};
+  return {true, std::move(undo), {}, {}};
 }
 StepOutcome failed(const Error& e) {
-  return {false, {}, e.message};
+  return {false, {}, e.message, {}};
 }
 StepOutcome from(const Status& s) {
   return s ? done() : failed(s.error());
@@ -22,8 +23,9 @@ StepOutcome from(const Status& s) {
 
 }  // namespace
 
-HostActuator::HostActuator(std::string cgroup_root)
+HostActuator::HostActuator(std::string cgroup_root, std::string sysfs_root)
     : cgroups_(std::move(cgroup_root)),
+      sysfs_root_(std::move(sysfs_root)),
       host_netns_(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)) {}
 
 Expected<HostActuator::Open*> HostActuator::open(const Target& target) {
@@ -56,12 +58,69 @@ Expected<net::Links*> HostActuator::host_links() {
   return &*host_links_;
 }
 
+std::optional<std::string> HostActuator::host_link_of(const std::string& pci,
+                                                      const std::string& hint) {
+  namespace fs = std::filesystem;
+  auto pci_of = [&](const std::string& name) -> std::string {
+    std::error_code ec;
+    auto target = fs::read_symlink(fs::path(sysfs_root_) / "class/net" / name / "device", ec);
+    return ec ? std::string() : target.filename().string();
+  };
+  auto host = host_links();
+  if (!host) return std::nullopt;
+  if (!hint.empty() && (*host)->exists(hint) && pci_of(hint) == pci) return hint;
+  std::error_code ec;
+  for (const auto& e :
+       fs::directory_iterator(fs::path(sysfs_root_) / "bus/pci/devices" / pci / "net", ec))
+    if ((*host)->exists(e.path().filename().string())) return e.path().filename().string();
+  return std::nullopt;
+}
+
+Expected<std::string> HostActuator::restore_vf_link(const std::string& current,
+                                                    const std::string& host_name) {
+  auto host = host_links();
+  if (!host) return host.error();
+  net::Links& l = **host;
+  if (auto s = l.set_up(current, false); !s) return s.error();
+  if (auto s = l.flush_addresses(current); !s) return s.error();
+  if (current != host_name) {
+    if (l.exists(host_name))
+      return make_error(ErrorCode::conflict, "cannot rename " + current + " back to " + host_name +
+                                                 ": another link has that name");
+    if (auto s = l.rename(current, host_name); !s) return s.error();
+  }
+  return "back on the host as " + current + "; restored as " + host_name +
+         " (down, addresses flushed)";
+}
+
+StepOutcome HostActuator::recover_link(const step::MoveLinkOut& s) {
+  auto host = host_links();
+  if (!host) return failed(host.error());
+  if ((*host)->exists(s.host_name)) return done();  // already back under its own name
+  if (!s.pci.empty())
+    if (auto current = host_link_of(s.pci, s.ifname)) {
+      auto note = restore_vf_link(*current, s.host_name);
+      if (!note) return failed(note.error());
+      StepOutcome out = done();
+      out.note = "link " + *note;
+      return out;
+    }
+  StepOutcome out = done();
+  out.note = "link " + s.host_name + " (" + s.ifname +
+             " in the container) is not on the host: destroyed with the container's network "
+             "namespace (a veth stand-in), or a VF still on its way back, restored when it appears";
+  return out;
+}
+
 StepOutcome HostActuator::run(const Step& step, const Target& target, bool rollback) {
   auto o = open(target);
   if (!o) {
     // Undoing inside a container that has exited: its /dev, cgroup and namespace went with it.
-    bool inside_only = !std::holds_alternative<step::MoveLinkOut>(step);
-    if (rollback && inside_only && o.error().code == ErrorCode::target_not_found) return done();
+    // Its links did not all go: a physical VF comes back to the host when the namespace dies.
+    if (rollback && o.error().code == ErrorCode::target_not_found) {
+      if (const auto* out = std::get_if<step::MoveLinkOut>(&step)) return recover_link(*out);
+      return done();
+    }
     return failed(o.error());
   }
   Open& c = **o;

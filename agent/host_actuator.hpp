@@ -13,8 +13,14 @@ namespace berth::agent {
 // Performs steps on the real host: device nodes, cgroup v1, links over rtnetlink.
 class HostActuator : public Actuator {
  public:
-  explicit HostActuator(std::string cgroup_root);
+  explicit HostActuator(std::string cgroup_root, std::string sysfs_root = "/sys");
   StepOutcome run(const Step& step, const Target& target, bool rollback) override;
+  // A VF's netdev found on the host under another name (its in-container name after its
+  // namespace died, or devN when that was taken): renamed back to `host_name`, set down, its
+  // addresses flushed. Returns a note on what was done, or the error.
+  Expected<std::string> restore_vf_link(const std::string& current, const std::string& host_name);
+  // The host link that is the netdev of PCI device `pci`, by sysfs, if any.
+  std::optional<std::string> host_link_of(const std::string& pci, const std::string& hint);
   void idle() override { open_.reset(); }
 
  private:
@@ -27,7 +33,11 @@ class HostActuator : public Actuator {
   Expected<net::Links*> container_links(Open& o);
   Expected<net::Links*> host_links();
 
+  // Undoing a move out of a container that has exited.
+  StepOutcome recover_link(const step::MoveLinkOut& s);
+
   CgroupV1 cgroups_;
+  std::string sysfs_root_;
   UniqueFd host_netns_;
   std::optional<net::Links> host_links_;
   std::optional<Open> open_;

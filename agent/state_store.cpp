@@ -1,7 +1,9 @@
 #include "agent/state_store.hpp"
 
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -29,14 +31,20 @@ Error corrupt(const std::string& path, const std::string& why) {
                                              "); move it aside after checking the host by hand");
 }
 
-Status make_dir(const std::string& path) {
-  if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) return io_error("cannot create", path);
-  return ok_status();
-}
-
 Status fsync_dir(const std::string& path) {
   UniqueFd dir(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!dir || ::fsync(dir.get()) != 0) return io_error("cannot fsync", path);
+  return ok_status();
+}
+
+// A directory made for a durable record is itself made durable: its entry in the parent is
+// fsynced, or a power loss could take the directory (and every record in it) away.
+Status make_dir(const std::string& path, bool durable) {
+  if (::mkdir(path.c_str(), 0700) == 0) {
+    if (durable) return fsync_dir(fs::path(path).parent_path().string());
+    return ok_status();
+  }
+  if (errno != EEXIST) return io_error("cannot create", path);
   return ok_status();
 }
 
@@ -66,9 +74,26 @@ std::string record_in(const std::string& root, const std::string& owner) {
 Status read_records(const std::string& root, Ledger& ledger) {
   const fs::path base = fs::path(root) / "berths";
   std::error_code ec;
-  if (!fs::exists(base, ec)) return ok_status();
-  for (const auto& kind : fs::directory_iterator(base, ec)) {
-    for (const auto& file : fs::directory_iterator(kind.path(), ec)) {
+  if (!fs::exists(base, ec)) {
+    if (ec)
+      return make_error(ErrorCode::internal, "cannot read " + base.string() + ": " + ec.message());
+    return ok_status();
+  }
+  // Fail closed: a directory that cannot be listed would silently drop the berths in it.
+  auto listing_failed = [](const fs::path& dir, const std::error_code& e) {
+    return make_error(ErrorCode::internal, "cannot list " + dir.string() + ": " + e.message() +
+                                               "; refusing to start without those berths");
+  };
+  fs::directory_iterator kinds(base, ec);
+  if (ec) return listing_failed(base, ec);
+  for (auto kit = fs::begin(kinds); kit != fs::end(kinds); kit.increment(ec)) {
+    if (ec) return listing_failed(base, ec);
+    const auto& kind = *kit;
+    fs::directory_iterator files(kind.path(), ec);
+    if (ec) return listing_failed(kind.path(), ec);
+    for (auto fit = fs::begin(files); fit != fs::end(files); fit.increment(ec)) {
+      if (ec) return listing_failed(kind.path(), ec);
+      const auto& file = *fit;
       const std::string path = file.path().string();
       if (file.path().extension() != ".json") continue;  // a leftover .tmp of an interrupted write
       std::ifstream in(path);
@@ -87,13 +112,24 @@ Status read_records(const std::string& root, Ledger& ledger) {
       ledger.next_seq = std::max(ledger.next_seq, b->seq + 1);
       ledger.berths[b->owner] = std::move(*b);
     }
+    if (ec) return listing_failed(kind.path(), ec);
   }
-  if (ec)
-    return make_error(ErrorCode::internal, "cannot list " + base.string() + ": " + ec.message());
+  if (ec) return listing_failed(base, ec);
   return ok_status();
 }
 
 }  // namespace
+
+bool is_tmpfs(const std::string& path) {
+  fs::path p = path;
+  struct statfs st {};
+  while (!p.empty()) {
+    if (::statfs(p.c_str(), &st) == 0) return st.f_type == TMPFS_MAGIC;
+    if (p == p.parent_path()) break;
+    p = p.parent_path();
+  }
+  return false;
+}
 
 StateStore::StateStore(std::string state_dir, std::string runtime_dir)
     : dir_(std::move(state_dir)), runtime_dir_(std::move(runtime_dir)) {}
@@ -113,23 +149,40 @@ Expected<Ledger> StateStore::load() const {
   return ledger;
 }
 
+std::vector<RecordWrite> StateStore::records(const Ledger& ledger,
+                                             const std::vector<std::string>& owners) {
+  std::vector<RecordWrite> out;
+  for (const auto& owner : owners) {
+    auto it = ledger.berths.find(owner);
+    if (it == ledger.berths.end())
+      out.push_back({owner, std::nullopt});
+    else
+      out.push_back({owner, nlohmann::json(it->second).dump()});
+  }
+  return out;
+}
+
 Status StateStore::save(const Ledger& ledger, const std::vector<std::string>& owners,
                         bool durable) {
+  return write(records(ledger, owners), durable);
+}
+
+Status StateStore::write(const std::vector<RecordWrite>& records, bool durable) {
   std::set<std::string> synced_dirs;
-  for (const auto& owner : owners) {
+  for (const auto& r : records) {
+    const std::string& owner = r.owner;
     const std::string path = durable ? record_path(owner) : runtime_record_path(owner);
     const std::string root = durable ? dir_ : runtime_dir_;
     const std::string dir = fs::path(path).parent_path().string();
-    auto it = ledger.berths.find(owner);
-    if (it == ledger.berths.end()) {
+    if (!r.text) {
       for (const auto& p : {record_path(owner), runtime_record_path(owner)})
         if (::unlink(p.c_str()) != 0 && errno != ENOENT) return io_error("cannot remove", p);
       synced_dirs.insert(fs::path(record_path(owner)).parent_path().string());
       continue;
     }
     for (const auto& d : {root, root + "/berths", dir})
-      if (auto s = make_dir(d); !s) return s;
-    if (auto s = write_atomically(path, nlohmann::json(it->second).dump(), durable); !s) return s;
+      if (auto s = make_dir(d, durable); !s) return s;
+    if (auto s = write_atomically(path, *r.text, durable); !s) return s;
     if (durable) {
       // The durable record is now the newest state of this berth.
       const std::string runtime = runtime_record_path(owner);
@@ -143,6 +196,17 @@ Status StateStore::save(const Ledger& ledger, const std::vector<std::string>& ow
       if (fs::exists(d))
         if (auto s = fsync_dir(d); !s) return s;
   return ok_status();
+}
+
+Expected<std::string> StateStore::swap_boot_id(const std::string& current) {
+  const std::string path = dir_ + "/boot_id";
+  std::string previous;
+  if (std::ifstream in(path); in) std::getline(in, previous);
+  if (previous == current) return previous;
+  if (auto s = make_dir(dir_, true); !s) return s.error();
+  if (auto s = write_atomically(path, current + "\n", true); !s) return s.error();
+  if (auto s = fsync_dir(dir_); !s) return s.error();
+  return previous;
 }
 
 Status StateStore::save_all(const Ledger& ledger) {

@@ -10,6 +10,7 @@
 //   tmpfs on a real host) by rename alone: it survives the agent's death, and is gone after a
 //   reboot together with the containers, device nodes and moved links it described.
 // A runtime record, when there is one, is the newer state of its berth.
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,16 @@
 #include "core/ledger.hpp"
 
 namespace berth::agent {
+
+// One record to write (its JSON text) or, without text, to remove. Made on the reactor from the
+// ledger as it is then; written later on the worker thread.
+struct RecordWrite {
+  std::string owner;
+  std::optional<std::string> text;
+};
+
+// True when `path` (or the nearest existing parent) is on a tmpfs.
+bool is_tmpfs(const std::string& path);
 
 class StateStore {
  public:
@@ -27,6 +38,13 @@ class StateStore {
   // Writes the records of `owners` as they are in `ledger`; removes those no longer in it.
   // `durable`: to state_dir with fsync, dropping the runtime record; else to runtime_dir.
   Status save(const Ledger& ledger, const std::vector<std::string>& owners, bool durable = true);
+  // save() in two halves: the records as they are now (cheap, on the reactor), then the writes
+  // (blocking, on the worker thread). Thread-safe against itself only through the one worker.
+  static std::vector<RecordWrite> records(const Ledger& ledger,
+                                          const std::vector<std::string>& owners);
+  Status write(const std::vector<RecordWrite>& records, bool durable);
+  // The boot id recorded at the last start, then `current` recorded durably. Empty at first start.
+  Expected<std::string> swap_boot_id(const std::string& current);
   // Every berth of the ledger, durably.
   Status save_all(const Ledger& ledger);
   std::string record_path(const std::string& owner) const;

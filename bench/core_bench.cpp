@@ -23,7 +23,7 @@ Context large_context() {
 
 // 1,000 live berths: shared GPU berths with one VF (and an address) each where VFs last, others
 // with 1 CPU, as a busy node would hold.
-Ledger live_ledger(const Context& ctx, int n) {
+Ledger live_ledger(Context& ctx, int n) {
   Ledger l;
   for (int i = 0; i < n; ++i) {
     BerthRequest r;

@@ -14,6 +14,8 @@ std::string_view to_string(BerthState s) {
       return "attaching";
     case BerthState::attached:
       return "attached";
+    case BerthState::degraded:
+      return "degraded";
     case BerthState::detaching:
       return "detaching";
     case BerthState::released:
@@ -25,8 +27,9 @@ std::string_view to_string(BerthState s) {
 }
 
 std::optional<BerthState> berth_state_from_string(std::string_view s) {
-  for (auto st : {BerthState::reserved, BerthState::attaching, BerthState::attached,
-                  BerthState::detaching, BerthState::released, BerthState::failed})
+  for (auto st :
+       {BerthState::reserved, BerthState::attaching, BerthState::attached, BerthState::degraded,
+        BerthState::detaching, BerthState::released, BerthState::failed})
     if (to_string(st) == s) return st;
   return std::nullopt;
 }
@@ -39,13 +42,15 @@ bool can_transition(BerthState from, BerthState to) {
     case S::attaching:
       return to == S::attached || to == S::failed;
     case S::attached:
+      return to == S::detaching || to == S::degraded;
+    case S::degraded:
       return to == S::detaching;
     case S::detaching:
       return to == S::reserved || to == S::released || to == S::failed;
     case S::failed:
       return to == S::attaching || to == S::detaching || to == S::reserved || to == S::released;
     case S::released:
-      return false;
+      return to == S::detaching;  // only to retry the undo of leftovers
   }
   return false;
 }
@@ -60,6 +65,8 @@ static std::string_view to_string(Operation op) {
       return "detach";
     case Operation::release:
       return "release";
+    case Operation::reattach:
+      return "reattach";
   }
   return "none";
 }
@@ -99,8 +106,25 @@ void to_json(nlohmann::json& j, const Berth& b) {
   j["done"] = nlohmann::json::array();
   for (const auto& d : b.done)
     j["done"].push_back({{"step", step_to_json(d.step)}, {"undo", d.undo}});
+  if (b.in_flight) j["in_flight"] = step_to_json(*b.in_flight);
+  if (!b.leftovers.empty()) {
+    j["leftovers"] = nlohmann::json::array();
+    for (const auto& d : b.leftovers)
+      j["leftovers"].push_back({{"step", step_to_json(d.step)}, {"undo", d.undo}});
+  }
   if (!b.error.empty()) j["error"] = b.error;
+  if (!b.reason.empty()) j["reason"] = b.reason;
   j["operation"] = to_string(b.op);
+}
+
+bool releases_on_exit(const Berth& b) {
+  if (b.owner.starts_with("github/")) return true;
+  if (b.owner.starts_with("slurm/")) return false;
+  return b.request.release_on_exit;
+}
+
+bool holds_devices(const Berth& b) {
+  return b.state != BerthState::released || !b.leftovers.empty();
 }
 
 Expected<Berth> berth_from_json(const nlohmann::json& j) {
@@ -160,9 +184,27 @@ Expected<Berth> berth_from_json(const nlohmann::json& j) {
       if (!step) return step.error();
       b.done.push_back({*step, d.at("undo").get<std::string>()});
     }
+    if (j.contains("in_flight")) {
+      auto step = step_from_json(j.at("in_flight"));
+      if (!step) return step.error();
+      b.in_flight = *step;
+    }
+    if (j.contains("leftovers"))
+      for (const auto& d : j.at("leftovers")) {
+        auto step = step_from_json(d.at("step"));
+        if (!step) return step.error();
+        b.leftovers.push_back({*step, d.at("undo").get<std::string>()});
+      }
     b.error = j.value("error", "");
-    // An operation cannot survive a restart: whoever asked has lost the connection.
-    b.op = Operation::none;
+    b.reason = j.value("reason", "");
+    // The operation that was in flight, so a restart finishes it as what it was (whoever asked
+    // has lost the connection; event::Resume settles it).
+    const std::string op = j.value("operation", "none");
+    b.op = op == "attach"     ? Operation::attach
+           : op == "detach"   ? Operation::detach
+           : op == "release"  ? Operation::release
+           : op == "reattach" ? Operation::reattach
+                              : Operation::none;
     return b;
   } catch (const std::exception& e) {
     return make_error(ErrorCode::bad_request, std::string("bad berth record: ") + e.what());

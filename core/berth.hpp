@@ -15,14 +15,17 @@
 
 namespace berth {
 
-enum class BerthState { reserved, attaching, attached, detaching, released, failed };
+// degraded: attached, but a held device or link was lost or changed behind the agent's back; the
+// reason says what. It returns to attached only by being attached again.
+enum class BerthState { reserved, attaching, attached, degraded, detaching, released, failed };
 std::string_view to_string(BerthState s);
 std::optional<BerthState> berth_state_from_string(std::string_view s);
 // The lifecycle graph; every state change in core goes through this check.
 bool can_transition(BerthState from, BerthState to);
 
 // The operation in flight, so its caller gets one answer when it ends.
-enum class Operation { none, attach, detach, release };
+// reattach: a degraded berth detached and attached again to the same target, as one operation.
+enum class Operation { none, attach, detach, release, reattach };
 
 struct Placement {
   std::vector<int> numa;
@@ -58,11 +61,24 @@ struct Berth {
   std::optional<Target> target;
   std::vector<Step> plan;      // the attach plan in force
   std::vector<DoneStep> done;  // steps applied to the host, in order
+  // The forward step being run, saved before it runs: after a crash it may or may not have been
+  // applied, so recovery undoes it as if it had been.
+  std::optional<Step> in_flight;
+  // Inverse steps that failed: what this berth may have left on the host. Its devices stay held
+  // (even once released) until a retry or reconciliation clears them.
+  std::vector<DoneStep> leftovers;
+  std::string reason;  // why the berth is degraded
   std::string error;
   Operation op = Operation::none;
   uint64_t op_request = 0;  // request id to answer when `op` ends
   std::string op_error;     // first failure seen during the operation
 };
+
+// By owner kind: what happens to the reservation when the attached container exits.
+// github/ is released, slurm/ stays reserved until its epilog, manual/ as its request says.
+bool releases_on_exit(const Berth& b);
+// True while a berth holds its devices: every state but released, and released with leftovers.
+bool holds_devices(const Berth& b);
 
 void to_json(nlohmann::json& j, const Berth& b);
 Expected<Berth> berth_from_json(const nlohmann::json& j);

@@ -14,7 +14,7 @@ namespace {
 // The state machine's working set for one event.
 struct Machine {
   Ledger& ledger;
-  const Context& ctx;
+  Context& ctx;
   std::vector<Action> actions;
 
   void reply_ok(uint64_t request, const std::string& owner) {
@@ -34,13 +34,24 @@ struct Machine {
   void persist_attachment(const std::string& owner) {
     actions.push_back(action::Persist{{owner}, false});
   }
+  void warn(const std::string& owner, std::string message) {
+    actions.push_back(action::Notify{owner, "", std::move(message), true});
+  }
 
-  void set_state(Berth& b, BerthState to) {
+  void set_state(Berth& b, BerthState to, std::string message = {}) {
     // Every state change passes the lifecycle check; a failure here is a bug in this file.
     if (!can_transition(b.state, to))
       throw std::logic_error("berth " + b.owner + ": " + std::string(to_string(b.state)) + " -> " +
                              std::string(to_string(to)));
     b.state = to;
+    actions.push_back(action::Notify{b.owner, std::string(to_string(to)), std::move(message)});
+    if (to == BerthState::attached && b.target)
+      actions.push_back(action::Watch{b.owner, *b.target, true});
+  }
+  // The berth no longer targets a container: stop watching it.
+  void drop_target(Berth& b) {
+    if (b.target) actions.push_back(action::Watch{b.owner, *b.target, false});
+    b.target.reset();
   }
 
   Berth* find(const std::string& owner) {
@@ -54,6 +65,9 @@ struct Machine {
   void on(const event::Release& e);
   void on(const event::StepFinished& e);
   void on(const event::Resume& e);
+  void on(const event::TargetExited& e);
+  void on(const event::InventoryChanged& e);
+  void on(const event::Fault& e);
 
   // An operation starts: its caller is answered when it ends.
   void begin(Berth& b, Operation op, uint64_t request) {
@@ -68,12 +82,21 @@ struct Machine {
                     "; try again when it settles");
   }
 
+  void start_attach(Berth& b, const Target& target, uint64_t request);
+  // Undoes what the berth holds on the host (its done steps, then its leftovers again) as `op`.
+  void start_reverse(Berth& b, Operation op, uint64_t request, std::string message = {});
   void run_next_forward(Berth& b);
   void run_next_reverse(Berth& b);
   void finish_reverse(Berth& b);
+  // After a reboot: nothing of an attachment survived; keep the reservation by owner policy.
+  void forget_attachment(Berth& b);
   // Drops the oldest released berths beyond the limit, never `keep` (the one being answered).
   void prune_tombstones(const std::string& keep);
 };
+
+bool same_process(const Target& a, const Target& b) {
+  return a.pid == b.pid && a.start_time == b.start_time;
+}
 
 std::string nth_ifname(const std::string& base, int i, int count) {
   if (count == 1) return base;
@@ -86,6 +109,11 @@ std::string nth_ifname(const std::string& base, int i, int count) {
 void Machine::on(const event::Create& e) {
   if (auto s = validate_owner(e.owner); !s)
     return reply_error(e.request, e.owner, s.error().code, s.error().message);
+  if (Berth* b = find(e.owner); b && b->state == BerthState::released && !b->leftovers.empty())
+    return reply_error(e.request, e.owner, ErrorCode::conflict,
+                       "berth " + e.owner +
+                           " was released with leftovers on the host; release it "
+                           "again to retry their undo first");
   if (Berth* b = find(e.owner); b && b->state != BerthState::released) {
     if (b->request == e.spec) return reply_ok(e.request, e.owner);
     return reply_error(e.request, e.owner, ErrorCode::conflict,
@@ -159,11 +187,15 @@ void Machine::on(const event::Attach& e) {
   if (!b) return reply_error(e.request, e.owner, ErrorCode::unknown_owner, "no berth " + e.owner);
   switch (b->state) {
     case BerthState::attached:
-      if (b->target && b->target->pid == e.target.pid &&
-          b->target->start_time == e.target.start_time)
-        return reply_ok(e.request, e.owner);
+      if (b->target && same_process(*b->target, e.target)) return reply_ok(e.request, e.owner);
       return reply_error(e.request, e.owner, ErrorCode::conflict,
                          "berth " + e.owner + " is attached to pid " +
+                             std::to_string(b->target->pid) + "; detach it first");
+    case BerthState::degraded:
+      if (b->target && same_process(*b->target, e.target))
+        return start_reverse(*b, Operation::reattach, e.request, "attaching again");
+      return reply_error(e.request, e.owner, ErrorCode::conflict,
+                         "berth " + e.owner + " is degraded and attached to pid " +
                              std::to_string(b->target->pid) + "; detach it first");
     case BerthState::attaching:
     case BerthState::detaching:
@@ -172,7 +204,7 @@ void Machine::on(const event::Attach& e) {
       return reply_error(e.request, e.owner, ErrorCode::invalid_state,
                          "berth " + e.owner + " is released");
     case BerthState::failed:
-      if (!b->done.empty())
+      if (!b->done.empty() || !b->leftovers.empty())
         return reply_error(
             e.request, e.owner, ErrorCode::invalid_state,
             "berth " + e.owner + " failed with host state left over; detach it first");
@@ -180,13 +212,27 @@ void Machine::on(const event::Attach& e) {
     case BerthState::reserved:
       break;
   }
-  set_state(*b, BerthState::attaching);
-  b->target = e.target;
-  b->plan = attach_plan(*b, ctx.inventory);
-  b->done.clear();
-  b->error.clear();
-  begin(*b, Operation::attach, e.request);
-  run_next_forward(*b);
+  start_attach(*b, e.target, e.request);
+}
+
+void Machine::start_attach(Berth& b, const Target& target, uint64_t request) {
+  b.target = target;
+  b.plan = attach_plan(b, ctx.inventory);
+  b.done.clear();
+  b.error.clear();
+  b.reason.clear();
+  set_state(b, BerthState::attaching);
+  begin(b, Operation::attach, request);
+  run_next_forward(b);
+}
+
+void Machine::start_reverse(Berth& b, Operation op, uint64_t request, std::string message) {
+  // Leftovers of an earlier failed undo are tried again, the most recent first.
+  for (auto it = b.leftovers.rbegin(); it != b.leftovers.rend(); ++it) b.done.push_back(*it);
+  b.leftovers.clear();
+  set_state(b, BerthState::detaching, std::move(message));
+  begin(b, op, request);
+  run_next_reverse(b);
 }
 
 void Machine::on(const event::Detach& e) {
@@ -194,26 +240,27 @@ void Machine::on(const event::Detach& e) {
   if (!b) return reply_error(e.request, e.owner, ErrorCode::unknown_owner, "no berth " + e.owner);
   switch (b->state) {
     case BerthState::reserved:
-    case BerthState::released:
       return reply_ok(e.request, e.owner);
+    case BerthState::released:
+      if (b->leftovers.empty()) return reply_ok(e.request, e.owner);
+      return start_reverse(*b, Operation::release, e.request, "retrying leftovers");
     case BerthState::attaching:
     case BerthState::detaching:
       return reply_busy(e.request, *b);
     case BerthState::failed:
-      if (b->done.empty()) {
+      if (b->done.empty() && b->leftovers.empty()) {
         set_state(*b, BerthState::reserved);
         b->error.clear();
-        b->target.reset();
+        drop_target(*b);
         persist_attachment(b->owner);
         return reply_ok(e.request, e.owner);
       }
       break;
     case BerthState::attached:
+    case BerthState::degraded:
       break;
   }
-  set_state(*b, BerthState::detaching);
-  begin(*b, Operation::detach, e.request);
-  run_next_reverse(*b);
+  start_reverse(*b, Operation::detach, e.request);
 }
 
 void Machine::on(const event::Release& e) {
@@ -221,36 +268,38 @@ void Machine::on(const event::Release& e) {
   if (!b) return reply_error(e.request, e.owner, ErrorCode::unknown_owner, "no berth " + e.owner);
   switch (b->state) {
     case BerthState::released:
-      return reply_ok(e.request, e.owner);
+      if (b->leftovers.empty()) return reply_ok(e.request, e.owner);
+      return start_reverse(*b, Operation::release, e.request, "retrying leftovers");
     case BerthState::attaching:
     case BerthState::detaching:
       return reply_busy(e.request, *b);
     case BerthState::reserved:
     case BerthState::failed:
-      if (b->done.empty()) {
+      if (b->done.empty() && b->leftovers.empty()) {
         set_state(*b, BerthState::released);
-        b->target.reset();
+        drop_target(*b);
         prune_tombstones(b->owner);
         persist_reservation(b->owner);
         return reply_ok(e.request, e.owner);
       }
       break;
     case BerthState::attached:
+    case BerthState::degraded:
       break;
   }
-  set_state(*b, BerthState::detaching);
-  begin(*b, Operation::release, e.request);
-  run_next_reverse(*b);
+  start_reverse(*b, Operation::release, e.request);
 }
 
 void Machine::on(const event::StepFinished& e) {
   Berth* b = find(e.owner);
   if (!b || b->op == Operation::none) return;  // a late outcome for an operation that is over
+  if (!e.note.empty()) warn(b->owner, e.note);
   bool forward = b->state == BerthState::attaching && b->op_error.empty();
   if (forward) {
+    if (!b->in_flight) return;  // no step was asked for: a stray outcome
+    b->in_flight.reset();
     if (e.ok) {
       b->done.push_back({b->plan[b->done.size()], e.undo});
-      persist_attachment(b->owner);
       return run_next_forward(*b);
     }
     b->op_error = "step " + std::to_string(b->done.size() + 1) + "/" +
@@ -258,46 +307,169 @@ void Machine::on(const event::StepFinished& e) {
                   ") failed: " + e.error;
     return run_next_reverse(*b);
   }
-  // Reverse: the last done step's inverse finished. A failed inverse is recorded, not retried.
+  // Reverse: the last done step's inverse finished. A failed inverse is kept as a leftover: the
+  // berth holds its devices until a retry or reconciliation clears it.
   if (b->done.empty()) return;  // no inverse was asked for: a stray outcome
   if (!e.ok) {
     auto inv = inverse(b->done.back().step, b->done.back().undo);
     std::string what =
         "undo (" + (inv ? describe(*inv) : std::string("?")) + ") failed: " + e.error;
-    if (b->op == Operation::attach)
-      b->op_error += "; " + what;
-    else
-      b->op_error += (b->op_error.empty() ? "" : "; ") + what;
+    b->op_error += (b->op_error.empty() ? "" : "; ") + what;
+    b->leftovers.push_back(b->done.back());
+    warn(b->owner, what);
   }
   b->done.pop_back();
   persist_attachment(b->owner);
   run_next_reverse(*b);
 }
 
-void Machine::on(const event::Resume&) {
+void Machine::on(const event::Resume& e) {
+  std::set<std::string> gone(e.gone.begin(), e.gone.end());
   for (auto& [owner, b] : ledger.berths) {
-    if (b.op != Operation::none) continue;
-    if (b.state == BerthState::attaching) {
-      b.op = Operation::attach;
-      b.op_request = 0;
-      b.op_error = "the agent restarted during attach";
-      run_next_reverse(b);
-    } else if (b.state == BerthState::detaching) {
-      b.op = Operation::detach;
-      b.op_request = 0;
-      b.op_error.clear();
-      run_next_reverse(b);
+    if (e.rebooted) {
+      forget_attachment(b);
+      continue;
     }
+    // A step that was running when the agent died may have been applied: undo it as if it had.
+    if (b.in_flight) {
+      b.done.push_back({*b.in_flight, ""});
+      b.in_flight.reset();
+    }
+    const bool exited = gone.count(owner) > 0;
+    switch (b.state) {
+      case BerthState::attaching:
+        b.op = Operation::attach;
+        b.op_request = 0;
+        b.op_error = "the agent restarted during attach";
+        persist_attachment(owner);
+        run_next_reverse(b);
+        break;
+      case BerthState::detaching:
+        // A release or a detach cut off: finish it (the record says which).
+        if (b.op != Operation::release) b.op = Operation::detach;
+        b.op_request = 0;
+        b.op_error.clear();
+        persist_attachment(owner);
+        run_next_reverse(b);
+        break;
+      case BerthState::attached:
+      case BerthState::degraded:
+        if (exited) {
+          start_reverse(b, releases_on_exit(b) ? Operation::release : Operation::detach, 0,
+                        "container exited while the agent was down");
+        } else if (b.target) {
+          b.op = Operation::none;
+          actions.push_back(action::Watch{owner, *b.target, true});  // re-adopted, untouched
+        }
+        break;
+      case BerthState::failed:
+        b.op = Operation::none;
+        if (!b.done.empty() || !b.leftovers.empty())
+          start_reverse(b, Operation::detach, 0, "retrying what was left on the host");
+        break;
+      case BerthState::released:
+        b.op = Operation::none;
+        if (!b.leftovers.empty())
+          start_reverse(b, Operation::release, 0, "retrying what was left on the host");
+        break;
+      case BerthState::reserved:
+        b.op = Operation::none;
+        break;
+    }
+  }
+}
+
+void Machine::forget_attachment(Berth& b) {
+  const bool had = !b.done.empty() || b.in_flight || !b.leftovers.empty() || b.target;
+  b.done.clear();
+  b.in_flight.reset();
+  b.leftovers.clear();
+  b.op = Operation::none;
+  b.op_error.clear();
+  b.reason.clear();
+  const bool was_attached = b.state == BerthState::attached || b.state == BerthState::degraded ||
+                            b.state == BerthState::attaching || b.state == BerthState::detaching;
+  if (b.state == BerthState::attaching) set_state(b, BerthState::failed);
+  if (b.state == BerthState::attached || b.state == BerthState::degraded)
+    set_state(b, BerthState::detaching);
+  if (b.state == BerthState::detaching || b.state == BerthState::failed) {
+    b.error.clear();
+    b.target.reset();
+    if (was_attached && releases_on_exit(b)) {
+      set_state(b, BerthState::released, "the node rebooted");
+      prune_tombstones(b.owner);
+      persist_reservation(b.owner);
+      return;
+    }
+    set_state(b, BerthState::reserved, "the node rebooted");
+  }
+  if (had || was_attached) persist_reservation(b.owner);
+}
+
+void Machine::on(const event::TargetExited& e) {
+  Berth* b = find(e.owner);
+  if (!b || !b->target || !same_process(*b->target, e.target)) return;
+  if (b->state != BerthState::attached && b->state != BerthState::degraded) return;
+  // An attach in flight fails at its next step and rolls back by itself.
+  start_reverse(*b, releases_on_exit(*b) ? Operation::release : Operation::detach, 0,
+                "container (pid " + std::to_string(e.target.pid) + ") exited");
+}
+
+void Machine::on(const event::InventoryChanged& e) {
+  ctx.inventory = e.inventory;
+  for (auto& [owner, b] : ledger.berths) {
+    if (!holds_devices(b)) continue;
+    std::vector<std::string> missing;
+    for (const auto& g : b.placement.gpus)
+      if (!ctx.inventory.gpu_by_pci(g)) missing.push_back("GPU " + g);
+    for (const auto& v : b.placement.vfs)
+      if (!ctx.inventory.vf_by_pci(v)) missing.push_back("VF " + v);
+    std::string what;
+    for (const auto& m : missing) what += (what.empty() ? "" : ", ") + m;
+    if (!missing.empty()) {
+      std::string reason = what + " gone from the node";
+      if (b.state == BerthState::attached) {
+        b.reason = reason;
+        set_state(b, BerthState::degraded, reason);
+        persist_attachment(owner);
+      } else if (b.state == BerthState::degraded && b.reason != reason) {
+        b.reason = reason;
+        persist_attachment(owner);
+        warn(owner, reason);
+      } else if (b.state != BerthState::degraded) {
+        warn(owner, reason);
+      }
+    } else if (b.state == BerthState::degraded &&
+               b.reason.find(" gone from the node") != std::string::npos) {
+      b.reason = "its devices are back; attach it again to the same container to re-attach";
+      persist_attachment(owner);
+      warn(owner, b.reason);
+    }
+  }
+}
+
+void Machine::on(const event::Fault& e) {
+  Berth* b = find(e.owner);
+  if (!b) return;
+  if (b->state == BerthState::attached) {
+    b->reason = e.reason;
+    set_state(*b, BerthState::degraded, e.reason);
+    persist_attachment(b->owner);
+  } else {
+    warn(b->owner, e.reason);
   }
 }
 
 void Machine::run_next_forward(Berth& b) {
   if (b.done.size() < b.plan.size()) {
+    // The intent is saved before the step runs (the engine persists before it performs).
+    b.in_flight = b.plan[b.done.size()];
+    persist_attachment(b.owner);
     actions.push_back(action::RunStep{b.owner, *b.target, b.plan[b.done.size()], false});
     return;
   }
-  set_state(b, BerthState::attached);
   b.op = Operation::none;
+  set_state(b, BerthState::attached);
   persist_attachment(b.owner);
   reply_ok(b.op_request, b.owner);
 }
@@ -318,45 +490,50 @@ void Machine::finish_reverse(Berth& b) {
   const uint64_t request = b.op_request;
   const Operation op = b.op;
   b.op = Operation::none;
+  const std::string leftovers = b.leftovers.empty()
+                                    ? ""
+                                    : "; " + std::to_string(b.leftovers.size()) +
+                                          " step(s) left on the host, devices held until cleared";
   if (op == Operation::attach) {
-    set_state(b, BerthState::failed);
-    b.error = b.op_error + (b.op_error.find("undo (") == std::string::npos ? "; rolled back" : "");
-    b.target.reset();
+    b.error = b.op_error + (b.leftovers.empty() ? "; rolled back" : leftovers);
+    drop_target(b);
+    set_state(b, BerthState::failed, b.error);
     persist_attachment(b.owner);
     return reply_error(request, b.owner, ErrorCode::attach_failed, b.error);
   }
-  if (!b.op_error.empty() && op == Operation::release) {
-    // The caller wants it gone: free it, and keep what could not be undone in the tombstone.
-    set_state(b, BerthState::released);
-    b.error = "released with leftovers: " + b.op_error;
-    b.target.reset();
+  if (op == Operation::reattach && b.op_error.empty()) {
+    const Target target = b.target.value_or(Target{});
+    set_state(b, BerthState::reserved);
+    return start_attach(b, target, request);
+  }
+  if (op == Operation::release) {
+    // The caller wants it gone: free it; what could not be undone stays held as leftovers.
+    b.error = b.op_error.empty() ? "" : "released with leftovers: " + b.op_error;
+    drop_target(b);
+    set_state(b, BerthState::released, b.error);
     prune_tombstones(b.owner);
     persist_reservation(b.owner);
     return reply_ok(request, b.owner);
   }
   if (!b.op_error.empty()) {
-    set_state(b, BerthState::failed);
-    b.error = b.op_error;
+    b.error = b.op_error + leftovers;
+    set_state(b, BerthState::failed, b.error);
     persist_attachment(b.owner);
     return reply_error(request, b.owner, ErrorCode::detach_failed, b.error);
   }
-  b.target.reset();
+  drop_target(b);
   b.error.clear();
-  if (op == Operation::release) {
-    set_state(b, BerthState::released);
-    prune_tombstones(b.owner);
-    persist_reservation(b.owner);
-  } else {
-    set_state(b, BerthState::reserved);
-    persist_attachment(b.owner);
-  }
+  b.reason.clear();
+  set_state(b, BerthState::reserved);
+  persist_attachment(b.owner);
   reply_ok(request, b.owner);
 }
 
 void Machine::prune_tombstones(const std::string& keep) {
   std::vector<std::pair<uint64_t, std::string>> released;
   for (const auto& [owner, b] : ledger.berths)
-    if (b.state == BerthState::released && owner != keep) released.emplace_back(b.seq, owner);
+    if (b.state == BerthState::released && b.leftovers.empty() && owner != keep)
+      released.emplace_back(b.seq, owner);
   const size_t total = released.size() + 1;  // `keep` counts too
   if (total <= ctx.max_tombstones) return;
   std::sort(released.begin(), released.end());
@@ -368,7 +545,7 @@ void Machine::prune_tombstones(const std::string& keep) {
 
 }  // namespace
 
-std::vector<Action> apply(Ledger& ledger, const Context& ctx, const Event& ev) {
+std::vector<Action> apply(Ledger& ledger, Context& ctx, const Event& ev) {
   Machine m{ledger, ctx, {}};
   std::visit([&](const auto& e) { m.on(e); }, ev);
   return std::move(m.actions);

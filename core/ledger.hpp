@@ -20,7 +20,8 @@ struct Ledger {
   uint64_t next_seq = 1;
 };
 
-// What the state machine reads but never changes.
+// What the state machine reads; only the inventory changes, and only through
+// event::InventoryChanged (hot-plug), inside apply.
 struct Context {
   Inventory inventory;
   std::map<std::string, PoolConfig> pools;
@@ -52,12 +53,40 @@ struct StepFinished {
   bool ok = false;
   std::string undo;
   std::string error;
+  std::string note =
+      {};  // reported as a warning (e.g. a stand-in link destroyed with its namespace)
 };
-// At start: an operation cut off by a restart is finished. Attaching rolls back; detaching goes on.
-struct Resume {};
+// At start, before any caller is served: the ledger meets the machine.
+// - an operation cut off by a restart is finished: attaching rolls back (a step that was in
+//   flight is undone as if it had run), detaching goes on;
+// - a berth whose container is gone (`gone`) is detached, and released by its owner's policy;
+// - `rebooted`: nothing attached survived a reboot; attachment state is dropped and reservations
+//   are kept by owner policy;
+// - leftovers of failed undo steps are retried.
+struct Resume {
+  std::vector<std::string> gone;
+  bool rebooted = false;
+};
+// The container a berth is attached to has exited (its pidfd became readable).
+struct TargetExited {
+  std::string owner;
+  Target target;
+};
+// Discovery ran again (a udev event, a rescan): the new inventory. A held device that is gone
+// degrades its berth.
+struct InventoryChanged {
+  Inventory inventory;
+};
+// Something the agent observed breaks an attached berth (its VF link went down, was renamed or
+// lost): the berth becomes degraded with this reason.
+struct Fault {
+  std::string owner;
+  std::string reason;
+};
 }  // namespace event
-using Event = std::variant<event::Create, event::Attach, event::Detach, event::Release,
-                           event::StepFinished, event::Resume>;
+using Event =
+    std::variant<event::Create, event::Attach, event::Detach, event::Release, event::StepFinished,
+                 event::Resume, event::TargetExited, event::InventoryChanged, event::Fault>;
 
 // ---- actions: what the agent must do, in order ----------------------------------------------
 namespace action {
@@ -79,12 +108,27 @@ struct Reply {
   std::string owner;
   std::optional<Error> error;
 };
+// Tell watchers (event stream, logs): a berth changed state, or something worth a warning.
+struct Notify {
+  std::string owner;
+  std::string state;  // the berth's new state; empty for a warning
+  std::string message;
+  bool warning = false;
+};
+// Start or stop watching the berth's container for exit.
+struct Watch {
+  std::string owner;
+  Target target;
+  bool watch = true;
+};
 }  // namespace action
-using Action = std::variant<action::RunStep, action::Persist, action::Reply>;
+using Action =
+    std::variant<action::RunStep, action::Persist, action::Reply, action::Notify, action::Watch>;
 
 // Applies one event to the ledger in place and returns the actions it calls for, in order.
-// No I/O, no clock: the same ledger and event always give the same result.
-std::vector<Action> apply(Ledger& ledger, const Context& ctx, const Event& ev);
+// No I/O, no clock: the same ledger, context and event always give the same result.
+// Only event::InventoryChanged changes the context.
+std::vector<Action> apply(Ledger& ledger, Context& ctx, const Event& ev);
 
 void to_json(nlohmann::json& j, const Ledger& l);
 Expected<Ledger> ledger_from_json(const nlohmann::json& j);

@@ -216,7 +216,7 @@ Expected<Placement> place_explicit(const Inventory& inv, const Usage& u, const B
 }  // namespace
 
 void Usage::add(const Berth& b) {
-  if (b.state == BerthState::released) return;
+  if (!holds_devices(b)) return;
   for (const auto& g : b.placement.gpus) ++(b.request.shared ? gpu_shared : gpu_exclusive)[g];
   vfs.insert(b.placement.vfs.begin(), b.placement.vfs.end());
   if (!b.request.shared) cpus.insert(b.placement.cpus.begin(), b.placement.cpus.end());

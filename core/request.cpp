@@ -114,8 +114,8 @@ Status validate_owner(std::string_view owner) {
 Expected<BerthRequest> parse_request(const nlohmann::json& j) {
   if (!j.is_object())
     return make_error(ErrorCode::bad_request, "request body must be a JSON object");
-  static const std::set<std::string> known{"gpus", "gpu_ids", "vfs",    "numa",
-                                           "cpus", "shared",  "network"};
+  static const std::set<std::string> known{"gpus", "gpu_ids", "vfs",     "numa",
+                                           "cpus", "shared",  "network", "release_on_exit"};
   for (const auto& [k, v] : j.items())
     if (!known.count(k)) return field_error(k, "unknown field");
   BerthRequest r;
@@ -167,6 +167,11 @@ Expected<BerthRequest> parse_request(const nlohmann::json& j) {
     else
       return field_error("cpus", "must be \"numa\" or a positive integer");
   }
+  if (j.contains("release_on_exit")) {
+    if (!j["release_on_exit"].is_boolean())
+      return field_error("release_on_exit", "must be true or false");
+    r.release_on_exit = j["release_on_exit"];
+  }
   if (j.contains("shared")) {
     if (!j["shared"].is_boolean()) return field_error("shared", "must be true or false");
     r.shared = j["shared"];
@@ -199,6 +204,7 @@ void to_json(nlohmann::json& j, const BerthRequest& r) {
   else
     j["cpus"] = r.cpu_count;
   j["shared"] = r.shared;
+  if (r.release_on_exit) j["release_on_exit"] = true;
   if (r.vf_count > 0) {
     const auto& n = r.network;
     auto& net = j["network"] = {{"ifname", n.ifname}};

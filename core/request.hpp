@@ -38,6 +38,7 @@ struct BerthRequest {
   NumaPolicy numa = NumaPolicy::single;
   int cpu_count = 0;  // 0: every CPU of the berth's NUMA node(s)
   bool shared = false;
+  bool release_on_exit = false;  // manual/ berths: release when the attached container exits
   NetworkProfile network;
   bool operator==(const BerthRequest&) const = default;
 };

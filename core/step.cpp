@@ -71,7 +71,7 @@ std::optional<Step> inverse(const Step& s, const std::string& undo) {
             return step::SetCpuset{undo.substr(0, bar), undo.substr(bar + 1)};
           },
           [](const step::MoveLinkIn& x) -> std::optional<Step> {
-            return step::MoveLinkOut{x.ifname, x.host_name};
+            return step::MoveLinkOut{x.ifname, x.host_name, x.pci};
           },
           [&](const step::SetMtu& x) -> std::optional<Step> {
             if (undo.empty()) return std::nullopt;
@@ -109,10 +109,16 @@ nlohmann::json step_to_json(const Step& s) {
             return {{"op", "set_cpuset"}, {"cpus", x.cpus}, {"mems", x.mems}};
           },
           [](const step::MoveLinkIn& x) -> nlohmann::json {
-            return {{"op", "move_link_in"}, {"host_name", x.host_name}, {"ifname", x.ifname}};
+            return {{"op", "move_link_in"},
+                    {"host_name", x.host_name},
+                    {"ifname", x.ifname},
+                    {"pci", x.pci}};
           },
           [](const step::MoveLinkOut& x) -> nlohmann::json {
-            return {{"op", "move_link_out"}, {"host_name", x.host_name}, {"ifname", x.ifname}};
+            return {{"op", "move_link_out"},
+                    {"host_name", x.host_name},
+                    {"ifname", x.ifname},
+                    {"pci", x.pci}};
           },
           [](const step::SetMtu& x) -> nlohmann::json {
             return {{"op", "set_mtu"}, {"ifname", x.ifname}, {"mtu", x.mtu}};
@@ -155,8 +161,9 @@ static Step step_from_json_unchecked(const nlohmann::json& j) {
   if (op == "deny_device")
     return step::DenyDevice{j.at("major").get<unsigned>(), j.at("minor").get<unsigned>()};
   if (op == "set_cpuset") return step::SetCpuset{str("cpus"), str("mems")};
-  if (op == "move_link_in") return step::MoveLinkIn{str("host_name"), str("ifname")};
-  if (op == "move_link_out") return step::MoveLinkOut{str("ifname"), str("host_name")};
+  const std::string pci = j.value("pci", "");
+  if (op == "move_link_in") return step::MoveLinkIn{str("host_name"), str("ifname"), pci};
+  if (op == "move_link_out") return step::MoveLinkOut{str("ifname"), str("host_name"), pci};
   if (op == "set_mtu") return step::SetMtu{str("ifname"), j.at("mtu").get<int>()};
   if (op == "add_address") return step::AddAddress{str("ifname"), str("cidr")};
   if (op == "del_address") return step::DelAddress{str("ifname"), str("cidr")};

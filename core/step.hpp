@@ -32,13 +32,17 @@ struct SetCpuset {
   std::string cpus;
   std::string mems;
 };  // undo "<cpus>|<mems>"
+// `pci`: the VF's PCI address, by which a link that came back to the host under another name
+// (its in-container name, or devN) is recognised. Empty for a link without a device.
 struct MoveLinkIn {
   std::string host_name;
   std::string ifname;
+  std::string pci = {};
 };
 struct MoveLinkOut {
   std::string ifname;
   std::string host_name;
+  std::string pci = {};
 };
 struct SetMtu {
   std::string ifname;

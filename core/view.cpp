@@ -9,6 +9,7 @@ nlohmann::json berth_view(const Berth& b, const Inventory& inv) {
   j.erase("seq");
   j.erase("plan");
   j.erase("done");
+  j.erase("in_flight");
   j["gpus"] = nlohmann::json::array();
   for (const auto& pci : b.placement.gpus) {
     nlohmann::json g = {{"pci", pci}};
@@ -29,7 +30,7 @@ nlohmann::json inventory_view(const Inventory& inv, const Ledger& ledger) {
   std::map<std::string, std::string> vf_holder;
   std::map<int, std::string> cpu_holder;
   for (const auto& [owner, b] : ledger.berths) {
-    if (b.state == BerthState::released) continue;
+    if (!holds_devices(b)) continue;
     for (const auto& g : b.placement.gpus) gpu_holders[g].push_back(owner);
     for (const auto& v : b.placement.vfs) vf_holder[v] = owner;
     if (!b.request.shared)

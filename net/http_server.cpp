@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <tuple>
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
@@ -16,6 +17,7 @@
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/read.hpp>
@@ -105,13 +107,48 @@ struct UnixHttpServer::Impl : std::enable_shared_from_this<Impl> {
       }
       Request req = parser.release();
       const bool keep_alive = req.keep_alive();
-      Response res = co_await handler(std::move(req), peer);
+      Reply reply = co_await handler(std::move(req), peer);
+      if (reply.stream) {
+        co_await stream(socket, reply);
+        break;
+      }
+      Response& res = reply.response;
       res.keep_alive(keep_alive);
       auto [wec, wn] = co_await http::async_write(socket, res, asio::as_tuple(asio::use_awaitable));
       if (wec || !keep_alive) break;
     }
     beast::error_code ignored;
     socket.shutdown(unix_socket::shutdown_send, ignored);
+  }
+
+  // The head without a length, then each chunk as it comes; the body ends when the connection
+  // closes (HTTP/1.1, Connection: close).
+  asio::awaitable<void> stream(unix_socket& socket, Reply& reply) {
+    std::string head = "HTTP/1.1 " + std::to_string(reply.response.result_int()) + " " +
+                       std::string(reply.response.reason()) + "\r\n";
+    for (const auto& f : reply.response) {
+      if (f.name() == http::field::content_length || f.name() == http::field::connection) continue;
+      head += std::string(f.name_string()) + ": " + std::string(f.value()) + "\r\n";
+    }
+    head += "Connection: close\r\n\r\n";
+    // A reader that stops reading is dropped when a write has not finished in 10 s.
+    asio::steady_timer deadline(socket.get_executor());
+    auto write = [&](const std::string& text) -> asio::awaitable<boost::system::error_code> {
+      deadline.expires_after(std::chrono::seconds(10));
+      deadline.async_wait([&socket](beast::error_code e) {
+        if (!e) socket.cancel();
+      });
+      auto [e, n] = co_await asio::async_write(socket, asio::buffer(text),
+                                               asio::as_tuple(asio::use_awaitable));
+      deadline.cancel();
+      co_return e;
+    };
+    auto ec = co_await write(head);
+    while (!ec) {
+      auto chunk = co_await reply.stream->next();
+      if (!chunk) break;
+      ec = co_await write(*chunk);
+    }
   }
 
   asio::awaitable<void> accept_loop() {

@@ -31,7 +31,24 @@ struct Peer {
   bool in_group(gid_t g) const;
 };
 
-using Handler = std::function<boost::asio::awaitable<Response>(Request, Peer)>;
+// A response that stays open (Server-Sent Events): after the head, the server writes what `next`
+// returns until it returns nothing or the peer goes away.
+class EventSource {
+ public:
+  virtual ~EventSource() = default;
+  virtual boost::asio::awaitable<std::optional<std::string>> next() = 0;
+};
+
+// What a handler answers: a whole response, or a streamed one.
+struct Reply {
+  Reply(Response r) : response(std::move(r)) {}  // NOLINT(google-explicit-constructor)
+  Reply(Response r, std::shared_ptr<EventSource> s)
+      : response(std::move(r)), stream(std::move(s)) {}
+  Response response;
+  std::shared_ptr<EventSource> stream;
+};
+
+using Handler = std::function<boost::asio::awaitable<Reply>(Request, Peer)>;
 
 struct UnixServerOptions {
   std::string path;

@@ -5,7 +5,9 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
+#include <netlink/cache.h>
 #include <netlink/errno.h>
 #include <netlink/route/addr.h>
 #include <netlink/route/link.h>
@@ -124,6 +126,38 @@ Status Links::move_to(const std::string& name, int netns_fd, const std::string& 
   if (int err = rtnl_link_change(sock_.get(), orig.get(), change.get(), 0); err < 0)
     return nl_error("cannot move link " + name + " as " + new_name, err);
   return ok_status();
+}
+
+Status Links::rename(const std::string& name, const std::string& new_name) {
+  auto idx = ifindex(name);
+  if (!idx) return idx.error();
+  LinkPtr orig(rtnl_link_alloc());
+  LinkPtr change(rtnl_link_alloc());
+  rtnl_link_set_ifindex(orig.get(), *idx);
+  rtnl_link_set_name(change.get(), new_name.c_str());
+  if (int err = rtnl_link_change(sock_.get(), orig.get(), change.get(), 0); err < 0)
+    return nl_error("cannot rename link " + name + " to " + new_name, err);
+  return ok_status();
+}
+
+Status Links::flush_addresses(const std::string& name) {
+  auto idx = ifindex(name);
+  if (!idx) return idx.error();
+  nl_cache* cache = nullptr;
+  if (int err = rtnl_addr_alloc_cache(sock_.get(), &cache); err < 0)
+    return nl_error("cannot list addresses", err);
+  std::vector<rtnl_addr*> mine;
+  for (nl_object* o = nl_cache_get_first(cache); o; o = nl_cache_get_next(o)) {
+    auto* a = reinterpret_cast<rtnl_addr*>(o);
+    if (rtnl_addr_get_ifindex(a) == *idx) mine.push_back(a);
+  }
+  Status result = ok_status();
+  for (rtnl_addr* a : mine)
+    if (int err = rtnl_addr_delete(sock_.get(), a, 0);
+        err < 0 && err != -NLE_NOADDR && err != -NLE_OBJ_NOTFOUND && result)
+      result = nl_error("cannot remove an address of " + name, err);
+  nl_cache_free(cache);
+  return result;
 }
 
 Expected<int> Links::mtu(const std::string& name) {

@@ -26,6 +26,9 @@ class Links {
   // Moves `name` into `netns_fd`, renamed to `new_name`, in one message so no name clash can
   // happen in between.
   Status move_to(const std::string& name, int netns_fd, const std::string& new_name);
+  Status rename(const std::string& name, const std::string& new_name);
+  // Removes every address of `name`.
+  Status flush_addresses(const std::string& name);
   Expected<int> mtu(const std::string& name);
   Status set_mtu(const std::string& name, int mtu);
   Status set_up(const std::string& name, bool up);

@@ -52,6 +52,8 @@ class LedgerDriver {
                            : replies.back().error;
   }
 
+  Context& context() { return ctx_; }
+
   Ledger ledger;
   std::vector<StepLog> steps;
   int persists = 0;

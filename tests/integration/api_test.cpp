@@ -8,6 +8,8 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <set>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -285,6 +287,182 @@ TEST_F(ApiTest, CheckConfigNamesTheBadField) {
   auto second = sh(std::string(BERTHD_PATH) + " --config " + config_);
   EXPECT_NE(second.rc, 0);
   EXPECT_NE(second.out.find("another berthd is listening"), std::string::npos) << second.out;
+}
+
+// Polls `check` every 10 ms for up to `ms`; true when it held.
+bool within(int ms, const std::function<bool()>& check) {
+  for (int i = 0; i < ms / 10; ++i) {
+    if (check()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return check();
+}
+
+TEST_F(ApiTest, AContainerKilledWithABerthIsDetachedAtOnceByOwnerPolicy) {
+  const std::string req = R"({"gpus": 1, "vfs": 1, "pool": "grid"})";
+  ASSERT_EQ(
+      call("PUT", "/v1/berths/slurm/31", R"({"gpus": 1, "vfs": 1, "network": {"pool": "grid"}})")
+          .status,
+      200u);
+  auto attached =
+      call("POST", "/v1/berths/slurm/31/attach", json{{"runc", container_->id()}}.dump());
+  ASSERT_EQ(attached.status, 200u) << attached.body.dump();
+  const std::string vf = attached.body["berth"]["vfs"][0]["netdev"];
+  EXPECT_NE(sh("ip link show " + vf).rc, 0) << "the VF is inside the container";
+  ASSERT_EQ(sh("kill -9 " + std::to_string(container_->pid())).rc, 0);
+  // No polling in berthd: its pidfd wakes it; the berth is back to reserved within 1 s.
+  EXPECT_TRUE(within(1000, [&] {
+    return call("GET", "/v1/berths/slurm/31").body["berth"]["state"] == "reserved";
+  })) << call("GET", "/v1/berths/slurm/31").body.dump();
+  auto b = call("GET", "/v1/berths/slurm/31").body["berth"];
+  EXPECT_TRUE(b["target"].is_null());
+  EXPECT_EQ(b["steps_applied"], 0);
+  // The veth stand-in went with the namespace: reported, not an error.
+  EXPECT_FALSE(b.contains("leftovers")) << b.dump();
+  (void)req;
+}
+
+TEST_F(ApiTest, AGithubBerthIsReleasedWhenItsContainerExits) {
+  ASSERT_EQ(
+      call("PUT", "/v1/berths/github/77", R"({"gpus": 1, "vfs": 1, "network": {"pool": "grid"}})")
+          .status,
+      200u);
+  ASSERT_EQ(
+      call("POST", "/v1/berths/github/77/attach", json{{"runc", container_->id()}}.dump()).status,
+      200u);
+  ASSERT_EQ(sh("kill -9 " + std::to_string(container_->pid())).rc, 0);
+  EXPECT_TRUE(within(1000, [&] {
+    return call("GET", "/v1/berths/github/77").body["berth"]["state"] == "released";
+  })) << call("GET", "/v1/berths/github/77").body.dump();
+  // Its pool address is free again: a new berth gets the first address of the range.
+  ASSERT_EQ(call("PUT", "/v1/berths/slurm/78", R"({"vfs": 1, "network": {"pool": "grid"}})").status,
+            200u);
+  EXPECT_EQ(call("GET", "/v1/berths/slurm/78").body["berth"]["vfs"][0]["addresses"][0],
+            "10.77.0.10/24");
+}
+
+TEST_F(ApiTest, RealLinkEventsReachTheLinkViewAndTheEventStreamWithoutPolling) {
+  // The periodic resync is an hour away: only notifications can tell berthd.
+  stop();
+  json config = json::parse(std::ifstream(config_));
+  config["netlink_resync_s"] = 3600;
+  std::ofstream(config_) << config.dump(2);
+  start();
+  auto events = sh("timeout 3 curl -sN --unix-socket " + socket_ + " http://berth/v1/events > " +
+                   (dir_ / "events.txt").string() + " 2>&1 &");
+  (void)events;
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  auto has_link = [&](const std::string& name, const std::function<bool(const json&)>& pred) {
+    const json links = call("GET", "/v1/links").body["links"];
+    for (const auto& l : links)
+      if (l["name"] == name) return pred(l);
+    return false;
+  };
+  ASSERT_EQ(sh("ip link add bevt0 type veth peer name bevt0p").rc, 0);
+  EXPECT_TRUE(within(1000, [&] { return has_link("bevt0", [](const json&) { return true; }); }));
+  ASSERT_EQ(sh("ip link set bevt0 name bevt1").rc, 0);
+  EXPECT_TRUE(within(1000, [&] { return has_link("bevt1", [](const json&) { return true; }); }));
+  ASSERT_EQ(sh("ip addr add 10.99.0.1/24 dev bevt1 && ip link set bevt1 up").rc, 0);
+  EXPECT_TRUE(within(1000, [&] {
+    return has_link("bevt1", [](const json& l) {
+      return l["addresses"].size() == 1 && l["addresses"][0] == "10.99.0.1/24";
+    });
+  }));
+  ASSERT_EQ(sh("ip link set bevt1 down").rc, 0);
+  EXPECT_TRUE(within(
+      1000, [&] { return has_link("bevt1", [](const json& l) { return l["up"] == false; }); }));
+  ASSERT_EQ(sh("ip link del bevt1").rc, 0);
+  EXPECT_TRUE(within(1000, [&] { return !has_link("bevt1", [](const json&) { return true; }); }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(3000));
+  std::ifstream in(dir_ / "events.txt");
+  const std::string stream(std::istreambuf_iterator<char>(in), {});
+  for (const char* what :
+       {"\"name\":\"bevt0\"", "\"name\":\"bevt1\"", "10.99.0.1/24", "\"change\":\"removed\""})
+    EXPECT_NE(stream.find(what), std::string::npos) << what << " not in the event stream:\n"
+                                                    << stream.substr(0, 2000);
+}
+
+TEST_F(ApiTest, AfterANetlinkOverrunTheLinkViewEqualsAFreshDump) {
+  stop();
+  json config = json::parse(std::ifstream(config_));
+  config["netlink_resync_s"] = 3600;
+  config["netlink_rcvbuf"] = 4096;
+  std::ofstream(config_) << config.dump(2);
+  start();
+  for (int run = 0; run < 5; ++run) {
+    // 2,400 link creations and deletions in one batch: far more than 4 KiB of notifications.
+    std::string batch;
+    for (int i = 0; i < 600; ++i)
+      batch += "link add bovr" + std::to_string(i) + " type veth peer name bovr" +
+               std::to_string(i) + "p\n";
+    for (int i = 0; i < 600; ++i) batch += "link del bovr" + std::to_string(i) + "\n";
+    for (int i = 0; i < 100; ++i)
+      batch += "link add bovk" + std::to_string(i) + " type veth peer name bovk" +
+               std::to_string(i) + "p\n";
+    std::ofstream(dir_ / "batch") << batch;
+    ASSERT_EQ(sh("ip -batch " + (dir_ / "batch").string()).rc, 0);
+    auto kernel = [&] {
+      std::set<std::string> names;
+      for (const auto& l : json::parse(sh("ip -j link show").out))
+        names.insert(l["ifname"].get<std::string>());
+      return names;
+    };
+    auto berthd = [&] {
+      std::set<std::string> names;
+      const json links = call("GET", "/v1/links").body["links"];
+      for (const auto& l : links) names.insert(l["name"].get<std::string>());
+      return names;
+    };
+    EXPECT_TRUE(within(3000, [&] { return kernel() == berthd(); })) << "run " << run;
+    EXPECT_GT(call("GET", "/v1/health").body.value("netlink_overruns", 0), run)
+        << "the burst did not overrun the receive buffer";
+    std::string del;
+    for (int i = 0; i < 100; ++i) del += "link del bovk" + std::to_string(i) + "\n";
+    std::ofstream(dir_ / "batch") << del;
+    sh("ip -batch " + (dir_ / "batch").string());
+  }
+}
+
+TEST_F(ApiTest, SigtermDuringAnAttachFinishesItAndExitsCleanly) {
+  ASSERT_EQ(
+      call("PUT", "/v1/berths/slurm/41", R"({"gpus": 1, "vfs": 1, "network": {"pool": "grid"}})")
+          .status,
+      200u);
+  std::thread attach([&] {
+    auto r = net::unix_request(socket_, "POST", "/v1/berths/slurm/41/attach",
+                               json{{"runc", container_->id()}}.dump());
+    (void)r;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  const auto t0 = std::chrono::steady_clock::now();
+  stop();  // SIGTERM; expects exit status 0
+  attach.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+  start();
+  auto state = call("GET", "/v1/berths/slurm/41").body["berth"]["state"];
+  EXPECT_TRUE(state == "attached" || state == "reserved" || state == "failed") << state;
+}
+
+TEST_F(ApiTest, SighupAppliesALiveChangeAndRefusesTheRest) {
+  json config = json::parse(std::ifstream(config_));
+  auto reload = [&](const json& c) {
+    std::ofstream(config_) << c.dump(2);
+    ::kill(pid_, SIGHUP);
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  };
+  json live = config;
+  live["log_level"] = "debug";
+  reload(live);
+  std::ofstream(config_, std::ios::trunc) << "{not json";
+  ::kill(pid_, SIGHUP);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  json restart = config;
+  restart["control_socket_mode"] = "0600";
+  reload(restart);
+  EXPECT_EQ(call("GET", "/v1/health").status, 200u);  // still running on the old config
+  auto events = net::unix_request(socket_, "GET", "/v1/health");
+  ASSERT_TRUE(events);
+  std::ofstream(config_, std::ios::trunc) << config.dump(2);
 }
 
 }  // namespace

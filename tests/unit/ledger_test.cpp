@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/ledger.hpp"
+#include "core/placement.hpp"
 #include "tests/fakes/inventories.hpp"
 #include "tests/fakes/ledger_driver.hpp"
 
@@ -222,7 +223,12 @@ TEST(Ledger, ResumeRollsBackAnAttachCutOffByARestart) {
   const Berth& after = d.ledger.berths.at("slurm/1");
   EXPECT_EQ(after.state, BerthState::failed);
   EXPECT_TRUE(after.done.empty());
-  EXPECT_EQ(d.steps.size(), 3u);
+  EXPECT_FALSE(after.in_flight);
+  // The fourth step was in flight when the agent died: it may have been applied, so it is undone
+  // first, then the three that were done.
+  ASSERT_EQ(d.steps.size(), 4u);
+  EXPECT_EQ(step_to_json(d.steps[0].step),
+            step_to_json(*inverse(d.ledger.berths.at("slurm/1").plan[3], "")));
   EXPECT_NE(after.error.find("restarted"), std::string::npos);
 }
 
@@ -239,7 +245,101 @@ TEST(Ledger, FailedDetachMarksFailedAndReleaseStillFrees) {
   EXPECT_EQ(e->code, ErrorCode::detach_failed);
   EXPECT_EQ(d.ledger.berths.at("slurm/1").state, BerthState::failed);
   EXPECT_FALSE(d.one(event::Release{4, "slurm/1"}));
-  EXPECT_EQ(d.ledger.berths.at("slurm/1").state, BerthState::released);
+  const Berth& b = d.ledger.berths.at("slurm/1");
+  EXPECT_EQ(b.state, BerthState::released);
+  // What could not be undone is remembered, and the VF stays held: a new berth does not get it.
+  ASSERT_EQ(b.leftovers.size(), 1u);
+  EXPECT_TRUE(std::holds_alternative<step::MoveLinkIn>(b.leftovers[0].step));
+  const std::string vf = b.placement.vfs.at(0);
+  ASSERT_FALSE(d.one(event::Create{5, "slurm/2", one_gpu_one_vf()}));
+  EXPECT_NE(d.ledger.berths.at("slurm/2").placement.vfs.at(0), vf);
+  // A retry that succeeds clears the leftovers and frees the VF.
+  d.set_outcome([](const action::RunStep& r) {
+    return event::StepFinished{r.owner, true, "", ""};
+  });
+  EXPECT_FALSE(d.one(event::Release{6, "slurm/1"}));
+  EXPECT_TRUE(d.ledger.berths.at("slurm/1").leftovers.empty());
+  Usage u;
+  for (const auto& [o, x] : d.ledger.berths) u.add(x);
+  EXPECT_EQ(u.vfs.count(vf), 0u);
+}
+
+TEST(Ledger, ContainerExitDetachesAndReleasesByOwnerPolicy) {
+  testing::LedgerDriver d(context());
+  BerthRequest manual = one_gpu_one_vf();
+  manual.release_on_exit = true;
+  manual.network.pool.reset();  // the test pool has two addresses
+  d.one(event::Create{1, "slurm/1", one_gpu_one_vf()});
+  d.one(event::Create{2, "github/7", one_gpu_one_vf()});
+  ASSERT_FALSE(d.one(event::Create{3, "manual/x", manual}));
+  for (const char* o : {"slurm/1", "github/7", "manual/x"})
+    ASSERT_FALSE(d.one(event::Attach{4, o, target()}));
+  // An exit of another process (pid reused, start time differs) changes nothing.
+  Target other = target();
+  other.start_time += 1;
+  d.run(event::TargetExited{"slurm/1", other});
+  EXPECT_EQ(d.ledger.berths.at("slurm/1").state, BerthState::attached);
+  d.steps.clear();
+  for (const char* o : {"slurm/1", "github/7", "manual/x"}) d.run(event::TargetExited{o, target()});
+  EXPECT_EQ(d.ledger.berths.at("slurm/1").state, BerthState::reserved);
+  EXPECT_EQ(d.ledger.berths.at("github/7").state, BerthState::released);
+  EXPECT_EQ(d.ledger.berths.at("manual/x").state, BerthState::released);
+  for (const auto& s : d.steps) EXPECT_TRUE(s.rollback);
+  EXPECT_FALSE(d.steps.empty());
+}
+
+TEST(Ledger, AHeldDeviceThatDisappearsDegradesTheBerthUntilAttachedAgain) {
+  Context ctx = context();
+  testing::LedgerDriver d(ctx);
+  d.one(event::Create{1, "slurm/1", one_gpu_one_vf()});
+  ASSERT_FALSE(d.one(event::Attach{2, "slurm/1", target()}));
+  const std::string gpu = d.ledger.berths.at("slurm/1").placement.gpus.at(0);
+  Inventory without = ctx.inventory;
+  std::erase_if(without.gpus, [&](const Gpu& g) { return g.pci == gpu; });
+  d.run(event::InventoryChanged{without});
+  const Berth& b = d.ledger.berths.at("slurm/1");
+  EXPECT_EQ(b.state, BerthState::degraded);
+  EXPECT_NE(b.reason.find(gpu), std::string::npos);
+  // The same device comes back: still degraded until it is attached again.
+  d.run(event::InventoryChanged{ctx.inventory});
+  EXPECT_EQ(d.ledger.berths.at("slurm/1").state, BerthState::degraded);
+  d.steps.clear();
+  ASSERT_FALSE(d.one(event::Attach{3, "slurm/1", target()}));
+  EXPECT_EQ(d.ledger.berths.at("slurm/1").state, BerthState::attached);
+  EXPECT_TRUE(d.ledger.berths.at("slurm/1").reason.empty());
+  EXPECT_TRUE(d.steps.front().rollback);  // detached first
+  EXPECT_FALSE(d.steps.back().rollback);  // then attached again
+}
+
+TEST(Ledger, ReconciliationAdoptsLiveContainersDetachesGoneOnesAndForgetsAfterReboot) {
+  testing::LedgerDriver d(context());
+  d.one(event::Create{1, "slurm/1", one_gpu_one_vf()});
+  d.one(event::Create{2, "github/2", one_gpu_one_vf()});
+  ASSERT_FALSE(d.one(event::Attach{3, "slurm/1", target()}));
+  ASSERT_FALSE(d.one(event::Attach{4, "github/2", target()}));
+  Ledger saved = d.ledger;
+  // Alive: re-adopted untouched (no step), watched again.
+  d.steps.clear();
+  auto actions = apply(d.ledger, d.context(), event::Resume{});
+  EXPECT_TRUE(d.steps.empty());
+  int watches = 0;
+  for (const auto& a : actions)
+    if (auto* w = std::get_if<action::Watch>(&a); w && w->watch) ++watches;
+  EXPECT_EQ(watches, 2);
+  // Gone: detached; github/ released, slurm/ kept.
+  d.ledger = saved;
+  d.run(event::Resume{{"slurm/1", "github/2"}, false});
+  EXPECT_EQ(d.ledger.berths.at("slurm/1").state, BerthState::reserved);
+  EXPECT_EQ(d.ledger.berths.at("github/2").state, BerthState::released);
+  EXPECT_FALSE(d.steps.empty());
+  // Rebooted: nothing to undo on the host, reservations kept by policy.
+  d.ledger = saved;
+  d.steps.clear();
+  d.run(event::Resume{{}, true});
+  EXPECT_TRUE(d.steps.empty());
+  EXPECT_EQ(d.ledger.berths.at("slurm/1").state, BerthState::reserved);
+  EXPECT_TRUE(d.ledger.berths.at("slurm/1").done.empty());
+  EXPECT_EQ(d.ledger.berths.at("github/2").state, BerthState::released);
 }
 
 TEST(Ledger, RoundTripsThroughJson) {

@@ -10,7 +10,7 @@ TEST(Step, EveryForwardStepHasAnInverseThatRoundTrips) {
   std::vector<Step> forward{step::MakeNode{{"/dev/nvidia0", 195, 0}},
                             step::AllowDevice{195, 0},
                             step::SetCpuset{"0-3", "0"},
-                            step::MoveLinkIn{"vf0", "ib0"},
+                            step::MoveLinkIn{"vf0", "ib0", "0000:01:00.2"},
                             step::SetMtu{"ib0", 4092},
                             step::AddAddress{"ib0", "10.0.0.2/24"},
                             step::AddRoute{"ib0", "0.0.0.0/0", "10.0.0.1"},

@@ -1,0 +1,57 @@
+#pragma once
+// The machine's own events drive berthd: host links and addresses (rtnetlink), devices (udev),
+// each an async source on the reactor, turned into inventory changes, faults and restorations
+// for the engine, and into events for watchers. Blocking work (dumps, sysfs rescans, link
+// restoration) runs on the worker.
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <nlohmann/json.hpp>
+
+#include "agent/config.hpp"
+#include "agent/engine.hpp"
+#include "agent/event_bus.hpp"
+#include "agent/host_actuator.hpp"
+#include "agent/worker.hpp"
+#include "net/link_monitor.hpp"
+#include "net/udev_monitor.hpp"
+
+namespace berth::agent {
+
+class MachineWatch {
+ public:
+  MachineWatch(boost::asio::io_context& io, Worker& worker, const Config& config, Engine& engine,
+               HostActuator& actuator, EventBus& bus);
+  Status start();
+  void stop();
+  // berthd's view of the host's links, as the API shows it.
+  nlohmann::json links_view() const;
+  // Reads sysfs again (after a udev event, a gap, or on request) and hands the engine the new
+  // inventory when it differs.
+  void rescan(const std::string& why);
+  uint64_t resyncs() const { return resyncs_; }
+  uint64_t overruns() const { return links_.overruns(); }
+
+ private:
+  void resync(const std::string& why);
+  void arm_resync_timer();
+  void on_link_changes(const std::vector<net::LinkChange>& changes);
+  void check_vf_link(const net::LinkState& link, const std::string& old_name);
+
+  boost::asio::io_context& io_;
+  Worker& worker_;
+  const Config& config_;
+  Engine& engine_;
+  HostActuator& actuator_;
+  EventBus& bus_;
+  net::LinkMonitor links_;
+  net::UdevMonitor udev_;
+  boost::asio::steady_timer resync_timer_;
+  boost::asio::steady_timer rescan_delay_;
+  bool dump_in_flight_ = false;
+  bool dump_again_ = false;
+  bool rescan_pending_ = false;
+  bool stopped_ = false;
+  uint64_t resyncs_ = 0;
+};
+
+}  // namespace berth::agent
