@@ -54,6 +54,11 @@ Expected<UniqueFd> CgroupV1::open_file(const std::string& controller, const std:
   return f;
 }
 
+bool CgroupV1::exists(const std::string& controller, const std::string& cgroup) {
+  if (cgroup.empty() || cgroup == "/") return false;
+  return open_file(controller, cgroup, "cgroup.procs", O_RDONLY).ok();
+}
+
 Expected<std::string> CgroupV1::read(const std::string& controller, const std::string& cgroup,
                                      const std::string& file) {
   auto f = open_file(controller, cgroup, file, O_RDONLY);

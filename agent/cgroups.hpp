@@ -18,6 +18,9 @@ class CgroupV1 {
   Expected<std::string> set_cpuset(const std::string& cgroup, const std::string& cpus,
                                    const std::string& mems);
 
+  // True when `cgroup` (never the root cgroup) is still there under `controller`.
+  bool exists(const std::string& controller, const std::string& cgroup);
+
   Expected<std::string> read(const std::string& controller, const std::string& cgroup,
                              const std::string& file);
   Status write(const std::string& controller, const std::string& cgroup, const std::string& file,

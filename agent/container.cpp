@@ -10,6 +10,7 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <tuple>
 
 namespace berth::agent {
 namespace {
@@ -59,6 +60,22 @@ Status check_is_container(int pid) {
   return ok_status();
 }
 
+std::pair<std::string, std::string> container_cgroups(int pid) {
+  std::pair<std::string, std::string> out;
+  std::ifstream cg("/proc/" + std::to_string(pid) + "/cgroup");
+  for (std::string line; std::getline(cg, line);) {
+    // "<hierarchy>:<controllers>:<path>"; the path is relative to our own cgroup namespace.
+    auto a = line.find(':');
+    auto b = line.find(':', a + 1);
+    if (a == std::string::npos || b == std::string::npos) continue;
+    std::string controllers = "," + line.substr(a + 1, b - a - 1) + ",";
+    std::string path = line.substr(b + 1);
+    if (controllers.find(",devices,") != std::string::npos) out.first = path;
+    if (controllers.find(",cpuset,") != std::string::npos) out.second = path;
+  }
+  return out;
+}
+
 Expected<ContainerHandle> open_container(const Target& target) {
   const int pid = target.pid;
   if (pid <= 1)
@@ -81,17 +98,7 @@ Expected<ContainerHandle> open_container(const Target& target) {
   h.root.reset(::open((proc + "/root").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!h.root) return target_gone(pid, std::string("root directory: ") + std::strerror(errno));
 
-  std::ifstream cg(proc + "/cgroup");
-  for (std::string line; std::getline(cg, line);) {
-    // "<hierarchy>:<controllers>:<path>"; the path is relative to our own cgroup namespace.
-    auto a = line.find(':');
-    auto b = line.find(':', a + 1);
-    if (a == std::string::npos || b == std::string::npos) continue;
-    std::string controllers = "," + line.substr(a + 1, b - a - 1) + ",";
-    std::string path = line.substr(b + 1);
-    if (controllers.find(",devices,") != std::string::npos) h.devices_cgroup = path;
-    if (controllers.find(",cpuset,") != std::string::npos) h.cpuset_cgroup = path;
-  }
+  std::tie(h.devices_cgroup, h.cpuset_cgroup) = container_cgroups(pid);
   // Everything above was opened through /proc/<pid>: it belongs to the pinned process only if
   // that process is still alive now.
   if (!h.alive()) return target_gone(pid, "exited while being opened");

@@ -31,6 +31,10 @@ Expected<uint64_t> process_start_time(int pid);
 // change the host itself.
 Status check_is_container(int pid);
 
+// The v1 devices and cpuset cgroups of `pid` (empty where the controller is not mounted), as
+// /proc/<pid>/cgroup reports them in the agent's cgroup namespace.
+std::pair<std::string, std::string> container_cgroups(int pid);
+
 // Pins `target.pid` and opens what attach needs. A non-zero target.start_time must match.
 Expected<ContainerHandle> open_container(const Target& target);
 

@@ -1,5 +1,7 @@
 #include "agent/control_api.hpp"
 
+#include <tuple>
+
 #include <spdlog/spdlog.h>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -134,6 +136,7 @@ asio::awaitable<net::Response> ControlApi::attach(const net::Request& req,
   target.start_time = *start;
   if (auto c = check_is_container(target.pid); !c)
     co_return error_response(req, c.error().code, c.error().message);
+  std::tie(target.devices_cgroup, target.cpuset_cgroup) = container_cgroups(target.pid);
   // GCC 12 destroys temporaries inside a co_await expression twice: build events as named locals.
   Event ev = event::Attach{0, owner, target};
   co_return co_await submit(req, std::move(ev));

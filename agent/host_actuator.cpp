@@ -119,6 +119,17 @@ StepOutcome HostActuator::run(const Step& step, const Target& target, bool rollb
     // Its links did not all go: a physical VF comes back to the host when the namespace dies.
     if (rollback && o.error().code == ErrorCode::target_not_found) {
       if (const auto* out = std::get_if<step::MoveLinkOut>(&step)) return recover_link(*out);
+      // Its cgroup outlives it until the runtime deletes it: take back the rules written there.
+      if (const auto* deny = std::get_if<step::DenyDevice>(&step);
+          deny && !target.devices_cgroup.empty() &&
+          cgroups_.exists("devices", target.devices_cgroup))
+        return from(cgroups_.deny_device(target.devices_cgroup, deny->major, deny->minor));
+      if (const auto* cpuset = std::get_if<step::SetCpuset>(&step);
+          cpuset && !target.cpuset_cgroup.empty() &&
+          cgroups_.exists("cpuset", target.cpuset_cgroup)) {
+        auto previous = cgroups_.set_cpuset(target.cpuset_cgroup, cpuset->cpus, cpuset->mems);
+        return previous ? done() : failed(previous.error());
+      }
       return done();
     }
     return failed(o.error());

@@ -98,7 +98,9 @@ void to_json(nlohmann::json& j, const Berth& b) {
   if (b.target)
     j["target"] = {{"pid", b.target->pid},
                    {"start_time", b.target->start_time},
-                   {"runc_id", b.target->runc_id}};
+                   {"runc_id", b.target->runc_id},
+                   {"devices_cgroup", b.target->devices_cgroup},
+                   {"cpuset_cgroup", b.target->cpuset_cgroup}};
   else
     j["target"] = nullptr;
   j["plan"] = nlohmann::json::array();
@@ -172,7 +174,8 @@ Expected<Berth> berth_from_json(const nlohmann::json& j) {
     if (!j.at("target").is_null()) {
       const auto& t = j.at("target");
       b.target = Target{t.at("pid").get<int>(), t.at("start_time").get<uint64_t>(),
-                        t.at("runc_id").get<std::string>()};
+                        t.at("runc_id").get<std::string>(), t.value("devices_cgroup", ""),
+                        t.value("cpuset_cgroup", "")};
     }
     for (const auto& s : j.at("plan")) {
       auto step = step_from_json(s);

@@ -47,6 +47,11 @@ struct Target {
   int pid = 0;
   uint64_t start_time = 0;  // /proc/<pid>/stat field 22: tells a reused pid apart
   std::string runc_id;
+  // The container's cgroups (v1 devices and cpuset, relative to the controller's mount), as the
+  // agent read them at attach: a container that exited leaves its cgroup (and the rules berth
+  // wrote there) until its runtime deletes it, and that cleanup must not need the process.
+  std::string devices_cgroup = {};
+  std::string cpuset_cgroup = {};
   bool operator==(const Target&) const = default;
 };
 

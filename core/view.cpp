@@ -21,7 +21,11 @@ nlohmann::json berth_view(const Berth& b, const Inventory& inv) {
     j["gpus"].push_back(std::move(g));
   }
   j["steps_applied"] = b.done.size();
-  if (j.contains("target") && !j["target"].is_null()) j["target"].erase("start_time");
+  if (j.contains("target") && !j["target"].is_null()) {
+    j["target"].erase("start_time");
+    j["target"].erase("devices_cgroup");
+    j["target"].erase("cpuset_cgroup");
+  }
   return j;
 }
 
