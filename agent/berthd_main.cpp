@@ -29,7 +29,7 @@
 
 namespace {
 
-constexpr const char* kUsage = R"(usage: berthd [--config FILE]
+constexpr const char* kUsage = R"(usage: berthd [--config FILE] [--recover]
        berthd --check-config FILE
        berthd --help | --version
 
@@ -41,6 +41,9 @@ detached and released when the workload ends.
                        sysfs_root=/sys dev_root=/dev proc_root=/proc cgroup_root=/sys/fs/cgroup
                        state_dir=/var/lib/berth runtime_dir=/run/berth
                        control_socket=/run/berth/berth.sock
+  --recover            start although some berth records are unreadable: each is moved to
+                       <state_dir>/quarantine/ and named on stderr; the rest of the ledger is
+                       reconciled with the machine as at every start
   --check-config FILE  validate FILE, run discovery against it, print the inventory summary
                        and exit 0 (valid) or 1 (the error names the field)
 
@@ -130,7 +133,7 @@ std::optional<std::string> needs_restart(const berth::agent::Config& a,
   return "pools changed";
 }
 
-int run(const std::string& path) {
+int run(const std::string& path, bool recover) {
   auto p = prepare(path);
   if (!p) return 1;
   auto config = p->config;
@@ -143,7 +146,12 @@ int run(const std::string& path) {
         config.runtime_dir);
 
   berth::agent::StateStore store(config.state_dir, config.runtime_dir);
-  auto ledger = store.load();
+  std::vector<std::string> set_aside;
+  auto ledger = recover ? store.load_setting_aside(set_aside) : store.load();
+  for (const auto& r : set_aside) {
+    spdlog::warn("BERTH_RECOVER set aside {}", r);
+    std::fprintf(stderr, "berthd: --recover: set aside %s\n", r.c_str());
+  }
   if (!ledger) {
     std::fprintf(stderr,
                  "berthd: %s\nberthd: start with --recover to set unreadable records aside\n",
@@ -189,6 +197,12 @@ int run(const std::string& path) {
   std::vector<std::string> gone;
   for (const auto& [owner, b] : engine.ledger().berths)
     if (b.target && !process_alive(*b.target)) gone.push_back(owner);
+  if (recover) {
+    std::fprintf(stderr,
+                 "berthd: --recover: %zu berths read, %zu records set aside, %zu containers gone; "
+                 "VFs under foreign names on the host are restored as the link dump is read\n",
+                 engine.ledger().berths.size(), set_aside.size(), gone.size());
+  }
   spdlog::info("BERTH_RECONCILE {} berths, {} with a container gone{}",
                engine.ledger().berths.size(), gone.size(), rebooted ? ", node rebooted" : "");
   engine.resume(gone, rebooted);
@@ -286,6 +300,7 @@ int run(const std::string& path) {
 
 int main(int argc, char** argv) {
   std::string config;
+  bool recover = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--help" || a == "-h") {
@@ -296,6 +311,10 @@ int main(int argc, char** argv) {
       std::puts("berthd 0.1.0");
       return 0;
     }
+    if (a == "--recover") {
+      recover = true;
+      continue;
+    }
     if ((a == "--config" || a == "--check-config") && i + 1 < argc) {
       if (a == "--check-config") return check_config(argv[i + 1]);
       config = argv[++i];
@@ -305,7 +324,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
-    return run(config);
+    return run(config, recover);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "berthd: fatal: %s\n", e.what());
     return 1;

@@ -71,7 +71,21 @@ std::string record_in(const std::string& root, const std::string& owner) {
 }
 
 // Reads every record under <root>/berths into `ledger`, replacing berths already there.
-Status read_records(const std::string& root, Ledger& ledger) {
+Status quarantine(const std::string& root, const std::string& path, const std::string& why,
+                  std::vector<std::string>& set_aside) {
+  const fs::path dir = fs::path(root) / "quarantine";
+  if (auto s = make_dir(dir.string(), true); !s) return s;
+  const fs::path to = dir / (fs::path(path).parent_path().filename().string() + "-" +
+                             fs::path(path).filename().string());
+  if (::rename(path.c_str(), to.c_str()) != 0) return io_error("cannot move aside", path);
+  set_aside.push_back(path + " (" + why + ") -> " + to.string());
+  return fsync_dir(dir.string());
+}
+
+// With `set_aside`, a corrupt record is moved to <root>/quarantine/ and named there instead of
+// stopping the load.
+Status read_records(const std::string& root, Ledger& ledger,
+                    std::vector<std::string>* set_aside = nullptr) {
   const fs::path base = fs::path(root) / "berths";
   std::error_code ec;
   if (!fs::exists(base, ec)) {
@@ -104,11 +118,23 @@ Status read_records(const std::string& root, Ledger& ledger) {
       try {
         j = nlohmann::json::parse(ss.str());
       } catch (const nlohmann::json::parse_error& e) {
+        if (set_aside) {
+          if (auto q = quarantine(root, path, e.what(), *set_aside); !q) return q;
+          continue;
+        }
         return corrupt(path, e.what());
       }
       auto b = berth_from_json(j);
-      if (!b) return corrupt(path, b.error().message);
-      if (record_in(root, b->owner) != path) return corrupt(path, "it holds berth " + b->owner);
+      std::string why = !b                                  ? b.error().message
+                        : record_in(root, b->owner) != path ? "it holds berth " + b->owner
+                                                            : std::string();
+      if (!why.empty()) {
+        if (set_aside) {
+          if (auto q = quarantine(root, path, why, *set_aside); !q) return q;
+          continue;
+        }
+        return corrupt(path, why);
+      }
       ledger.next_seq = std::max(ledger.next_seq, b->seq + 1);
       ledger.berths[b->owner] = std::move(*b);
     }
@@ -160,6 +186,13 @@ std::vector<RecordWrite> StateStore::records(const Ledger& ledger,
       out.push_back({owner, nlohmann::json(it->second).dump()});
   }
   return out;
+}
+
+Expected<Ledger> StateStore::load_setting_aside(std::vector<std::string>& set_aside) {
+  Ledger ledger;
+  for (const auto& root : {dir_, runtime_dir_})
+    if (auto s = read_records(root, ledger, &set_aside); !s) return s.error();
+  return ledger;
 }
 
 Status StateStore::save(const Ledger& ledger, const std::vector<std::string>& owners,

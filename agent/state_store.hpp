@@ -35,6 +35,9 @@ class StateStore {
   // No records is an empty ledger; an unreadable or corrupt record is an error naming the file,
   // never a guess.
   Expected<Ledger> load() const;
+  // berthd --recover: like load(), but a corrupt record is moved to <dir>/quarantine/ and listed
+  // in `set_aside` instead of stopping the load.
+  Expected<Ledger> load_setting_aside(std::vector<std::string>& set_aside);
   // Writes the records of `owners` as they are in `ledger`; removes those no longer in it.
   // `durable`: to state_dir with fsync, dropping the runtime record; else to runtime_dir.
   Status save(const Ledger& ledger, const std::vector<std::string>& owners, bool durable = true);

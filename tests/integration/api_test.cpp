@@ -1,4 +1,5 @@
 // The control API over the unix socket, against a real berthd process on the two-socket fixture.
+#include <fcntl.h>
 #include <grp.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -117,6 +118,15 @@ class ApiTest : public ::testing::Test {
 };
 
 const char* kRequest = R"({"gpus":1,"vfs":1,"network":{"pool":"grid"}})";
+
+// Polls `check` every 10 ms for up to `ms`; true when it held.
+bool within(int ms, const std::function<bool()>& check) {
+  for (int i = 0; i < ms / 10; ++i) {
+    if (check()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return check();
+}
 
 TEST_F(ApiTest, RoundTripsAndRepeatsAreHarmless) {
   auto c1 = call("PUT", "/v1/berths/slurm/77", kRequest);
@@ -273,8 +283,108 @@ TEST_F(ApiTest, LedgerSurvivesARestartAndACorruptOneStopsTheAgent) {
   auto run = sh(std::string(BERTHD_PATH) + " --config " + config_);
   EXPECT_NE(run.rc, 0);
   EXPECT_NE(run.out.find("is corrupt"), std::string::npos) << run.out;
-  fs::remove(dir_ / "state/berths/slurm/5.json");
+  EXPECT_NE(run.out.find("state/berths/slurm/5.json"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("column"), std::string::npos) << "names the offset: " << run.out;
+  EXPECT_NE(run.out.find("--recover"), std::string::npos) << run.out;
+  // --recover sets the record aside, says so, and starts.
+  pid_ = ::fork();
+  if (pid_ == 0) {
+    int null = ::open((dir_ / "recover.log").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ::dup2(null, 2);
+    ::execl(BERTHD_PATH, BERTHD_PATH, "--config", config_.c_str(), "--recover", nullptr);
+    ::_exit(127);
+  }
+  ASSERT_TRUE(within(5000, [&] { return net::unix_request(socket_, "GET", "/v1/health").ok(); }));
+  std::ifstream log(dir_ / "recover.log");
+  const std::string said(std::istreambuf_iterator<char>(log), {});
+  EXPECT_NE(said.find("set aside"), std::string::npos) << said;
+  EXPECT_TRUE(fs::exists(dir_ / "state/quarantine/slurm-5.json"));
+  EXPECT_EQ(call("GET", "/v1/berths/slurm/5").status, 404u);
+}
+
+TEST_F(ApiTest, ARestartReadoptsALiveContainerWithoutTouchingIt) {
+  ASSERT_EQ(call("PUT", "/v1/berths/slurm/6", kRequest).status, 200u);
+  ASSERT_EQ(
+      call("POST", "/v1/berths/slurm/6/attach", json{{"runc", container_->id()}}.dump()).status,
+      200u);
+  auto inside = [&] {
+    return container_->exec("stat -L -c '%i' /proc/self/ns/net; ls -li /dev; ip -o addr").out +
+           sh("cat /sys/fs/cgroup/devices" + container_->cgroup() + "/devices.list").out;
+  };
+  const std::string before = inside();
+  ::kill(pid_, SIGKILL);
+  ::waitpid(pid_, nullptr, 0);
+  pid_ = 0;
   start();
+  EXPECT_EQ(call("GET", "/v1/berths/slurm/6").body["berth"]["state"], "attached");
+  EXPECT_EQ(inside(), before) << "re-adoption changed the container";
+  EXPECT_EQ(call("GET", "/v1/health").body["watched_containers"], 1);
+  // Still watched: its exit detaches it.
+  ASSERT_EQ(sh("kill -9 " + std::to_string(container_->pid())).rc, 0);
+  EXPECT_TRUE(within(1000, [&] {
+    return call("GET", "/v1/berths/slurm/6").body["berth"]["state"] == "reserved";
+  }));
+}
+
+TEST_F(ApiTest, AContainerGoneWhileBerthdWasDownIsDetachedAtStart) {
+  ASSERT_EQ(call("PUT", "/v1/berths/github/8", kRequest).status, 200u);
+  ASSERT_EQ(
+      call("POST", "/v1/berths/github/8/attach", json{{"runc", container_->id()}}.dump()).status,
+      200u);
+  ::kill(pid_, SIGKILL);
+  ::waitpid(pid_, nullptr, 0);
+  pid_ = 0;
+  ASSERT_EQ(sh("kill -9 " + std::to_string(container_->pid())).rc, 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  start();
+  auto b = call("GET", "/v1/berths/github/8").body["berth"];
+  EXPECT_EQ(b["state"], "released") << b.dump();
+  EXPECT_EQ(
+      sh("grep -c 'c 10:229' /sys/fs/cgroup/devices" + container_->cgroup() + "/devices.list").out,
+      "0\n");
+}
+
+TEST_F(ApiTest, ANewBootIdForgetsAttachmentsAndKeepsReservationsByPolicy) {
+  ASSERT_EQ(call("PUT", "/v1/berths/slurm/9", kRequest).status, 200u);
+  ASSERT_EQ(call("PUT", "/v1/berths/github/9", R"({"gpus": 1})").status, 200u);
+  ASSERT_EQ(
+      call("POST", "/v1/berths/slurm/9/attach", json{{"runc", container_->id()}}.dump()).status,
+      200u);
+  ASSERT_EQ(
+      call("POST", "/v1/berths/github/9/attach", json{{"runc", container_->id()}}.dump()).status,
+      200u);
+  stop();
+  std::ofstream(dir_ / "state/boot_id") << "00000000-0000-0000-0000-000000000000\n";
+  start();
+  EXPECT_EQ(call("GET", "/v1/berths/slurm/9").body["berth"]["state"], "reserved");
+  EXPECT_EQ(call("GET", "/v1/berths/github/9").body["berth"]["state"], "released");
+  // Nothing was undone on the host (after a real reboot there is nothing to undo): the stand-in
+  // VF is still inside the living container, which this test then cleans up itself.
+  EXPECT_EQ(container_->exec("ip link show ib0").rc, 0);
+}
+
+TEST_F(ApiTest, AVfBackOnTheHostUnderAForeignNameIsRestored) {
+  // A sysfs tree where the host link "bforeign0" is the netdev of VF 0000:1a:00.1 (bvf0x0 in the
+  // fixture): the way a physical VF shows up when its container's namespace dies.
+  stop();
+  const fs::path sys = dir_ / "sys";
+  ASSERT_EQ(sh("cp -a " + std::string(BERTH_FIXTURES) + "/two-socket/sys " + sys.string()).rc, 0);
+  ASSERT_TRUE(fs::exists(sys / "bus/pci/devices/0000:1a:00.1/net/bvf0x0"));
+  fs::create_directories(sys / "class/net/bforeign0");
+  fs::create_symlink("../../../bus/pci/devices/0000:1a:00.1", sys / "class/net/bforeign0/device");
+  json config = json::parse(std::ifstream(config_));
+  config["sysfs_root"] = sys.string();
+  std::ofstream(config_) << config.dump(2);
+  start();
+  // The VF, up and with an address, comes back under a foreign name: berthd sees the link event
+  // and restores its name, sets it down and flushes its addresses.
+  ASSERT_EQ(sh("ip addr add 10.55.0.5/24 dev bvf0x0 && ip link set bvf0x0 up").rc, 0);
+  ASSERT_EQ(sh("ip link set bvf0x0 down && ip link set bvf0x0 name bforeign0").rc, 0);
+  EXPECT_TRUE(within(1000, [&] {
+    return sh("ip link show bvf0x0").rc == 0 && sh("ip -o addr show dev bvf0x0").out.empty() &&
+           sh("ip -o link show bvf0x0 | grep -c ',UP'").out == "0\n";
+  })) << sh("ip -o link; ip -o addr").out;
+  EXPECT_NE(sh("ip link show bforeign0").rc, 0);
 }
 
 TEST_F(ApiTest, CheckConfigNamesTheBadField) {
@@ -289,15 +399,6 @@ TEST_F(ApiTest, CheckConfigNamesTheBadField) {
   auto second = sh(std::string(BERTHD_PATH) + " --config " + config_);
   EXPECT_NE(second.rc, 0);
   EXPECT_NE(second.out.find("another berthd is listening"), std::string::npos) << second.out;
-}
-
-// Polls `check` every 10 ms for up to `ms`; true when it held.
-bool within(int ms, const std::function<bool()>& check) {
-  for (int i = 0; i < ms / 10; ++i) {
-    if (check()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return check();
 }
 
 TEST_F(ApiTest, AContainerKilledWithABerthIsDetachedAtOnceByOwnerPolicy) {

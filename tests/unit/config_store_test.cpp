@@ -37,6 +37,16 @@ TEST(Config, BadConfigNamesTheFieldAndTheReason) {
           {R"({"pools": [{"name":"a","subnet":"10.0.0.0/99"}]})", "'pools'"},
           {R"({"control_socket_mode": "0777"})", "'control_socket_mode'"},
           {R"({not json)", "not valid JSON"},
+          {R"({"state_dir": "/var/lib/b", "runtime_dir": "/var/lib/b"})",
+           "'runtime_dir': must be apart from state_dir"},
+          {R"({"state_dir": "/var/lib/b", "runtime_dir": "/var/lib/b/run"})",
+           "'runtime_dir': must be apart from state_dir"},
+          {R"({"state_dir": "/run/b/state", "runtime_dir": "/run/b"})",
+           "'runtime_dir': must be apart from state_dir"},
+          {R"({"netlink_rcvbuf": 1})", "'netlink_rcvbuf': must be an integer in 4096.."},
+          {R"({"netlink_resync_s": 0})", "'netlink_resync_s'"},
+          {R"({"udev_source": "systemd"})", "'udev_source'"},
+          {R"({"udev_subsystems": "pci"})", "'udev_subsystems'"},
       }) {
     auto c = parse_config(text);
     ASSERT_FALSE(c) << text;
@@ -159,6 +169,31 @@ TEST_F(StateStoreTest, CorruptFileStopsWithAClearMessage) {
   l = store.load();
   ASSERT_FALSE(l);
   EXPECT_NE(l.error().message.find("holds berth manual/y"), std::string::npos);
+}
+
+TEST_F(StateStoreTest, AnUnreadableDirectoryFailsClosed) {
+  StateStore store(dir_.string(), (dir_ / "run").string());
+  ASSERT_TRUE(store.save(Ledger{}, {}, true));
+  std::filesystem::create_directories(dir_ / "berths");
+  // A kind entry that cannot be listed: before, its berths were silently dropped.
+  std::ofstream(dir_ / "berths" / "slurm") << "not a directory";
+  auto l = store.load();
+  ASSERT_FALSE(l);
+  EXPECT_NE(l.error().message.find("cannot list"), std::string::npos) << l.error().message;
+  EXPECT_NE(l.error().message.find("berths/slurm"), std::string::npos) << l.error().message;
+}
+
+TEST_F(StateStoreTest, NewDirectoriesAreCreatedAndTheBootIdIsRemembered) {
+  StateStore store(dir_.string(), (dir_ / "run").string());
+  auto first = store.swap_boot_id("boot-a");
+  ASSERT_TRUE(first);
+  EXPECT_EQ(*first, "");
+  auto same = store.swap_boot_id("boot-a");
+  ASSERT_TRUE(same);
+  EXPECT_EQ(*same, "boot-a");
+  auto next = store.swap_boot_id("boot-b");
+  ASSERT_TRUE(next);
+  EXPECT_EQ(*next, "boot-a");
 }
 
 TEST(DevicesList, KnowsWhatIsAlreadyAllowed) {

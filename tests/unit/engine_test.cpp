@@ -2,6 +2,9 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
+
+#include <boost/asio/steady_timer.hpp>
 
 #include <boost/asio/io_context.hpp>
 
@@ -70,6 +73,39 @@ TEST_F(EngineTest, AChangeThatCannotBeSavedIsNotReportedAsDone) {
   EXPECT_EQ(e->code, ErrorCode::internal);
   EXPECT_NE(e->message.find("could not be saved"), std::string::npos) << e->message;
   EXPECT_EQ(v["state"], "reserved");
+}
+
+TEST_F(EngineTest, AnUnsavedBerthIsRetriedAndNeverAnsweredAsDoneUntilSaved) {
+  // The state directory cannot be made (a file is in its way) until the test removes the file.
+  std::filesystem::create_directories(dir_);
+  std::ofstream(dir_ / "blocked") << "x";
+  StateStore store((dir_ / "blocked" / "state").string(), (dir_ / "run").string());
+  Engine engine(io_, ctx_, {}, actuator_, &store);
+  BerthRequest r;
+  r.gpu_count = 1;
+  auto [e1, v1] = testing::call(io_, engine, event::Create{0, "slurm/1", r});
+  ASSERT_TRUE(e1);
+  EXPECT_EQ(engine.unsaved().count("slurm/1"), 1u);
+  // The idempotent repeat finds the berth in memory only: it is not told "done" either.
+  auto [e2, v2] = testing::call(io_, engine, event::Create{0, "slurm/1", r});
+  ASSERT_TRUE(e2) << "a repeat answered success for a berth that is not on disk";
+  EXPECT_NE(e2->message.find("could not be saved"), std::string::npos);
+  // The obstacle goes; the retry timer writes the record without any caller asking.
+  std::filesystem::remove(dir_ / "blocked");
+  std::filesystem::create_directories(dir_ / "blocked");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+  while (!engine.unsaved().empty() && std::chrono::steady_clock::now() < deadline) {
+    io_.restart();
+    io_.run_for(std::chrono::milliseconds(20));
+  }
+  io_.restart();
+  EXPECT_TRUE(engine.unsaved().empty());
+  StateStore reread((dir_ / "blocked" / "state").string(), (dir_ / "run").string());
+  auto on_disk = reread.load();
+  ASSERT_TRUE(on_disk);
+  EXPECT_EQ(on_disk->berths.count("slurm/1"), 1u);
+  auto [e3, v3] = testing::call(io_, engine, event::Create{0, "slurm/1", r});
+  EXPECT_FALSE(e3);
 }
 
 TEST_F(EngineTest, FailedStepRollsBackAndReportsTheStep) {
