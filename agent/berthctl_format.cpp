@@ -119,4 +119,35 @@ std::string format_berth(const nlohmann::json& b) {
   return out.str();
 }
 
+std::string format_event(const nlohmann::json& ev) {
+  const std::string type = ev.value("type", "event");
+  std::string line = "[" + std::to_string(ev.value("seq", 0)) + "] " + type;
+  auto field = [&](const char* k) {
+    return ev.contains(k) && ev[k].is_string() ? ev[k].get<std::string>() : std::string();
+  };
+  if (type == "berth") {
+    line += " " + field("owner") + " " + field("state");
+    if (!field("message").empty()) line += ": " + field("message");
+  } else if (type == "link") {
+    line += " " + field("name") + " " + field("change");
+    if (ev.contains("after") && ev["after"].is_object()) {
+      const auto& a = ev["after"];
+      line += a.value("up", false) ? " up" : " down";
+      line += " mtu " + std::to_string(a.value("mtu", 0));
+      for (const auto& addr : a.value("addresses", nlohmann::json::array()))
+        line += " " + addr.get<std::string>();
+    }
+    if (!field("message").empty()) line += ": " + field("message");
+  } else if (type == "udev") {
+    line += " " + field("action") + " " + field("subsystem") + " " + field("sysname");
+  } else if (type == "inventory") {
+    line += " " + std::to_string(ev.value("gpus", 0)) + " GPUs, " +
+            std::to_string(ev.value("vfs", 0)) + " VFs";
+  } else {
+    if (!field("owner").empty()) line += " " + field("owner") + ":";
+    line += " " + field("message");
+  }
+  return line + "\n";
+}
+
 }  // namespace berth::ctl

@@ -10,4 +10,7 @@ std::string format_inventory(const nlohmann::json& inv);
 std::string format_berth_list(const nlohmann::json& berths);
 std::string format_berth(const nlohmann::json& berth);
 
+// One event of the stream on one line, e.g. "[12] berth slurm/4 degraded: GPU ... gone".
+std::string format_event(const nlohmann::json& ev);
+
 }  // namespace berth::ctl

@@ -32,6 +32,10 @@ Commands (each maps to one call of berthd's API, see docs/api.md):
   attach OWNER (--pid PID | --runc ID)   attach into a running container
   detach OWNER                   take everything back out of the container; the berth stays reserved
   release OWNER                  detach if attached, then free the berth
+  events [--since SEQ] [--follow]   berth state changes, inventory, link and udev events and
+                                 warnings, one per line (like ip monitor); --since SEQ starts
+                                 after event SEQ (default: the oldest kept), --follow waits for
+                                 new ones until interrupted; --json prints each event's JSON
 
 OWNER is slurm/<jobid>, github/<job id> or manual/<name>.
 Socket: --socket PATH, else $BERTH_SOCKET, else /run/berth/berth.sock.
@@ -138,6 +142,35 @@ int main(int argc, char** argv) {
   std::string method = "GET";
   std::string target;
   std::string body;
+  if (cmd == "events") {
+    uint64_t since = 0;
+    bool follow = false;
+    for (size_t i = 1; i < args.size(); ++i) {
+      if (args[i] == "--follow")
+        follow = true;
+      else if (args[i] == "--since" && i + 1 < args.size())
+        since = static_cast<uint64_t>(to_int("--since", args[++i]));
+      else
+        usage_error("events [--since SEQ] [--follow]");
+    }
+    std::string path = "/v1/events?since=" + std::to_string(since) + (follow ? "" : "&follow=0");
+    auto status = berth::net::unix_event_stream(socket, path, [&](const std::string& data) {
+      if (json) {
+        std::printf("%s\n", data.c_str());
+      } else {
+        auto ev = nlohmann::json::parse(data, nullptr, false);
+        std::fputs(ev.is_discarded() ? (data + "\n").c_str() : berth::ctl::format_event(ev).c_str(),
+                   stdout);
+      }
+      std::fflush(stdout);
+      return true;
+    });
+    if (!status) {
+      std::fprintf(stderr, "berthctl: %s\n", status.error().message.c_str());
+      return 3;
+    }
+    return *status == 200 ? 0 : 1;
+  }
   if (cmd == "inventory" || cmd == "list") {
     if (args.size() != 1) usage_error(cmd + " takes no arguments");
     target = cmd == "inventory" ? "/v1/inventory" : "/v1/berths";

@@ -165,9 +165,10 @@ asio::awaitable<net::Reply> ControlApi::handle(net::Request req, net::Peer peer)
       if (mutating) co_return error_response(req, ErrorCode::method_not_allowed, "use GET");
       uint64_t since = bus_.last_seq();
       std::string_view target = req.target();
-      if (auto q = target.find("?since="); q != std::string_view::npos) {
+      const bool follow = target.find("follow=0") == std::string_view::npos;
+      if (auto q = target.find("since="); q != std::string_view::npos) {
         try {
-          since = std::stoull(std::string(target.substr(q + 7)));
+          since = std::stoull(std::string(target.substr(q + 6)));
         } catch (const std::exception&) {
           co_return error_response(req, ErrorCode::bad_request,
                                    "query 'since': must be an event sequence number");
@@ -183,7 +184,7 @@ asio::awaitable<net::Reply> ControlApi::handle(net::Request req, net::Peer peer)
       head.set(http::field::content_type, "text/event-stream");
       head.set(http::field::cache_control, "no-cache");
       auto ex = co_await asio::this_coro::executor;
-      co_return net::Reply(std::move(head), std::make_shared<EventStream>(ex, bus_, since));
+      co_return net::Reply(std::move(head), std::make_shared<EventStream>(ex, bus_, since, follow));
     }
     if (parts.size() == 2 && parts[1] == "links") {
       if (mutating) co_return error_response(req, ErrorCode::method_not_allowed, "use GET");

@@ -12,8 +12,9 @@ std::string EventStream::frame(const BusEvent& e) {
          "\ndata: " + e.body.dump() + "\n\n";
 }
 
-EventStream::EventStream(asio::any_io_executor ex, EventBus& bus, uint64_t since, size_t max_queued)
-    : bus_(bus), max_queued_(max_queued), wake_(ex) {
+EventStream::EventStream(asio::any_io_executor ex, EventBus& bus, uint64_t since, bool follow,
+                         size_t max_queued)
+    : bus_(bus), follow_(follow), max_queued_(max_queued), wake_(ex) {
   for (const auto& e : bus.since(since)) queue_.push_back(frame(e));
   sub_ = bus.subscribe([this](const BusEvent& e) {
     if (dropped_) return;
@@ -32,6 +33,7 @@ EventStream::~EventStream() {
 }
 
 asio::awaitable<std::optional<std::string>> EventStream::next() {
+  if (!follow_ && queue_.empty()) co_return std::nullopt;
   while (queue_.empty() && !dropped_) {
     wake_.expires_after(std::chrono::seconds(15));
     auto [ec] = co_await wake_.async_wait(asio::as_tuple(asio::use_awaitable));

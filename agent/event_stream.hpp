@@ -15,7 +15,8 @@ namespace berth::agent {
 
 class EventStream : public net::EventSource {
  public:
-  EventStream(boost::asio::any_io_executor ex, EventBus& bus, uint64_t since,
+  // `follow`: keep the stream open for new events; otherwise end it after the kept ones.
+  EventStream(boost::asio::any_io_executor ex, EventBus& bus, uint64_t since, bool follow = true,
               size_t max_queued = 1024);
   ~EventStream() override;
   boost::asio::awaitable<std::optional<std::string>> next() override;
@@ -25,6 +26,7 @@ class EventStream : public net::EventSource {
  private:
   EventBus& bus_;
   uint64_t sub_ = 0;
+  bool follow_;
   size_t max_queued_;
   std::deque<std::string> queue_;
   bool dropped_ = false;

@@ -1,7 +1,10 @@
 #include "net/http_client.hpp"
 
+#include <cstdlib>
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 
@@ -34,6 +37,61 @@ Expected<ClientResponse> unix_request(const std::string& socket_path, const std:
   if (ec) return make_error(ErrorCode::internal, "no answer from berthd: " + ec.message());
   auto res = parser.release();
   return ClientResponse{static_cast<unsigned>(res.result_int()), std::move(res.body())};
+}
+
+Expected<unsigned> unix_event_stream(const std::string& socket_path, const std::string& target,
+                                     const std::function<bool(const std::string&)>& on_event) {
+  asio::io_context io;
+  asio::local::stream_protocol::socket socket(io);
+  beast::error_code ec;
+  socket.connect(asio::local::stream_protocol::endpoint(socket_path), ec);
+  if (ec)
+    return make_error(ErrorCode::internal,
+                      "cannot connect to berthd at " + socket_path + ": " + ec.message());
+  const std::string req =
+      "GET " + target + " HTTP/1.1\r\nHost: berthd\r\nUser-Agent: berthctl\r\n\r\n";
+  asio::write(socket, asio::buffer(req), ec);
+  if (ec) return make_error(ErrorCode::internal, "cannot send to berthd: " + ec.message());
+  std::string data;
+  char buf[8192];
+  bool head_done = false;
+  unsigned status = 0;
+  for (;;) {
+    size_t n = socket.read_some(asio::buffer(buf), ec);
+    if (ec) break;
+    data.append(buf, n);
+    if (!head_done) {
+      auto end = data.find("\r\n\r\n");
+      if (end == std::string::npos) continue;
+      auto sp = data.find(' ');
+      status =
+          sp == std::string::npos ? 0 : static_cast<unsigned>(std::atoi(data.c_str() + sp + 1));
+      data.erase(0, end + 4);
+      head_done = true;
+      if (status != 200) {
+        // An error answer is a JSON body, read whole.
+        while (!ec) {
+          n = socket.read_some(asio::buffer(buf), ec);
+          if (!ec) data.append(buf, n);
+        }
+        on_event(data);
+        return status;
+      }
+    }
+    for (auto end = data.find("\n\n"); end != std::string::npos; end = data.find("\n\n")) {
+      std::string frame = data.substr(0, end);
+      data.erase(0, end + 2);
+      for (size_t pos = 0; pos < frame.size();) {
+        auto nl = frame.find('\n', pos);
+        if (nl == std::string::npos) nl = frame.size();
+        if (frame.compare(pos, 6, "data: ") == 0)
+          if (!on_event(frame.substr(pos + 6, nl - pos - 6))) return status;
+        pos = nl + 1;
+      }
+    }
+  }
+  if (!head_done) return make_error(ErrorCode::internal, "no answer from berthd: " + ec.message());
+  return status;
 }
 
 }  // namespace berth::net

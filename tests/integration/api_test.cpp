@@ -644,5 +644,63 @@ TEST_F(ApiTest, CrashLoopLeaksNothingAndLosesNothing) {
   EXPECT_EQ(wrong, 0);
 }
 
+TEST_F(ApiTest, UeventsReachBerthdAndAGpuThatFallsOffTheBusDegradesItsBerth) {
+  // A copy of the fixture that the test can change, as hot-plug changes a real /sys.
+  stop();
+  const fs::path sys = dir_ / "sys";
+  ASSERT_EQ(sh("cp -a " + std::string(BERTH_FIXTURES) + "/two-socket/sys " + sys.string()).rc, 0);
+  json config = json::parse(std::ifstream(config_));
+  config["sysfs_root"] = sys.string();
+  config["udev_source"] = "kernel";  // no udevd here: raw kernel uevents
+  std::ofstream(config_) << config.dump(2);
+  start();
+  ASSERT_EQ(call("PUT", "/v1/berths/slurm/11", R"({"gpus": 1})").status, 200u);
+  auto a = call("POST", "/v1/berths/slurm/11/attach", json{{"runc", container_->id()}}.dump());
+  ASSERT_EQ(a.status, 200u) << a.body.dump();
+  const std::string pci = a.body["berth"]["gpus"][0]["pci"];
+  const uint64_t seq = call("GET", "/v1/health").body["events"];
+  // The GPU leaves the bus; the kernel's uevent (a real one, for a link of the test's) makes
+  // berthd read sysfs again through the same discovery code.
+  fs::rename(sys / "bus/pci/devices" / pci, dir_ / "gpu-away");
+  ASSERT_EQ(sh("ip link add bue0 type veth peer name bue0p").rc, 0);
+  EXPECT_TRUE(within(2000, [&] {
+    return call("GET", "/v1/berths/slurm/11").body["berth"]["state"] == "degraded";
+  })) << call("GET", "/v1/berths/slurm/11").body.dump();
+  auto b = call("GET", "/v1/berths/slurm/11").body["berth"];
+  EXPECT_NE(b.value("reason", "").find(pci), std::string::npos) << b.dump();
+  // The GPU comes back (echo change > a misc device's uevent: another real uevent); still degraded
+  // until it is attached again, then attached.
+  fs::rename(dir_ / "gpu-away", sys / "bus/pci/devices" / pci);
+  ASSERT_EQ(sh("echo change > /sys/class/misc/fuse/uevent").rc, 0);
+  EXPECT_TRUE(within(2000, [&] {
+    return call("GET", "/v1/berths/slurm/11").body["berth"].value("reason", "").find("back") !=
+           std::string::npos;
+  })) << call("GET", "/v1/berths/slurm/11").body.dump();
+  auto again = call("POST", "/v1/berths/slurm/11/attach", json{{"runc", container_->id()}}.dump());
+  EXPECT_EQ(again.status, 200u) << again.body.dump();
+  EXPECT_EQ(again.body["berth"]["state"], "attached");
+  sh("ip link del bue0");
+  // What berthd received, in its event stream.
+  auto stream = sh("timeout 1 curl -sN --unix-socket " + socket_ +
+                   " 'http://berth/v1/events?since=" + std::to_string(seq) + "'")
+                    .out;
+  EXPECT_NE(stream.find("\"type\":\"udev\""), std::string::npos) << stream.substr(0, 1500);
+  EXPECT_NE(stream.find("\"state\":\"degraded\""), std::string::npos);
+  EXPECT_NE(stream.find("\"type\":\"inventory\""), std::string::npos);
+}
+
+TEST_F(ApiTest, BerthctlEventsPrintsTheStreamLikeIpMonitor) {
+  const uint64_t seq = call("GET", "/v1/health").body["events"];
+  ASSERT_EQ(call("PUT", "/v1/berths/manual/ev", R"({"gpus": 1})").status, 200u);
+  ASSERT_EQ(call("DELETE", "/v1/berths/manual/ev").status, 200u);
+  auto out = sh("BERTH_SOCKET=" + socket_ + " " + BERTHCTL_PATH + " events --since " +
+                std::to_string(seq));
+  EXPECT_EQ(out.rc, 0) << out.out;
+  EXPECT_NE(out.out.find("berth manual/ev released"), std::string::npos) << out.out;
+  auto follow =
+      sh("BERTH_SOCKET=" + socket_ + " timeout 1 " + BERTHCTL_PATH + " events --follow --json");
+  EXPECT_EQ(follow.rc, 124) << "--follow keeps reading until stopped: " << follow.out;
+}
+
 }  // namespace
 }  // namespace berth::itest
