@@ -115,7 +115,11 @@ std::string format_berth(const nlohmann::json& b) {
                                            ? ""
                                            : " (runc " + str(b["target"]["runc_id"]) + ")"))
       << "\n";
+  if (b.contains("reason")) out << "reason:  " << str(b["reason"]) << "\n";
   if (b.contains("error")) out << "error:   " << str(b["error"]) << "\n";
+  if (b.contains("leftovers"))
+    out << "left on the host (devices held until cleared; release again to retry): "
+        << b["leftovers"].size() << " step(s)\n";
   return out.str();
 }
 

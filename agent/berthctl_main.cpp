@@ -29,6 +29,8 @@ Commands (each maps to one call of berthd's API, see docs/api.md):
       --route CIDR,via=IP        an extra route (repeatable)
       --ifname NAME              interface name inside the container (default ib0)
       --mtu N                    MTU inside the container
+      --release-on-exit          (manual/ berths) release when the attached container exits;
+                                 github/ berths always are, slurm/ berths wait for the epilog
   attach OWNER (--pid PID | --runc ID)   attach into a running container
   detach OWNER                   take everything back out of the container; the berth stays reserved
   release OWNER                  detach if attached, then free the berth
