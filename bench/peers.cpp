@@ -7,9 +7,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "agent/cgroups.hpp"
-#include "agent/container.hpp"
-#include "agent/device_nodes.hpp"
+#include "agent/host/cgroups.hpp"
+#include "agent/host/container.hpp"
+#include "agent/host/device_nodes.hpp"
 #include "bench/process.hpp"
 #include "bench/stats.hpp"
 #include "net/links.hpp"

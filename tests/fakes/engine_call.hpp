@@ -11,7 +11,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 
-#include "agent/engine.hpp"
+#include "agent/app/engine.hpp"
 
 namespace berth::testing {
 

@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "agent/actuator.hpp"
+#include "agent/app/actuator.hpp"
 
 namespace berth::testing {
 

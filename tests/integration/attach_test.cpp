@@ -5,10 +5,10 @@
 #include <boost/asio/io_context.hpp>
 #include <nlohmann/json.hpp>
 
-#include "agent/device_nodes.hpp"
-#include "agent/discovery.hpp"
-#include "agent/engine.hpp"
-#include "agent/host_actuator.hpp"
+#include "agent/host/device_nodes.hpp"
+#include "agent/host/discovery.hpp"
+#include "agent/app/engine.hpp"
+#include "agent/host/host_actuator.hpp"
 #include "tests/fakes/engine_call.hpp"
 #include "tests/fakes/fake_actuator.hpp"
 #include "tests/host/host.hpp"

@@ -6,9 +6,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "agent/cgroups.hpp"
-#include "agent/config.hpp"
-#include "agent/state_store.hpp"
+#include "agent/host/cgroups.hpp"
+#include "agent/app/config.hpp"
+#include "agent/host/state_store.hpp"
 
 namespace berth::agent {
 

@@ -1,6 +1,6 @@
 #include <gtest/gtest.h>
 
-#include "agent/discovery.hpp"
+#include "agent/host/discovery.hpp"
 
 namespace berth::agent {
 namespace {

@@ -8,7 +8,7 @@
 
 #include <boost/asio/io_context.hpp>
 
-#include "agent/engine.hpp"
+#include "agent/app/engine.hpp"
 #include "tests/fakes/engine_call.hpp"
 #include "tests/fakes/fake_actuator.hpp"
 #include "tests/fakes/inventories.hpp"

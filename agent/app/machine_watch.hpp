@@ -7,11 +7,11 @@
 #include <boost/asio/steady_timer.hpp>
 #include <nlohmann/json.hpp>
 
-#include "agent/config.hpp"
-#include "agent/engine.hpp"
-#include "agent/event_bus.hpp"
-#include "agent/host_actuator.hpp"
-#include "agent/worker.hpp"
+#include "agent/app/config.hpp"
+#include "agent/app/engine.hpp"
+#include "agent/app/event_bus.hpp"
+#include "agent/host/host_actuator.hpp"
+#include "agent/app/worker.hpp"
 #include "net/link_monitor.hpp"
 #include "net/udev_monitor.hpp"
 

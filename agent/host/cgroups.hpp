@@ -2,7 +2,7 @@
 // cgroup v1 controls for a container: the devices allow-list and the cpuset.
 #include <string>
 
-#include "agent/unique_fd.hpp"
+#include "agent/host/unique_fd.hpp"
 #include "core/expected.hpp"
 
 namespace berth::agent {

@@ -7,7 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "agent/berthctl_format.hpp"
+#include "agent/programs/berthctl_format.hpp"
 #include "net/http_client.hpp"
 
 namespace {

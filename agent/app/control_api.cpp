@@ -1,4 +1,4 @@
-#include "agent/control_api.hpp"
+#include "agent/app/control_api.hpp"
 
 #include <tuple>
 
@@ -8,9 +8,9 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <nlohmann/json.hpp>
 
-#include "agent/child_process.hpp"
-#include "agent/container.hpp"
-#include "agent/event_stream.hpp"
+#include "agent/host/child_process.hpp"
+#include "agent/host/container.hpp"
+#include "agent/app/event_stream.hpp"
 #include "core/view.hpp"
 
 namespace berth::agent {

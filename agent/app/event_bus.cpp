@@ -1,4 +1,4 @@
-#include "agent/event_bus.hpp"
+#include "agent/app/event_bus.hpp"
 
 #include <chrono>
 

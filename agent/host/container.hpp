@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <string>
 
-#include "agent/unique_fd.hpp"
+#include "agent/host/unique_fd.hpp"
 #include "core/berth.hpp"
 #include "core/expected.hpp"
 

@@ -1,4 +1,4 @@
-#include "agent/state_store.hpp"
+#include "agent/host/state_store.hpp"
 
 #include <fcntl.h>
 #include <linux/magic.h>
@@ -16,7 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "agent/unique_fd.hpp"
+#include "agent/host/unique_fd.hpp"
 
 namespace berth::agent {
 namespace fs = std::filesystem;

@@ -1,11 +1,11 @@
-#include "agent/host_actuator.hpp"
+#include "agent/host/host_actuator.hpp"
 
 #include <fcntl.h>
 
 #include <cstring>
 #include <filesystem>
 
-#include "agent/device_nodes.hpp"
+#include "agent/host/device_nodes.hpp"
 #include "core/overloaded.hpp"
 
 namespace berth::agent {

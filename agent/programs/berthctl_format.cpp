@@ -1,4 +1,4 @@
-#include "agent/berthctl_format.hpp"
+#include "agent/programs/berthctl_format.hpp"
 
 #include <algorithm>
 #include <sstream>

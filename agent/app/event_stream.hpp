@@ -8,7 +8,7 @@
 
 #include <boost/asio/steady_timer.hpp>
 
-#include "agent/event_bus.hpp"
+#include "agent/app/event_bus.hpp"
 #include "net/http_server.hpp"
 
 namespace berth::agent {

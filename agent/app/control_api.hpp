@@ -18,9 +18,9 @@
 
 #include <boost/asio/awaitable.hpp>
 
-#include "agent/config.hpp"
-#include "agent/engine.hpp"
-#include "agent/event_bus.hpp"
+#include "agent/app/config.hpp"
+#include "agent/app/engine.hpp"
+#include "agent/app/event_bus.hpp"
 #include "net/http_server.hpp"
 
 namespace berth::agent {

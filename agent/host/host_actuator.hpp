@@ -2,10 +2,10 @@
 #include <memory>
 #include <optional>
 
-#include "agent/actuator.hpp"
-#include "agent/cgroups.hpp"
-#include "agent/container.hpp"
-#include "agent/unique_fd.hpp"
+#include "agent/app/actuator.hpp"
+#include "agent/host/cgroups.hpp"
+#include "agent/host/container.hpp"
+#include "agent/host/unique_fd.hpp"
 #include "net/links.hpp"
 
 namespace berth::agent {

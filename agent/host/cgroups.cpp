@@ -1,4 +1,4 @@
-#include "agent/cgroups.hpp"
+#include "agent/host/cgroups.hpp"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -7,7 +7,7 @@
 #include <cstring>
 #include <sstream>
 
-#include "agent/safe_open.hpp"
+#include "agent/host/safe_open.hpp"
 
 namespace berth::agent {
 namespace {

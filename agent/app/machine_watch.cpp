@@ -1,11 +1,11 @@
-#include "agent/machine_watch.hpp"
+#include "agent/app/machine_watch.hpp"
 
 #include <filesystem>
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/post.hpp>
 
-#include "agent/discovery.hpp"
+#include "agent/host/discovery.hpp"
 
 namespace berth::agent {
 namespace {

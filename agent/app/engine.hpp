@@ -22,9 +22,9 @@
 #include <boost/asio/steady_timer.hpp>
 #include <nlohmann/json.hpp>
 
-#include "agent/actuator.hpp"
-#include "agent/state_store.hpp"
-#include "agent/worker.hpp"
+#include "agent/app/actuator.hpp"
+#include "agent/host/state_store.hpp"
+#include "agent/app/worker.hpp"
 #include "core/ledger.hpp"
 
 namespace berth::agent {

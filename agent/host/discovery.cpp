@@ -1,4 +1,4 @@
-#include "agent/discovery.hpp"
+#include "agent/host/discovery.hpp"
 
 #include <sys/stat.h>
 #include <sys/sysmacros.h>

@@ -1,4 +1,4 @@
-#include "agent/safe_open.hpp"
+#include "agent/host/safe_open.hpp"
 
 #include <fcntl.h>
 #include <linux/openat2.h>

@@ -1,4 +1,4 @@
-#include "agent/event_stream.hpp"
+#include "agent/app/event_stream.hpp"
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>

@@ -2,7 +2,7 @@
 // openat2 with RESOLVE_* flags: path resolution that a container cannot redirect.
 #include <string>
 
-#include "agent/unique_fd.hpp"
+#include "agent/host/unique_fd.hpp"
 
 namespace berth::agent {
 

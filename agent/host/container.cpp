@@ -1,4 +1,4 @@
-#include "agent/container.hpp"
+#include "agent/host/container.hpp"
 
 #include <fcntl.h>
 #include <signal.h>

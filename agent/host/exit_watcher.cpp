@@ -1,4 +1,4 @@
-#include "agent/exit_watcher.hpp"
+#include "agent/host/exit_watcher.hpp"
 
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -6,7 +6,7 @@
 #include <spdlog/spdlog.h>
 #include <boost/asio/post.hpp>
 
-#include "agent/container.hpp"
+#include "agent/host/container.hpp"
 
 namespace berth::agent {
 

@@ -3,7 +3,7 @@
 #include <string>
 #include <vector>
 
-#include "agent/config.hpp"
+#include "agent/app/config.hpp"
 #include "core/expected.hpp"
 #include "core/inventory.hpp"
 

@@ -14,17 +14,17 @@
 #include <boost/asio/steady_timer.hpp>
 #include <nlohmann/json.hpp>
 
-#include "agent/config.hpp"
-#include "agent/container.hpp"
-#include "agent/control_api.hpp"
-#include "agent/discovery.hpp"
-#include "agent/engine.hpp"
-#include "agent/event_bus.hpp"
-#include "agent/exit_watcher.hpp"
-#include "agent/host_actuator.hpp"
-#include "agent/machine_watch.hpp"
-#include "agent/state_store.hpp"
-#include "agent/worker.hpp"
+#include "agent/app/config.hpp"
+#include "agent/host/container.hpp"
+#include "agent/app/control_api.hpp"
+#include "agent/host/discovery.hpp"
+#include "agent/app/engine.hpp"
+#include "agent/app/event_bus.hpp"
+#include "agent/host/exit_watcher.hpp"
+#include "agent/host/host_actuator.hpp"
+#include "agent/app/machine_watch.hpp"
+#include "agent/host/state_store.hpp"
+#include "agent/app/worker.hpp"
 #include "net/http_server.hpp"
 
 namespace {

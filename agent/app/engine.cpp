@@ -1,4 +1,4 @@
-#include "agent/engine.hpp"
+#include "agent/app/engine.hpp"
 
 #include <spdlog/spdlog.h>
 #include <algorithm>

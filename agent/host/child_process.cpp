@@ -1,4 +1,4 @@
-#include "agent/child_process.hpp"
+#include "agent/host/child_process.hpp"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -18,7 +18,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
-#include "agent/unique_fd.hpp"
+#include "agent/host/unique_fd.hpp"
 
 extern char** environ;
 

@@ -1,4 +1,4 @@
-#include "agent/device_nodes.hpp"
+#include "agent/host/device_nodes.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -8,7 +8,7 @@
 #include <cstring>
 #include <sstream>
 
-#include "agent/safe_open.hpp"
+#include "agent/host/safe_open.hpp"
 
 namespace berth::agent {
 namespace {

@@ -1,4 +1,4 @@
-#include "agent/config.hpp"
+#include "agent/app/config.hpp"
 
 #include <filesystem>
 #include <fstream>
