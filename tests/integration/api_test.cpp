@@ -702,5 +702,47 @@ TEST_F(ApiTest, BerthctlEventsPrintsTheStreamLikeIpMonitor) {
   EXPECT_EQ(follow.rc, 124) << "--follow keeps reading until stopped: " << follow.out;
 }
 
+TEST_F(ApiTest, SriovNumvfsGoingFrom0To8To0ChangesTheInventory) {
+  stop();
+  const fs::path sys = dir_ / "sys";
+  ASSERT_EQ(sh("cp -a " + std::string(BERTH_FIXTURES) + "/two-socket/sys " + sys.string()).rc, 0);
+  const fs::path pf = sys / "bus/pci/devices/0000:1a:00.0";
+  const fs::path away = dir_ / "vfs-away";
+  fs::create_directories(away);
+  // The PF as it is with sriov_numvfs = 0: no virtfn links, no VF devices.
+  auto set_vfs = [&](bool present) {
+    for (int i = 0; i < 8; ++i) {
+      const std::string link = "virtfn" + std::to_string(i);
+      const std::string vf =
+          fs::read_symlink(present ? away / link : pf / link).filename().string();
+      if (present) {
+        fs::rename(away / vf, sys / "bus/pci/devices" / vf);
+        fs::rename(away / link, pf / link);
+      } else {
+        fs::rename(sys / "bus/pci/devices" / vf, away / vf);
+        fs::rename(pf / link, away / link);
+      }
+    }
+    std::ofstream(pf / "sriov_numvfs") << (present ? "8\n" : "0\n");
+  };
+  set_vfs(false);
+  json config = json::parse(std::ifstream(config_));
+  config["sysfs_root"] = sys.string();
+  config["udev_source"] = "kernel";
+  std::ofstream(config_) << config.dump(2);
+  start();
+  auto vfs = [&] { return call("GET", "/v1/inventory").body["vfs"].size(); };
+  EXPECT_EQ(vfs(), 8u);
+  // 0 -> 8: the uevents of the new devices (here a real uevent of another device) bring a rescan.
+  set_vfs(true);
+  ASSERT_EQ(sh("echo add > /sys/class/misc/fuse/uevent").rc, 0);
+  EXPECT_TRUE(within(2000, [&] { return vfs() == 16u; })) << vfs();
+  // 8 -> 0.
+  set_vfs(false);
+  ASSERT_EQ(sh("echo remove > /sys/class/misc/fuse/uevent").rc, 0);
+  EXPECT_TRUE(within(2000, [&] { return vfs() == 8u; })) << vfs();
+  sh("echo add > /sys/class/misc/fuse/uevent");  // the device itself is still there
+}
+
 }  // namespace
 }  // namespace berth::itest
