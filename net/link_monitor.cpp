@@ -149,11 +149,11 @@ LinkMonitor::~LinkMonitor() {
   stop();
 }
 
-Status LinkMonitor::start() {
+Expected<int> open_link_socket(unsigned rcvbuf) {
   int fd = ::socket(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, NETLINK_ROUTE);
   if (fd < 0)
     return make_error(ErrorCode::internal, std::string("netlink socket: ") + std::strerror(errno));
-  int size = static_cast<int>(rcvbuf_);
+  int size = static_cast<int>(rcvbuf);
   // SO_RCVBUFFORCE passes rmem_max as root; SO_RCVBUF is the fallback.
   if (::setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size) != 0)
     ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
@@ -165,9 +165,19 @@ Status LinkMonitor::start() {
     ::close(fd);
     return make_error(ErrorCode::internal, std::string("netlink bind: ") + std::strerror(e));
   }
+  return fd;
+}
+
+Status LinkMonitor::start() {
+  auto fd = open_link_socket(rcvbuf_);
+  if (!fd) return fd.error();
+  adopt(*fd);
+  return ok_status();
+}
+
+void LinkMonitor::adopt(int fd) {
   fd_ = std::make_unique<boost::asio::posix::stream_descriptor>(io_, fd);
   read();
-  return ok_status();
 }
 
 void LinkMonitor::stop() {

@@ -41,6 +41,10 @@ const char* to_string(LinkChange::Kind k);
 // What changed from `before` to `after`.
 std::vector<LinkChange> diff_links(const LinkView& before, const LinkView& after);
 
+// A socket subscribed to link and address notifications in the calling thread's current network
+// namespace (it stays bound to that namespace), non-blocking, with its receive buffer raised.
+Expected<int> open_link_socket(unsigned rcvbuf);
+
 // A full dump of the current network namespace's links and addresses. Blocking; retried when the
 // kernel marks it interrupted (NLM_F_DUMP_INTR).
 Expected<LinkView> dump_links();
@@ -55,6 +59,8 @@ class LinkMonitor {
   ~LinkMonitor();
   // Opens and subscribes the socket and starts reading. Call replace() with a dump after this.
   Status start();
+  // Starts reading from a socket made by open_link_socket (e.g. inside another namespace).
+  void adopt(int fd);
   void stop();
   // A fresh dump: the view becomes it; the differences are reported as changes.
   void replace(LinkView fresh);

@@ -8,9 +8,9 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <nlohmann/json.hpp>
 
+#include "agent/app/event_stream.hpp"
 #include "agent/host/child_process.hpp"
 #include "agent/host/container.hpp"
-#include "agent/app/event_stream.hpp"
 #include "core/view.hpp"
 
 namespace berth::agent {

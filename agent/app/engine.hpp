@@ -23,8 +23,8 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/app/actuator.hpp"
-#include "agent/host/state_store.hpp"
 #include "agent/app/worker.hpp"
+#include "agent/host/state_store.hpp"
 #include "core/ledger.hpp"
 
 namespace berth::agent {

@@ -1,10 +1,18 @@
 #include "agent/app/machine_watch.hpp"
 
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstring>
 #include <filesystem>
+#include <set>
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/post.hpp>
 
+#include "agent/host/container.hpp"
 #include "agent/host/discovery.hpp"
 
 namespace berth::agent {
@@ -61,7 +69,13 @@ MachineWatch::MachineWatch(boost::asio::io_context& io, Worker& worker, const Co
           },
           [this] { rescan("udev receive buffer overrun"); }),
       resync_timer_(io),
-      rescan_delay_(io) {}
+      rescan_delay_(io),
+      host_netns_(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)) {}
+
+MachineWatch::~MachineWatch() {
+  containers_.clear();
+  if (host_netns_ >= 0) ::close(host_netns_);
+}
 
 Status MachineWatch::start() {
   if (auto s = links_.start(); !s) return s;
@@ -70,6 +84,10 @@ Status MachineWatch::start() {
   if (!first) return first.error();
   links_.replace(std::move(*first));
   arm_resync_timer();
+  // Berths re-adopted at start are watched from here on.
+  for (const auto& [owner, b] : engine_.ledger().berths)
+    if (b.state == BerthState::attached && b.target && !b.vfs.empty())
+      watch_container(owner, *b.target);
   if (config_.udev_source != "off") {
     if (auto s = udev_.start(config_.udev_source, config_.udev_subsystems, 4 << 20, true); !s)
       spdlog::warn("BERTH_UDEV_UNAVAILABLE {}; device hot-plug is seen only on rescan",
@@ -82,6 +100,7 @@ Status MachineWatch::start() {
 
 void MachineWatch::stop() {
   stopped_ = true;
+  containers_.clear();
   links_.stop();
   resync_timer_.cancel();
   rescan_delay_.cancel();
@@ -184,6 +203,114 @@ void MachineWatch::check_vf_link(const net::LinkState& link, const std::string& 
       }
     });
   });
+}
+
+void MachineWatch::watch_container(const std::string& owner, const Target& target) {
+  unwatch_container(owner);
+  auto it = engine_.ledger().berths.find(owner);
+  if (stopped_ || it == engine_.ledger().berths.end() || it->second.vfs.empty()) return;
+  const uint64_t gen = next_gen_++;
+  containers_[owner] = ContainerLinks{target, gen, nullptr};
+  struct Opened {
+    Expected<int> fd = make_error(ErrorCode::internal, "not opened");
+    Expected<net::LinkView> view = net::LinkView{};
+  };
+  auto opened = std::make_shared<Opened>();
+  const int host = host_netns_;
+  const unsigned rcvbuf = config_.netlink_rcvbuf;
+  worker_.post([opened, target, host, rcvbuf] {
+    // Entered through a pidfd: the namespace of exactly the process attached, or of none.
+    const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, target.pid, 0));
+    auto start = process_start_time(target.pid);
+    if (pidfd < 0 || !start || (target.start_time != 0 && *start != target.start_time)) {
+      if (pidfd >= 0) ::close(pidfd);
+      opened->fd = make_error(ErrorCode::target_not_found, "the container has exited");
+      return;
+    }
+    if (::setns(pidfd, CLONE_NEWNET) != 0) {
+      opened->fd = make_error(
+          ErrorCode::internal,
+          std::string("cannot enter the container's network namespace: ") + std::strerror(errno));
+      ::close(pidfd);
+      return;
+    }
+    ::close(pidfd);
+    opened->fd = net::open_link_socket(rcvbuf);
+    opened->view = net::dump_links();
+    if (::setns(host, CLONE_NEWNET) != 0) {
+      spdlog::critical("BERTH_NETNS_RETURN_FAILED cannot return to the host network namespace: {}",
+                       std::strerror(errno));
+      std::abort();
+    }
+  });
+  worker_.post([this, opened, owner, gen] {
+    boost::asio::post(io_, [this, opened, owner, gen] {
+      auto it = containers_.find(owner);
+      if (it == containers_.end() || it->second.gen != gen) {
+        if (opened->fd) ::close(*opened->fd);
+        return;
+      }
+      if (!opened->fd || !opened->view) {
+        spdlog::warn("BERTH_CONTAINER_LINKS_UNWATCHED {}: {}", owner,
+                     (!opened->fd ? opened->fd.error() : opened->view.error()).message);
+        containers_.erase(it);
+        if (opened->fd) ::close(*opened->fd);
+        return;
+      }
+      it->second.monitor = std::make_unique<net::LinkMonitor>(
+          io_, config_.netlink_rcvbuf,
+          [this, owner](const std::vector<net::LinkChange>& c) { check_container_links(owner, c); },
+          [this, owner] {
+            // Lost notifications inside the container: watch it again from a fresh dump.
+            if (auto w = containers_.find(owner); w != containers_.end())
+              boost::asio::post(io_,
+                                [this, owner, t = w->second.target] { watch_container(owner, t); });
+          });
+      it->second.monitor->replace(std::move(*opened->view));  // nothing to report: no baseline
+      it->second.monitor->adopt(*opened->fd);
+    });
+  });
+}
+
+void MachineWatch::unwatch_container(const std::string& owner) {
+  containers_.erase(owner);
+}
+
+void MachineWatch::check_container_links(const std::string& owner,
+                                         const std::vector<net::LinkChange>& changes) {
+  auto it = engine_.ledger().berths.find(owner);
+  if (it == engine_.ledger().berths.end()) return;
+  const Berth& b = it->second;
+  // Only a settled, attached berth: its own attach and detach steps change these links too.
+  if (b.state != BerthState::attached || b.op != Operation::none) return;
+  for (const auto& c : changes) {
+    bus_.publish("link", {{"owner", owner},
+                          {"namespace", "container"},
+                          {"change", net::to_string(c.kind)},
+                          {"name", c.kind == net::LinkChange::Kind::removed ? c.before.name
+                                                                            : c.after.name}});
+    for (const auto& v : b.vfs) {
+      if (c.before.name != v.ifname) continue;
+      std::string fault;
+      const std::string vf = "VF " + v.pci + " (" + v.ifname + " in the container)";
+      if (c.kind == net::LinkChange::Kind::removed) {
+        fault = vf + " was removed from the container";
+      } else if (c.after.name != v.ifname) {
+        fault = vf + " was renamed to " + c.after.name + " by someone else";
+      } else if (c.before.up && !c.after.up) {
+        fault = vf + " went down";
+      } else {
+        std::set<std::string> ours;
+        for (const auto& a : v.addresses) ours.insert(a.to_string());
+        for (const auto& a : c.after.addresses)
+          if (!c.before.addresses.count(a) && !ours.count(a) && !a.starts_with("fe80:")) {
+            fault = vf + " got address " + a + " from someone else";
+            break;
+          }
+      }
+      if (!fault.empty()) engine_.post(event::Fault{owner, fault});
+    }
+  }
 }
 
 void MachineWatch::rescan(const std::string& why) {

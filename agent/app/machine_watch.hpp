@@ -3,6 +3,9 @@
 // each an async source on the reactor, turned into inventory changes, faults and restorations
 // for the engine, and into events for watchers. Blocking work (dumps, sysfs rescans, link
 // restoration) runs on the worker.
+#include <map>
+#include <memory>
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <nlohmann/json.hpp>
@@ -10,8 +13,8 @@
 #include "agent/app/config.hpp"
 #include "agent/app/engine.hpp"
 #include "agent/app/event_bus.hpp"
-#include "agent/host/host_actuator.hpp"
 #include "agent/app/worker.hpp"
+#include "agent/host/host_actuator.hpp"
 #include "net/link_monitor.hpp"
 #include "net/udev_monitor.hpp"
 
@@ -29,6 +32,12 @@ class MachineWatch {
   // inventory when it differs.
   void rescan(const std::string& why);
   uint64_t resyncs() const { return resyncs_; }
+  // An attached berth's container: its VF links are watched inside its network namespace (one
+  // rtnetlink socket made there on the worker), so a VF that goes down, is renamed, removed or
+  // given an address by someone else degrades the berth.
+  void watch_container(const std::string& owner, const Target& target);
+  void unwatch_container(const std::string& owner);
+  size_t watched_containers() const { return containers_.size(); }
   uint64_t overruns() const { return links_.overruns(); }
 
  private:
@@ -36,6 +45,13 @@ class MachineWatch {
   void arm_resync_timer();
   void on_link_changes(const std::vector<net::LinkChange>& changes);
   void check_vf_link(const net::LinkState& link, const std::string& old_name);
+  void check_container_links(const std::string& owner, const std::vector<net::LinkChange>& changes);
+
+  struct ContainerLinks {
+    Target target;
+    uint64_t gen = 0;
+    std::unique_ptr<net::LinkMonitor> monitor;
+  };
 
   boost::asio::io_context& io_;
   Worker& worker_;
@@ -52,6 +68,12 @@ class MachineWatch {
   bool rescan_pending_ = false;
   bool stopped_ = false;
   uint64_t resyncs_ = 0;
+  int host_netns_ = -1;
+  std::map<std::string, ContainerLinks> containers_;
+  uint64_t next_gen_ = 1;
+
+ public:
+  ~MachineWatch();
 };
 
 }  // namespace berth::agent

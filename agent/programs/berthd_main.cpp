@@ -15,16 +15,16 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/app/config.hpp"
-#include "agent/host/container.hpp"
 #include "agent/app/control_api.hpp"
-#include "agent/host/discovery.hpp"
 #include "agent/app/engine.hpp"
 #include "agent/app/event_bus.hpp"
+#include "agent/app/machine_watch.hpp"
+#include "agent/app/worker.hpp"
+#include "agent/host/container.hpp"
+#include "agent/host/discovery.hpp"
 #include "agent/host/exit_watcher.hpp"
 #include "agent/host/host_actuator.hpp"
-#include "agent/app/machine_watch.hpp"
 #include "agent/host/state_store.hpp"
-#include "agent/app/worker.hpp"
 #include "net/http_server.hpp"
 
 namespace {
@@ -178,6 +178,7 @@ int run(const std::string& path, bool recover) {
   berth::agent::ExitWatcher exits(io, [&](const std::string& owner, const berth::Target& t) {
     engine.post(berth::event::TargetExited{owner, t});
   });
+  berth::agent::MachineWatch* machine_ptr = nullptr;  // set once it exists, after reconciliation
   engine.set_hooks({
       [&](const berth::action::Notify& n) {
         if (n.warning)
@@ -190,6 +191,12 @@ int run(const std::string& path, bool recover) {
           exits.watch(w.owner, w.target);
         else
           exits.unwatch(w.owner);
+        if (machine_ptr) {
+          if (w.watch)
+            machine_ptr->watch_container(w.owner, w.target);
+          else
+            machine_ptr->unwatch_container(w.owner);
+        }
       },
   });
 
@@ -225,6 +232,7 @@ int run(const std::string& path, bool recover) {
     return 1;
   }
   berth::agent::MachineWatch machine(io, worker, config, engine, actuator, bus);
+  machine_ptr = &machine;
   if (auto s = machine.start(); !s) {
     std::fprintf(stderr, "berthd: %s\n", s.error().message.c_str());
     return 1;
@@ -234,6 +242,7 @@ int run(const std::string& path, bool recover) {
     return nlohmann::json{{"netlink_overruns", machine.overruns()},
                           {"netlink_resyncs", machine.resyncs()},
                           {"watched_containers", exits.size()},
+                          {"watched_links", machine.watched_containers()},
                           {"events", bus.last_seq()}};
   });
   const auto& inv = engine.context().inventory;

@@ -5,9 +5,9 @@
 #include <boost/asio/io_context.hpp>
 #include <nlohmann/json.hpp>
 
+#include "agent/app/engine.hpp"
 #include "agent/host/device_nodes.hpp"
 #include "agent/host/discovery.hpp"
-#include "agent/app/engine.hpp"
 #include "agent/host/host_actuator.hpp"
 #include "tests/fakes/engine_call.hpp"
 #include "tests/fakes/fake_actuator.hpp"
