@@ -13,15 +13,25 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 
-Expected<ClientResponse> unix_request(const std::string& socket_path, const std::string& method,
-                                      const std::string& target, const std::string& body) {
-  asio::io_context io;
-  asio::local::stream_protocol::socket socket(io);
+namespace {
+
+Status connect(asio::local::stream_protocol::socket& socket, const std::string& socket_path) {
   beast::error_code ec;
   socket.connect(asio::local::stream_protocol::endpoint(socket_path), ec);
   if (ec)
     return make_error(ErrorCode::internal,
                       "cannot connect to berthd at " + socket_path + ": " + ec.message());
+  return ok_status();
+}
+
+}  // namespace
+
+Expected<ClientResponse> unix_request(const std::string& socket_path, const std::string& method,
+                                      const std::string& target, const std::string& body) {
+  asio::io_context io;
+  asio::local::stream_protocol::socket socket(io);
+  beast::error_code ec;
+  if (auto c = connect(socket, socket_path); !c) return c.error();
   http::request<http::string_body> req{http::string_to_verb(method), target, 11};
   req.set(http::field::host, "berthd");
   req.set(http::field::user_agent, "berthctl");
@@ -44,10 +54,7 @@ Expected<unsigned> unix_event_stream(const std::string& socket_path, const std::
   asio::io_context io;
   asio::local::stream_protocol::socket socket(io);
   beast::error_code ec;
-  socket.connect(asio::local::stream_protocol::endpoint(socket_path), ec);
-  if (ec)
-    return make_error(ErrorCode::internal,
-                      "cannot connect to berthd at " + socket_path + ": " + ec.message());
+  if (auto c = connect(socket, socket_path); !c) return c.error();
   const std::string req =
       "GET " + target + " HTTP/1.1\r\nHost: berthd\r\nUser-Agent: berthctl\r\n\r\n";
   asio::write(socket, asio::buffer(req), ec);

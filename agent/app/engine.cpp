@@ -31,7 +31,7 @@ void Engine::submit(Event ev, ReplyFn reply) {
   dispatch(ev);
 }
 
-void Engine::post(Event ev) {
+void Engine::post(const Event& ev) {
   dispatch(ev);
 }
 

@@ -47,7 +47,7 @@ class Engine {
   // Create, Attach, Detach or Release: the request id is assigned here, the reply comes once.
   void submit(Event ev, ReplyFn reply);
   // An internal event (a container exit, an inventory change, a fault): no one waits for it.
-  void post(Event ev);
+  void post(const Event& ev);
   // Reconciliation at start (see event::Resume).
   void resume(std::vector<std::string> gone = {}, bool rebooted = false);
 

@@ -4,12 +4,14 @@
 
 namespace berth::agent {
 
-void EventBus::publish(const std::string& type, nlohmann::json fields) {
+void EventBus::publish(const std::string& type, const nlohmann::json& fields) {
   BusEvent ev;
   ev.seq = next_seq_++;
   const auto now = std::chrono::system_clock::now().time_since_epoch();
   ev.body = {{"seq", ev.seq},
-             {"time", std::chrono::duration_cast<std::chrono::milliseconds>(now).count() / 1000.0},
+             {"time", static_cast<double>(
+                          std::chrono::duration_cast<std::chrono::milliseconds>(now).count()) /
+                          1000.0},
              {"type", type}};
   if (fields.is_object()) ev.body.update(fields);
   ++counts_[type];

@@ -24,7 +24,7 @@ class EventBus {
   explicit EventBus(size_t keep = 4096) : keep_(keep) {}
 
   // type: "berth", "inventory", "link", "warning". `fields` are merged into the event.
-  void publish(const std::string& type, nlohmann::json fields);
+  void publish(const std::string& type, const nlohmann::json& fields);
   // The kept events with seq > after, oldest first.
   std::vector<BusEvent> since(uint64_t after) const;
   uint64_t last_seq() const { return next_seq_ - 1; }

@@ -12,8 +12,8 @@ std::string EventStream::frame(const BusEvent& e) {
          "\ndata: " + e.body.dump() + "\n\n";
 }
 
-EventStream::EventStream(asio::any_io_executor ex, EventBus& bus, uint64_t since, bool follow,
-                         size_t max_queued)
+EventStream::EventStream(const asio::any_io_executor& ex, EventBus& bus, uint64_t since,
+                         bool follow, size_t max_queued)
     : bus_(bus), follow_(follow), max_queued_(max_queued), wake_(ex) {
   for (const auto& e : bus.since(since)) queue_.push_back(frame(e));
   sub_ = bus.subscribe([this](const BusEvent& e) {
@@ -42,7 +42,7 @@ asio::awaitable<std::optional<std::string>> EventStream::next() {
   if (dropped_) co_return std::nullopt;
   std::string out;
   while (!queue_.empty() && out.size() < 65536) {
-    out += std::move(queue_.front());
+    out += queue_.front();
     queue_.pop_front();
   }
   co_return out;

@@ -16,8 +16,8 @@ namespace berth::agent {
 class EventStream : public net::EventSource {
  public:
   // `follow`: keep the stream open for new events; otherwise end it after the kept ones.
-  EventStream(boost::asio::any_io_executor ex, EventBus& bus, uint64_t since, bool follow = true,
-              size_t max_queued = 1024);
+  EventStream(const boost::asio::any_io_executor& ex, EventBus& bus, uint64_t since,
+              bool follow = true, size_t max_queued = 1024);
   ~EventStream() override;
   boost::asio::awaitable<std::optional<std::string>> next() override;
 

@@ -158,7 +158,7 @@ void MachineWatch::on_link_changes(const std::vector<net::LinkChange>& changes) 
     if (c.kind != net::LinkChange::Kind::added) ev["before"] = link_json(c.before);
     if (c.kind != net::LinkChange::Kind::removed) ev["after"] = link_json(c.after);
     ev["name"] = c.kind == net::LinkChange::Kind::removed ? c.before.name : c.after.name;
-    bus_.publish("link", std::move(ev));
+    bus_.publish("link", ev);
     if (c.kind != net::LinkChange::Kind::removed) check_vf_link(c.after, c.before.name);
   }
 }
