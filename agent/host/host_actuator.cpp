@@ -3,9 +3,7 @@
 #include <fcntl.h>
 
 #include <cstring>
-#include <filesystem>
 
-#include "agent/host/device_nodes.hpp"
 #include "core/overloaded.hpp"
 
 namespace berth::agent {
@@ -24,55 +22,50 @@ StepOutcome from(const Status& s) {
 }  // namespace
 
 HostActuator::HostActuator(std::string cgroup_root, std::string sysfs_root)
-    : cgroups_(std::move(cgroup_root)),
-      sysfs_root_(std::move(sysfs_root)),
+    : real_(std::make_unique<RealHost>(std::move(cgroup_root), std::move(sysfs_root))),
+      host_(real_->seams()),
       host_netns_(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)) {}
+
+HostActuator::HostActuator(HostSeams seams)
+    : host_(seams), host_netns_(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)) {}
 
 Expected<HostActuator::Open*> HostActuator::open(const Target& target) {
   if (open_ && open_->handle.target.pid == target.pid &&
       (target.start_time == 0 || open_->handle.target.start_time == target.start_time) &&
-      open_->handle.alive())
+      host_.containers.alive(open_->handle))
     return &*open_;
   open_.reset();
-  auto h = open_container(target);
+  auto h = host_.containers.open(target);
   if (!h) return h.error();
-  open_.emplace(Open{std::move(*h), std::nullopt});
+  open_.emplace(Open{std::move(*h), nullptr});
   return &*open_;
 }
 
-Expected<net::Links*> HostActuator::container_links(Open& o) {
+Expected<net::LinkOps*> HostActuator::container_links(Open& o) {
   if (!o.links) {
-    auto l = net::Links::open_in(o.handle.netns.get(), host_netns_.get());
+    auto l = host_.links.in(o.handle.netns.get());
     if (!l) return l.error();
-    o.links.emplace(std::move(*l));
+    o.links = std::move(*l);
   }
-  return &*o.links;
+  return o.links.get();
 }
 
-Expected<net::Links*> HostActuator::host_links() {
+Expected<net::LinkOps*> HostActuator::host_links() {
   if (!host_links_) {
-    auto l = net::Links::open_current();
+    auto l = host_.links.host();
     if (!l) return l.error();
-    host_links_.emplace(std::move(*l));
+    host_links_ = std::move(*l);
   }
-  return &*host_links_;
+  return host_links_.get();
 }
 
 std::optional<std::string> HostActuator::host_link_of(const std::string& pci,
                                                       const std::string& hint) {
-  namespace fs = std::filesystem;
-  auto pci_of = [&](const std::string& name) -> std::string {
-    std::error_code ec;
-    auto target = fs::read_symlink(fs::path(sysfs_root_) / "class/net" / name / "device", ec);
-    return ec ? std::string() : target.filename().string();
-  };
   auto host = host_links();
   if (!host) return std::nullopt;
-  if (!hint.empty() && (*host)->exists(hint) && pci_of(hint) == pci) return hint;
-  std::error_code ec;
-  for (const auto& e :
-       fs::directory_iterator(fs::path(sysfs_root_) / "bus/pci/devices" / pci / "net", ec))
-    if ((*host)->exists(e.path().filename().string())) return e.path().filename().string();
+  if (!hint.empty() && (*host)->exists(hint) && host_.links.pci_of(hint) == pci) return hint;
+  for (const auto& name : host_.links.links_of(pci))
+    if ((*host)->exists(name)) return name;
   return std::nullopt;
 }
 
@@ -80,7 +73,7 @@ Expected<std::string> HostActuator::restore_vf_link(const std::string& current,
                                                     const std::string& host_name) {
   auto host = host_links();
   if (!host) return host.error();
-  net::Links& l = **host;
+  net::LinkOps& l = **host;
   if (auto s = l.set_up(current, false); !s) return s.error();
   if (auto s = l.flush_addresses(current); !s) return s.error();
   if (current != host_name) {
@@ -96,7 +89,11 @@ Expected<std::string> HostActuator::restore_vf_link(const std::string& current,
 StepOutcome HostActuator::recover_link(const step::MoveLinkOut& s) {
   auto host = host_links();
   if (!host) return failed(host.error());
-  if ((*host)->exists(s.host_name)) return done();  // already back under its own name
+  // Already back under its own name (and not another device that took the name meanwhile).
+  if ((*host)->exists(s.host_name)) {
+    const std::string pci = host_.links.pci_of(s.host_name);
+    if (pci.empty() || s.pci.empty() || pci == s.pci) return done();
+  }
   if (!s.pci.empty())
     if (auto current = host_link_of(s.pci, s.ifname)) {
       auto note = restore_vf_link(*current, s.host_name);
@@ -122,12 +119,12 @@ StepOutcome HostActuator::run(const Step& step, const Target& target, bool rollb
       // Its cgroup outlives it until the runtime deletes it: take back the rules written there.
       if (const auto* deny = std::get_if<step::DenyDevice>(&step);
           deny && !target.devices_cgroup.empty() &&
-          cgroups_.exists("devices", target.devices_cgroup))
-        return from(cgroups_.deny_device(target.devices_cgroup, deny->major, deny->minor));
+          host_.cgroups.exists("devices", target.devices_cgroup))
+        return from(host_.cgroups.deny_device(target.devices_cgroup, deny->major, deny->minor));
       if (const auto* cpuset = std::get_if<step::SetCpuset>(&step);
           cpuset && !target.cpuset_cgroup.empty() &&
-          cgroups_.exists("cpuset", target.cpuset_cgroup)) {
-        auto previous = cgroups_.set_cpuset(target.cpuset_cgroup, cpuset->cpus, cpuset->mems);
+          host_.cgroups.exists("cpuset", target.cpuset_cgroup)) {
+        auto previous = host_.cgroups.set_cpuset(target.cpuset_cgroup, cpuset->cpus, cpuset->mems);
         return previous ? done() : failed(previous.error());
       }
       return done();
@@ -143,21 +140,21 @@ StepOutcome HostActuator::run(const Step& step, const Target& target, bool rollb
   return std::visit(
       overloaded{
           [&](const step::MakeNode& s) {
-            auto existed = make_device_node(c.handle.root.get(), s.dev);
+            auto existed = host_.nodes.make(c.handle.root.get(), s.dev);
             return existed ? done(*existed ? "existed" : "") : failed(existed.error());
           },
           [&](const step::RemoveNode& s) {
-            return from(remove_device_node(c.handle.root.get(), s.dev));
+            return from(host_.nodes.remove(c.handle.root.get(), s.dev));
           },
           [&](const step::AllowDevice& s) {
-            auto already = cgroups_.allow_device(c.handle.devices_cgroup, s.major, s.minor);
+            auto already = host_.cgroups.allow_device(c.handle.devices_cgroup, s.major, s.minor);
             return already ? done(*already ? "already-allowed" : "") : failed(already.error());
           },
           [&](const step::DenyDevice& s) {
-            return from(cgroups_.deny_device(c.handle.devices_cgroup, s.major, s.minor));
+            return from(host_.cgroups.deny_device(c.handle.devices_cgroup, s.major, s.minor));
           },
           [&](const step::SetCpuset& s) {
-            auto previous = cgroups_.set_cpuset(c.handle.cpuset_cgroup, s.cpus, s.mems);
+            auto previous = host_.cgroups.set_cpuset(c.handle.cpuset_cgroup, s.cpus, s.mems);
             return previous ? done(*previous) : failed(previous.error());
           },
           [&](const step::MoveLinkIn& s) {
@@ -166,7 +163,7 @@ StepOutcome HostActuator::run(const Step& step, const Target& target, bool rollb
             return from((*host)->move_to(s.host_name, c.handle.netns.get(), s.ifname));
           },
           [&](const step::MoveLinkOut& s) {
-            return in_container([&](net::Links& l) {
+            return in_container([&](net::LinkOps& l) {
               if (!l.exists(s.ifname)) {
                 auto host = host_links();
                 if (host && (*host)->exists(s.host_name)) return done();  // already back
@@ -175,7 +172,7 @@ StepOutcome HostActuator::run(const Step& step, const Target& target, bool rollb
             });
           },
           [&](const step::SetMtu& s) {
-            return in_container([&](net::Links& l) {
+            return in_container([&](net::LinkOps& l) {
               auto previous = l.mtu(s.ifname);
               if (!previous) return failed(previous.error());
               auto st = l.set_mtu(s.ifname, s.mtu);
@@ -184,25 +181,25 @@ StepOutcome HostActuator::run(const Step& step, const Target& target, bool rollb
           },
           [&](const step::AddAddress& s) {
             return in_container(
-                [&](net::Links& l) { return from(l.add_address(s.ifname, s.cidr)); });
+                [&](net::LinkOps& l) { return from(l.add_address(s.ifname, s.cidr)); });
           },
           [&](const step::DelAddress& s) {
             return in_container(
-                [&](net::Links& l) { return from(l.del_address(s.ifname, s.cidr)); });
+                [&](net::LinkOps& l) { return from(l.del_address(s.ifname, s.cidr)); });
           },
           [&](const step::AddRoute& s) {
             return in_container(
-                [&](net::Links& l) { return from(l.add_route(s.ifname, s.dst, s.via)); });
+                [&](net::LinkOps& l) { return from(l.add_route(s.ifname, s.dst, s.via)); });
           },
           [&](const step::DelRoute& s) {
             return in_container(
-                [&](net::Links& l) { return from(l.del_route(s.ifname, s.dst, s.via)); });
+                [&](net::LinkOps& l) { return from(l.del_route(s.ifname, s.dst, s.via)); });
           },
           [&](const step::LinkUp& s) {
-            return in_container([&](net::Links& l) { return from(l.set_up(s.ifname, true)); });
+            return in_container([&](net::LinkOps& l) { return from(l.set_up(s.ifname, true)); });
           },
           [&](const step::LinkDown& s) {
-            return in_container([&](net::Links& l) {
+            return in_container([&](net::LinkOps& l) {
               if (!l.exists(s.ifname)) return done();
               return from(l.set_up(s.ifname, false));
             });

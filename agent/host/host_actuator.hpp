@@ -3,17 +3,21 @@
 #include <optional>
 
 #include "agent/app/actuator.hpp"
-#include "agent/host/cgroups.hpp"
 #include "agent/host/container.hpp"
+#include "agent/host/real_host.hpp"
+#include "agent/host/seams.hpp"
 #include "agent/host/unique_fd.hpp"
 #include "net/links.hpp"
 
 namespace berth::agent {
 
-// Performs steps on the real host: device nodes, cgroup v1, links over rtnetlink.
+// Performs steps on the host through its seams: device nodes, cgroups, links, containers.
 class HostActuator : public Actuator {
  public:
+  // The real host.
   explicit HostActuator(std::string cgroup_root, std::string sysfs_root = "/sys");
+  // Any host, e.g. fakes in unit tests.
+  explicit HostActuator(HostSeams seams);
   StepOutcome run(const Step& step, const Target& target, bool rollback) override;
   // A VF's netdev found on the host under another name (its in-container name after its
   // namespace died, or devN when that was taken): renamed back to `host_name`, set down, its
@@ -27,19 +31,19 @@ class HostActuator : public Actuator {
   // The container handle and its rtnetlink socket, kept while steps target the same process.
   struct Open {
     ContainerHandle handle;
-    std::optional<net::Links> links;
+    std::unique_ptr<net::LinkOps> links;
   };
   Expected<Open*> open(const Target& target);
-  Expected<net::Links*> container_links(Open& o);
-  Expected<net::Links*> host_links();
+  Expected<net::LinkOps*> container_links(Open& o);
+  Expected<net::LinkOps*> host_links();
 
   // Undoing a move out of a container that has exited.
   StepOutcome recover_link(const step::MoveLinkOut& s);
 
-  CgroupV1 cgroups_;
-  std::string sysfs_root_;
+  std::unique_ptr<RealHost> real_;  // owned when the actuator was made for the real host
+  HostSeams host_;
   UniqueFd host_netns_;
-  std::optional<net::Links> host_links_;
+  std::unique_ptr<net::LinkOps> host_links_;
   std::optional<Open> open_;
 };
 

@@ -6,8 +6,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "agent/host/cgroups.hpp"
 #include "agent/app/config.hpp"
+#include "agent/host/cgroups.hpp"
 #include "agent/host/state_store.hpp"
 
 namespace berth::agent {

@@ -1,0 +1,63 @@
+#pragma once
+// The host actuator's seams, one per OS surface. Each has a real adapter (agent/host/real_host.*)
+// and a fake (tests/fakes/fake_host.hpp), so the actuator's rules (what to do when a container
+// has exited, when a VF came back under another name, when a node already existed) are
+// unit-tested without root.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "agent/host/container.hpp"
+#include "core/expected.hpp"
+#include "core/inventory.hpp"
+#include "net/links.hpp"
+
+namespace berth::agent {
+
+// Links, in the agent's namespace or a container's, and which PCI device a link is.
+class LinkSeam {
+ public:
+  virtual ~LinkSeam() = default;
+  virtual Expected<std::unique_ptr<net::LinkOps>> host() = 0;
+  // Links of the namespace `netns_fd`; the calling thread is back in its own before this returns.
+  virtual Expected<std::unique_ptr<net::LinkOps>> in(int netns_fd) = 0;
+  // The PCI address behind host link `name` (sysfs class/net/<name>/device), empty when none.
+  virtual std::string pci_of(const std::string& name) = 0;
+  // The names sysfs lists for PCI device `pci` (bus/pci/devices/<pci>/net/).
+  virtual std::vector<std::string> links_of(const std::string& pci) = 0;
+};
+
+class CgroupSeam {
+ public:
+  virtual ~CgroupSeam() = default;
+  virtual Expected<bool> allow_device(const std::string& cgroup, unsigned major,
+                                      unsigned minor) = 0;
+  virtual Status deny_device(const std::string& cgroup, unsigned major, unsigned minor) = 0;
+  virtual Expected<std::string> set_cpuset(const std::string& cgroup, const std::string& cpus,
+                                           const std::string& mems) = 0;
+  virtual bool exists(const std::string& controller, const std::string& cgroup) = 0;
+};
+
+class DeviceNodeSeam {
+ public:
+  virtual ~DeviceNodeSeam() = default;
+  // True when the node was already there.
+  virtual Expected<bool> make(int root_fd, const CharDevice& dev) = 0;
+  virtual Status remove(int root_fd, const CharDevice& dev) = 0;
+};
+
+class ContainerSeam {
+ public:
+  virtual ~ContainerSeam() = default;
+  virtual Expected<ContainerHandle> open(const Target& target) = 0;
+  virtual bool alive(const ContainerHandle& h) = 0;
+};
+
+struct HostSeams {
+  LinkSeam& links;
+  CgroupSeam& cgroups;
+  DeviceNodeSeam& nodes;
+  ContainerSeam& containers;
+};
+
+}  // namespace berth::agent

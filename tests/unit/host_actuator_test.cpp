@@ -1,0 +1,97 @@
+// The host actuator's rules on fake seams: what it does when a container has exited, when a VF
+// came back under another name, when a node or rule was already there.
+#include <gtest/gtest.h>
+
+#include "agent/host/host_actuator.hpp"
+#include "tests/fakes/fake_host.hpp"
+
+namespace berth::agent {
+namespace {
+
+constexpr const char* kPci = "0000:1a:00.1";
+
+Target target(int pid) {
+  Target t;
+  t.pid = pid;
+  t.start_time = 7;
+  t.devices_cgroup = "/berth/c1";
+  t.cpuset_cgroup = "/berth/c1";
+  return t;
+}
+
+TEST(HostActuator, AVfBackOnTheHostUnderItsContainerNameIsRestoredAfterTheContainerDied) {
+  testing::FakeHost host;
+  host.links.host_ns["ib0"] = {kPci, true, 1500, {"10.77.0.10/24"}};
+  HostActuator a(host.seams());
+  auto out = a.run(step::MoveLinkOut{"ib0", "vf0", kPci}, target(42), true);
+  ASSERT_TRUE(out.ok) << out.error;
+  ASSERT_EQ(host.links.host_ns.count("vf0"), 1u);
+  EXPECT_EQ(host.links.host_ns.count("ib0"), 0u);
+  EXPECT_FALSE(host.links.host_ns["vf0"].up);
+  EXPECT_TRUE(host.links.host_ns["vf0"].addresses.empty());
+  EXPECT_NE(out.note.find("restored as vf0"), std::string::npos) << out.note;
+}
+
+TEST(HostActuator, AStandInDestroyedWithItsNamespaceIsReportedNotAnError) {
+  testing::FakeHost host;
+  HostActuator a(host.seams());
+  auto out = a.run(step::MoveLinkOut{"ib0", "vf0", kPci}, target(42), true);
+  EXPECT_TRUE(out.ok);
+  EXPECT_NE(out.note.find("not on the host"), std::string::npos) << out.note;
+}
+
+TEST(HostActuator, AnotherDeviceUnderTheHostNameIsNotTakenForTheVf) {
+  testing::FakeHost host;
+  host.links.host_ns["vf0"] = {"0000:99:00.0", true, 1500, {}};  // someone else's device
+  host.links.host_ns["ib0"] = {kPci, false, 1500, {}};
+  HostActuator a(host.seams());
+  auto out = a.run(step::MoveLinkOut{"ib0", "vf0", kPci}, target(42), true);
+  EXPECT_FALSE(out.ok) << "the VF cannot get its name back while another device holds it";
+  EXPECT_NE(out.error.find("another link has that name"), std::string::npos) << out.error;
+  EXPECT_EQ(host.links.host_ns["vf0"].pci, "0000:99:00.0");
+}
+
+TEST(HostActuator, RulesInTheCgroupOfAnExitedContainerAreTakenBack) {
+  testing::FakeHost host;
+  host.cgroups.rules["/berth/c1"] = {"c 10:229"};
+  HostActuator a(host.seams());
+  EXPECT_TRUE(a.run(step::DenyDevice{10, 229}, target(42), true).ok);
+  EXPECT_TRUE(host.cgroups.rules["/berth/c1"].empty());
+  // The runtime already deleted the cgroup: nothing left to undo.
+  host.cgroups.rules.clear();
+  EXPECT_TRUE(a.run(step::DenyDevice{10, 229}, target(42), true).ok);
+  EXPECT_TRUE(host.cgroups.rules.empty());
+}
+
+TEST(HostActuator, AForwardStepIntoAnExitedContainerFails) {
+  testing::FakeHost host;
+  HostActuator a(host.seams());
+  auto out = a.run(step::MakeNode{CharDevice{"/dev/nvidia0", 195, 0}}, target(42), false);
+  EXPECT_FALSE(out.ok);
+  EXPECT_NE(out.error.find("gone"), std::string::npos) << out.error;
+}
+
+TEST(HostActuator, WhatWasAlreadyThereIsReportedSoItsInverseLeavesIt) {
+  testing::FakeHost host;
+  host.containers.add(42);
+  host.nodes.nodes.insert("/dev/nvidiactl");
+  host.cgroups.rules["/berth/c1"] = {"c 195:255"};
+  HostActuator a(host.seams());
+  EXPECT_EQ(a.run(step::MakeNode{CharDevice{"/dev/nvidiactl", 195, 255}}, target(42), false).undo,
+            "existed");
+  EXPECT_EQ(a.run(step::AllowDevice{195, 255}, target(42), false).undo, "already-allowed");
+  EXPECT_EQ(a.run(step::MakeNode{CharDevice{"/dev/nvidia0", 195, 0}}, target(42), false).undo, "");
+}
+
+TEST(HostActuator, AVfMovesIntoTheContainerAndBackUnderItsNames) {
+  testing::FakeHost host;
+  auto& c = host.containers.add(42);
+  host.links.host_ns["vf0"] = {kPci, false, 1500, {}};
+  HostActuator a(host.seams());
+  ASSERT_TRUE(a.run(step::MoveLinkIn{"vf0", "ib0", kPci}, target(42), false).ok);
+  EXPECT_EQ(c.ns.count("ib0"), 1u);
+  EXPECT_EQ(host.links.host_ns.count("vf0"), 0u);
+}
+
+}  // namespace
+}  // namespace berth::agent
