@@ -170,11 +170,13 @@ int run(const std::string& path, bool recover) {
   ctx.inventory = p->discovery.inventory;
   ctx.pools = config.pools;
 
+  // Declared before the io_context: coroutine frames of event-stream readers, destroyed with the
+  // io_context, unsubscribe from it.
+  berth::agent::EventBus bus;
   boost::asio::io_context io(1);
   berth::agent::Worker worker;
   berth::agent::HostActuator actuator(config.cgroup_root, config.sysfs_root);
   berth::agent::Engine engine(io, std::move(ctx), std::move(*ledger), actuator, &store, &worker);
-  berth::agent::EventBus bus;
   berth::agent::ExitWatcher exits(io, [&](const std::string& owner, const berth::Target& t) {
     engine.post(berth::event::TargetExited{owner, t});
   });
