@@ -12,7 +12,7 @@ for p in containernetworking-plugins; do
 done
 build=${BERTH_BUILD_DIR:-$repo/build-bench}
 cmake -S "$repo" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DBERTH_BUILD_TESTS=ON >/dev/null
-cmake --build "$build" --target berth_bench_core berth_bench_agent berth_bench_events
+cmake --build "$build" --target berth_bench_core berth_bench_agent berth_bench_events berth_bench_api_floor
 out=$repo/bench-results
 mkdir -p "$out"
 echo "== core (Google Benchmark)"
@@ -21,3 +21,5 @@ echo "== agent, side by side with the peers"
 "$build/bench/berth_bench_agent" --idle-seconds "${BENCH_IDLE_SECONDS:-60}" --out "$out/agent.json"
 echo "== event-driven agent: link events beside the kernel floor, overrun convergence, idle, footprint"
 "$build/bench/berth_bench_events" 200 "${BENCH_IDLE_SECONDS:-60}" | tee "$out/events.txt"
+echo "== control API beside a minimal responder on the same transport"
+"$build/bench/berth_bench_api_floor" 3 2 | tee "$out/api_floor.txt"

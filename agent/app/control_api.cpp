@@ -200,10 +200,16 @@ asio::awaitable<net::Reply> ControlApi::handle(net::Request req, net::Peer peer)
       if (mutating)
         co_return error_response(req, ErrorCode::method_not_allowed,
                                  "use GET; create with PUT /v1/berths/{kind}/{id}");
-      nlohmann::json list = nlohmann::json::array();
-      for (const auto& [owner, b] : engine_.ledger().berths)
-        list.push_back(berth_view(b, engine_.context().inventory));
-      co_return ok_response(req, {{"berths", list}});
+      // Concatenated from each berth's rendered view (kept until the ledger changes).
+      std::string body = "{\"berths\":[";
+      bool first = true;
+      for (const auto& [owner, b] : engine_.ledger().berths) {
+        if (!first) body += ',';
+        first = false;
+        body += engine_.view_text(owner);
+      }
+      body += "]}\n";
+      co_return net::json_response(200, body, req.version(), req.keep_alive());
     }
     if ((parts.size() == 4 || parts.size() == 5) && parts[1] == "berths") {
       const std::string owner = parts[2] + "/" + parts[3];
@@ -224,8 +230,8 @@ asio::awaitable<net::Reply> ControlApi::handle(net::Request req, net::Peer peer)
         auto it = engine_.ledger().berths.find(owner);
         if (it == engine_.ledger().berths.end())
           co_return error_response(req, ErrorCode::unknown_owner, "no berth " + owner);
-        co_return ok_response(req,
-                              {{"berth", berth_view(it->second, engine_.context().inventory)}});
+        co_return net::json_response(200, "{\"berth\":" + engine_.view_text(owner) + "}\n",
+                                     req.version(), req.keep_alive());
       }
       if (method == http::verb::put) {
         auto body = parse_body(req);

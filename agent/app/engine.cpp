@@ -52,7 +52,14 @@ void Engine::check_idle() {
   on_worker([this] { actuator_.idle(); }, [] {});
 }
 
+const std::string& Engine::view_text(const std::string& owner) {
+  auto it = views_.find(owner);
+  if (it != views_.end()) return it->second;
+  return views_[owner] = berth_view(ledger_.berths.at(owner), ctx_.inventory).dump();
+}
+
 void Engine::dispatch(const Event& ev) {
+  views_.clear();  // any event may change any berth's view (an inventory change all of them)
   std::vector<Action> actions;
   try {
     actions = apply(ledger_, ctx_, ev);

@@ -52,6 +52,9 @@ class Engine {
   void resume(std::vector<std::string> gone = {}, bool rebooted = false);
 
   const Ledger& ledger() const { return ledger_; }
+  // The berth's API view as JSON text, rendered once and kept until the next event changes the
+  // ledger (list calls are then a concatenation). The owner must be in the ledger.
+  const std::string& view_text(const std::string& owner);
   const Context& context() const { return ctx_; }
   // True while any berth has an operation in flight, or a write is pending or failed.
   bool busy() const;
@@ -89,6 +92,7 @@ class Engine {
   std::set<std::string> to_commit_;
   bool commit_posted_ = false;
   std::vector<PendingReply> after_commit_;
+  std::map<std::string, std::string> views_;
   size_t jobs_in_flight_ = 0;
   // Owners whose last write failed: written again (durably) before any reply about them
   // succeeds, and on a retry timer.
