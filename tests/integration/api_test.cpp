@@ -3,6 +3,8 @@
 #include <grp.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -560,25 +562,74 @@ TEST_F(ApiTest, SigtermDuringAnAttachFinishesItAndExitsCleanly) {
 }
 
 TEST_F(ApiTest, SighupAppliesALiveChangeAndRefusesTheRest) {
-  json config = json::parse(std::ifstream(config_));
-  auto reload = [&](const json& c) {
-    std::ofstream(config_) << c.dump(2);
+  const json config = json::parse(std::ifstream(config_));
+  const uint64_t seq = call("GET", "/v1/health").body["events"];
+  auto reload = [&](const std::string& text) {
+    std::ofstream(config_, std::ios::trunc) << text;
     ::kill(pid_, SIGHUP);
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
   };
   json live = config;
   live["log_level"] = "debug";
-  reload(live);
-  std::ofstream(config_, std::ios::trunc) << "{not json";
-  ::kill(pid_, SIGHUP);
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  reload(live.dump(2));
+  reload("{not json");
   json restart = config;
   restart["control_socket_mode"] = "0600";
-  reload(restart);
-  EXPECT_EQ(call("GET", "/v1/health").status, 200u);  // still running on the old config
-  auto events = net::unix_request(socket_, "GET", "/v1/health");
-  ASSERT_TRUE(events);
+  reload(restart.dump(2));
+  EXPECT_EQ(call("GET", "/v1/health").status, 200u);  // still running, on the old config
+  const auto mode = fs::status(socket_).permissions();
+  EXPECT_EQ(mode & fs::perms::others_write, fs::perms::others_write) << "socket mode changed live";
+  const std::string said =
+      sh("BERTH_SOCKET=" + socket_ + " " + BERTHCTL_PATH + " events --since " + std::to_string(seq))
+          .out;
+  EXPECT_NE(said.find("config reloaded"), std::string::npos) << said;
+  EXPECT_NE(said.find("reload refused: " + config_), std::string::npos) << said;
+  EXPECT_NE(said.find("'mode' changed (needs a restart)"), std::string::npos) << said;
   std::ofstream(config_, std::ios::trunc) << config.dump(2);
+}
+
+TEST_F(ApiTest, AReaderThatNeverReadsIsDroppedAndNeverSlowsBerthd) {
+  // A raw connection that asks for the stream and then reads nothing.
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", socket_.c_str());
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  int small = 4096;
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  const std::string get = "GET /v1/events HTTP/1.1\r\nHost: b\r\n\r\n";
+  ASSERT_EQ(::write(fd, get.data(), get.size()), static_cast<ssize_t>(get.size()));
+  // 2,500 events (berth releases) while it does not read: more than a reader may fall behind
+  // (1,024) plus what the socket buffers hold. berthd answers every call meanwhile.
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < 2500; ++i) {
+    ASSERT_EQ(
+        call("PUT", "/v1/berths/manual/r" + std::to_string(i), R"({"cpus": 1, "shared": true})")
+            .status,
+        200u);
+    ASSERT_EQ(call("DELETE", "/v1/berths/manual/r" + std::to_string(i)).status, 200u);
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(120));
+  EXPECT_EQ(call("GET", "/v1/health").status, 200u);
+  // The reader was dropped: its connection ends once what was written is drained.
+  std::string got;
+  char buf[65536];
+  timeval tv{2, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  bool ended = false;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (std::chrono::steady_clock::now() < deadline) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n == 0) {
+      ended = true;
+      break;
+    }
+    if (n < 0) break;
+    got.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  EXPECT_NE(got.find("text/event-stream"), std::string::npos);
+  EXPECT_TRUE(ended) << "the slow reader was not dropped; read " << got.size() << " bytes";
 }
 
 // berthd is SIGKILLed at a random moment of an attach or a detach into a real runc container and
