@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config git ca-certificates
   libboost1.81-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
-  libnl-3-dev libnl-route-3-dev libudev-dev
+  libnl-3-dev libnl-route-3-dev libudev-dev libsystemd-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   iproute2 iputils-ping runc busybox-static procps kmod
 )

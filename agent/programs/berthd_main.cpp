@@ -6,6 +6,7 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <string>
 
 #include <spdlog/spdlog.h>
@@ -19,6 +20,7 @@
 #include "agent/app/engine.hpp"
 #include "agent/app/event_bus.hpp"
 #include "agent/app/machine_watch.hpp"
+#include "agent/app/service_notify.hpp"
 #include "agent/app/worker.hpp"
 #include "agent/host/container.hpp"
 #include "agent/host/discovery.hpp"
@@ -247,6 +249,21 @@ int run(const std::string& path, bool recover) {
                           {"watched_links", machine.watched_containers()},
                           {"events", bus.last_seq()}};
   });
+  berth::agent::ServiceNotify notify(io);
+  auto counts = [&] {
+    std::map<std::string, int> by_state;
+    for (const auto& [owner, b] : engine.ledger().berths)
+      ++by_state[std::string(berth::to_string(b.state))];
+    std::string text = std::to_string(engine.ledger().berths.size()) + " berths";
+    for (const auto& [state, n] : by_state) text += ", " + std::to_string(n) + " " + state;
+    return text;
+  };
+  // Reconciliation is done and every socket listens: only now is berthd ready.
+  notify.ready(counts());
+  notify.start_watchdog();
+  bus.subscribe([&](const berth::agent::BusEvent& e) {
+    if (e.body.value("type", "") == "berth") notify.status(counts());
+  });
   const auto& inv = engine.context().inventory;
   spdlog::info(
       "BERTH_STARTED listening on {}: {} NUMA nodes, {} GPUs, {} VFs, {} berths in the ledger",
@@ -266,6 +283,7 @@ int run(const std::string& path, bool recover) {
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {
     if (ec) return;
     spdlog::info("BERTH_STOPPING on signal {}", sig);
+    notify.stopping();
     (*server)->stop();
     machine.stop();
     deadline = std::chrono::steady_clock::now() + std::chrono::seconds(4);

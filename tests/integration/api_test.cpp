@@ -826,5 +826,54 @@ TEST_F(ApiTest, AVfThatGoesDownOrGetsAForeignAddressInsideTheContainerDegradesIt
   EXPECT_EQ(sh("ip link show bvf0x0").rc, 0);
 }
 
+// systemd's notify protocol, with a datagram socket standing in for systemd's NOTIFY_SOCKET.
+TEST_F(ApiTest, NotifiesReadyOnlyWhenListeningPingsTheWatchdogAndSaysStopping) {
+  stop();
+  const std::string notify_path = (dir_ / "notify").string();
+  const int ns = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", notify_path.c_str());
+  ASSERT_EQ(::bind(ns, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  timeval tv{0, 200000};
+  ::setsockopt(ns, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  pid_ = ::fork();
+  if (pid_ == 0) {
+    ::setenv("NOTIFY_SOCKET", notify_path.c_str(), 1);
+    ::setenv("WATCHDOG_USEC", "200000", 1);
+    ::setenv("WATCHDOG_PID", std::to_string(::getpid()).c_str(), 1);
+    ::execl(BERTHD_PATH, BERTHD_PATH, "--config", config_.c_str(), nullptr);
+    ::_exit(127);
+  }
+  auto receive = [&]() -> std::string {
+    char buf[4096];
+    ssize_t n = ::recv(ns, buf, sizeof buf, 0);
+    return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
+  };
+  std::string first;
+  for (int i = 0; i < 50 && first.empty(); ++i) first = receive();
+  ASSERT_NE(first.find("READY=1"), std::string::npos) << first;
+  // At READY=1 the control socket already accepts.
+  EXPECT_TRUE(net::unix_request(socket_, "GET", "/v1/health").ok());
+  EXPECT_NE(first.find("STATUS=0 berths"), std::string::npos) << first;
+  int pings = 0;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  while (std::chrono::steady_clock::now() < until)
+    if (receive().find("WATCHDOG=1") != std::string::npos) ++pings;
+  EXPECT_GE(pings, 6) << "every 100 ms for WatchdogSec=200ms";
+  EXPECT_LE(pings, 14);
+  ::kill(pid_, SIGTERM);
+  bool stopping = false;
+  for (int i = 0; i < 25 && !stopping; ++i)
+    stopping = receive().find("STOPPING=1") != std::string::npos;
+  EXPECT_TRUE(stopping);
+  int status = 0;
+  ::waitpid(pid_, &status, 0);
+  pid_ = 0;
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  ::close(ns);
+  start();
+}
+
 }  // namespace
 }  // namespace berth::itest
