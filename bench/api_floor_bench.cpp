@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bench/api_load.hpp"
+#include "bench/fixture_berthd.hpp"
 #include "net/http_client.hpp"
 #include "net/http_server.hpp"
 
@@ -57,28 +58,9 @@ double floor_rate(const std::string& socket, const std::string& body, double sec
 int main(int argc, char** argv) {
   const double seconds = argc > 1 ? std::atof(argv[1]) : 3;
   const int concurrency = argc > 2 ? std::atoi(argv[2]) : 2;
-  const fs::path dir =
-      fs::temp_directory_path() / ("berth-bench-api-" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  const std::string socket = (dir / "berth.sock").string();
-  const std::string fixture = std::string(BERTH_FIXTURES) + "/two-socket";
-  json config = {{"sysfs_root", fixture + "/sys"},
-                 {"dev_root", fixture + "/dev"},
-                 {"proc_root", fixture + "/proc"},
-                 {"state_dir", (dir / "state").string()},
-                 {"runtime_dir", (dir / "run").string()},
-                 {"control_socket", socket},
-                 {"log_level", "error"},
-                 {"udev_source", "off"}};
-  std::ofstream(dir / "berthd.json") << config.dump();
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    ::execl(BERTHD_PATH, BERTHD_PATH, "--config", (dir / "berthd.json").c_str(), nullptr);
-    ::_exit(127);
-  }
-  for (int i = 0; i < 400 && !berth::net::unix_request(socket, "GET", "/v1/health"); ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  berth::bench::FixtureBerthd berthd("api", nlohmann::json::object());
+  const fs::path& dir = berthd.dir;
+  const std::string& socket = berthd.socket;
   for (int i = 0; i < 100; ++i)
     (void)berth::net::unix_request(socket, "PUT", "/v1/berths/manual/b" + std::to_string(i),
                                    R"({"cpus": 1, "shared": true, "numa": "any"})");
@@ -91,8 +73,5 @@ int main(int argc, char** argv) {
                 target == "/v1/berths" ? "/v1/berths (100)" : target.c_str(), b.per_second(), f,
                 f > 0 ? b.per_second() / f : 0, body.size(), concurrency);
   }
-  ::kill(pid, SIGTERM);
-  ::waitpid(pid, nullptr, 0);
-  fs::remove_all(dir);
   return 0;
 }

@@ -32,6 +32,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bench/fixture_berthd.hpp"
 #include "bench/process.hpp"
 #include "net/http_client.hpp"
 
@@ -116,30 +117,11 @@ int main(int argc, char** argv) {
     return 1;
   }
   sh("ip link set lo up");
-  const fs::path dir =
-      fs::temp_directory_path() / ("berth-bench-events-" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  const std::string socket = (dir / "berth.sock").string();
-  const std::string fixture = std::string(BERTH_FIXTURES) + "/two-socket";
-  json config = {{"sysfs_root", fixture + "/sys"},
-                 {"dev_root", fixture + "/dev"},
-                 {"proc_root", fixture + "/proc"},
-                 {"state_dir", (dir / "state").string()},
-                 {"runtime_dir", (dir / "run").string()},
-                 {"control_socket", socket},
-                 {"log_level", "error"},
-                 {"netlink_resync_s", 3600},
-                 {"netlink_rcvbuf", 4096},
-                 {"udev_source", "off"}};
-  std::ofstream(dir / "berthd.json") << config.dump();
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    ::execl(BERTHD_PATH, BERTHD_PATH, "--config", (dir / "berthd.json").c_str(), nullptr);
-    ::_exit(127);
-  }
-  for (int i = 0; i < 400 && !berth::net::unix_request(socket, "GET", "/v1/health"); ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  berth::bench::FixtureBerthd berthd("events",
+                                     {{"netlink_resync_s", 3600}, {"netlink_rcvbuf", 4096}});
+  const fs::path& dir = berthd.dir;
+  const std::string& socket = berthd.socket;
+  const pid_t pid = berthd.pid;
 
   // 1. Latency, link event to berthd's event stream, beside the kernel floor.
   std::map<std::string, Clock::time_point> kernel_seen, berthd_seen;
@@ -251,8 +233,5 @@ int main(int argc, char** argv) {
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   std::printf("RSS with 1,000 berths and %zu links: %ld KiB\n", names_berthd().size(),
               rss_kib(pid));
-  ::kill(pid, SIGTERM);
-  ::waitpid(pid, nullptr, 0);
-  fs::remove_all(dir);
   return 0;
 }
