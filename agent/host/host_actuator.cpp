@@ -114,7 +114,8 @@ StepOutcome HostActuator::run(const Step& step, const Target& target, bool rollb
   if (!o) {
     // Undoing inside a container that has exited: its /dev, cgroup and namespace went with it.
     // Its links did not all go: a physical VF comes back to the host when the namespace dies.
-    if (rollback && o.error().code == ErrorCode::target_not_found) {
+    // A leftover retried after its berth let go of the container (no pid) is in the same case.
+    if (rollback && (o.error().code == ErrorCode::target_not_found || target.pid <= 0)) {
       if (const auto* out = std::get_if<step::MoveLinkOut>(&step)) return recover_link(*out);
       // Its cgroup outlives it until the runtime deletes it: take back the rules written there.
       if (const auto* deny = std::get_if<step::DenyDevice>(&step);

@@ -51,6 +51,16 @@ TEST(HostActuator, AnotherDeviceUnderTheHostNameIsNotTakenForTheVf) {
   EXPECT_EQ(host.links.host_ns["vf0"].pci, "0000:99:00.0");
 }
 
+TEST(HostActuator, ALeftoverRetriedWithoutAContainerIsUndoneOnTheHost) {
+  // A failed berth keeps its leftovers after it let go of its target: the retry has no pid.
+  testing::FakeHost host;
+  host.links.host_ns["ib0"] = {kPci, true, 1500, {}};
+  HostActuator a(host.seams());
+  auto out = a.run(step::MoveLinkOut{"ib0", "vf0", kPci}, Target{}, true);
+  ASSERT_TRUE(out.ok) << out.error;
+  EXPECT_EQ(host.links.host_ns.count("vf0"), 1u);
+}
+
 TEST(HostActuator, RulesInTheCgroupOfAnExitedContainerAreTakenBack) {
   testing::FakeHost host;
   host.cgroups.rules["/berth/c1"] = {"c 10:229"};
