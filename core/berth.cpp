@@ -77,6 +77,7 @@ void to_json(nlohmann::json& j, const Berth& b) {
   j["seq"] = b.seq;
   j["state"] = to_string(b.state);
   j["request"] = b.request;
+  if (b.owner_uid) j["owner_uid"] = *b.owner_uid;
   j["numa"] = b.placement.numa;
   j["gpus"] = nlohmann::json::array();
   for (const auto& pci : b.placement.gpus) j["gpus"].push_back({{"pci", pci}});
@@ -99,6 +100,7 @@ void to_json(nlohmann::json& j, const Berth& b) {
     j["target"] = {{"pid", b.target->pid},
                    {"start_time", b.target->start_time},
                    {"runc_id", b.target->runc_id},
+                   {"rootfs", b.target->rootfs},
                    {"devices_cgroup", b.target->devices_cgroup},
                    {"cpuset_cgroup", b.target->cpuset_cgroup}};
   else
@@ -142,6 +144,7 @@ Expected<Berth> berth_from_json(const nlohmann::json& j) {
     auto req = parse_request(j.at("request"));
     if (!req) return req.error();
     b.request = *req;
+    if (j.contains("owner_uid")) b.owner_uid = j.at("owner_uid").get<unsigned>();
     b.placement.numa = j.at("numa").get<std::vector<int>>();
     for (const auto& g : j.at("gpus")) b.placement.gpus.push_back(g.at("pci").get<std::string>());
     for (const auto& v : j.at("vfs")) {
@@ -174,8 +177,8 @@ Expected<Berth> berth_from_json(const nlohmann::json& j) {
     if (!j.at("target").is_null()) {
       const auto& t = j.at("target");
       b.target = Target{t.at("pid").get<int>(), t.at("start_time").get<uint64_t>(),
-                        t.at("runc_id").get<std::string>(), t.value("devices_cgroup", ""),
-                        t.value("cpuset_cgroup", "")};
+                        t.at("runc_id").get<std::string>(), t.value("rootfs", ""),
+                        t.value("devices_cgroup", ""), t.value("cpuset_cgroup", "")};
     }
     for (const auto& s : j.at("plan")) {
       auto step = step_from_json(s);

@@ -47,6 +47,9 @@ struct Target {
   int pid = 0;
   uint64_t start_time = 0;  // /proc/<pid>/stat field 22: tells a reused pid apart
   std::string runc_id;
+  // Where the container's root is mounted inside its own mount namespace while the runtime has
+  // not switched to it yet (an OCI createRuntime hook); empty once it has.
+  std::string rootfs = {};
   // The container's cgroups (v1 devices and cpuset, relative to the controller's mount), as the
   // agent read them at attach: a container that exited leaves its cgroup (and the rules berth
   // wrote there) until its runtime deletes it, and that cleanup must not need the process.
@@ -60,6 +63,7 @@ struct Berth {
   uint64_t seq = 0;  // creation order; tombstone pruning keeps the newest
   BerthState state = BerthState::reserved;
   BerthRequest request;
+  std::optional<unsigned> owner_uid;  // the workload's user, who may attach it (event::Create)
   Placement placement;
   std::vector<VfBinding> vfs;
   std::vector<RouteSpec> routes;  // resolved: request routes plus the default gateway

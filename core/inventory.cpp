@@ -65,6 +65,7 @@ void to_json(nlohmann::json& j, const Inventory& inv) {
   for (const auto& g : inv.gpus)
     gpus.push_back({{"pci", g.pci},
                     {"index", g.index},
+                    {"uuid", g.uuid},
                     {"vendor", g.vendor},
                     {"device", g.device},
                     {"numa", g.numa},

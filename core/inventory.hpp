@@ -31,6 +31,7 @@ struct Gpu {
   int numa = 0;
   int iommu_group = -1;
   std::vector<CharDevice> devices;  // own node first, then control nodes
+  std::string uuid = {};            // "GPU-..." from the driver, empty when unknown
 };
 
 struct Vf {

@@ -115,7 +115,10 @@ void Machine::on(const event::Create& e) {
                            " was released with leftovers on the host; release it "
                            "again to retry their undo first");
   if (Berth* b = find(e.owner); b && b->state != BerthState::released) {
-    if (b->request == e.spec) return reply_ok(e.request, e.owner);
+    if (b->request == e.spec && b->owner_uid == e.uid) return reply_ok(e.request, e.owner);
+    if (b->request == e.spec)
+      return reply_error(e.request, e.owner, ErrorCode::conflict,
+                         "berth " + e.owner + " exists for another user; release it first");
     return reply_error(e.request, e.owner, ErrorCode::conflict,
                        "berth " + e.owner + " exists with a different request; release it first");
   }
@@ -148,6 +151,7 @@ void Machine::on(const event::Create& e) {
   b.owner = e.owner;
   b.seq = ledger.next_seq;
   b.request = e.spec;
+  b.owner_uid = e.uid;
   b.placement = *placement;
   for (size_t i = 0; i < placement->vfs.size(); ++i) {
     const Vf* vf = ctx.inventory.vf_by_pci(placement->vfs[i]);

@@ -34,6 +34,9 @@ struct Create {
   uint64_t request = 0;
   std::string owner;
   BerthRequest spec;
+  // The uid whose workload this is (a Slurm job's user): that user may attach the berth into
+  // its own processes without being root.
+  std::optional<unsigned> uid = {};
 };
 struct Attach {
   uint64_t request = 0;

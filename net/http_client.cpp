@@ -1,6 +1,7 @@
 #include "net/http_client.hpp"
 
 #include <cstdlib>
+#include <optional>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
@@ -27,10 +28,10 @@ Status connect(asio::local::stream_protocol::socket& socket, const std::string& 
 }  // namespace
 
 Expected<ClientResponse> unix_request(const std::string& socket_path, const std::string& method,
-                                      const std::string& target, const std::string& body) {
+                                      const std::string& target, const std::string& body,
+                                      std::chrono::milliseconds timeout) {
   asio::io_context io;
   asio::local::stream_protocol::socket socket(io);
-  beast::error_code ec;
   if (auto c = connect(socket, socket_path); !c) return c.error();
   http::request<http::string_body> req{http::string_to_verb(method), target, 11};
   req.set(http::field::host, "berthd");
@@ -38,13 +39,28 @@ Expected<ClientResponse> unix_request(const std::string& socket_path, const std:
   if (!body.empty()) req.set(http::field::content_type, "application/json");
   req.body() = body;
   req.prepare_payload();
-  http::write(socket, req, ec);
-  if (ec) return make_error(ErrorCode::internal, "cannot send to berthd: " + ec.message());
+  // One exchange on a private io_context, so that a deadline can bound all of it.
   beast::flat_buffer buffer;
   http::response_parser<http::string_body> parser;
   parser.body_limit(64u << 20);
-  http::read(socket, buffer, parser, ec);
-  if (ec) return make_error(ErrorCode::internal, "no answer from berthd: " + ec.message());
+  std::optional<beast::error_code> result;
+  const char* stage = "cannot send to berthd: ";
+  http::async_write(socket, req, [&](beast::error_code ec, size_t) {
+    if (ec) {
+      result = ec;
+      return;
+    }
+    stage = "no answer from berthd: ";
+    http::async_read(socket, buffer, parser, [&](beast::error_code ec2, size_t) { result = ec2; });
+  });
+  if (timeout.count() > 0)
+    io.run_for(timeout);
+  else
+    io.run();
+  if (!result)
+    return make_error(ErrorCode::internal, std::string(stage) + "no reply within " +
+                                               std::to_string(timeout.count() / 1000.0) + " s");
+  if (*result) return make_error(ErrorCode::internal, stage + result->message());
   auto res = parser.release();
   return ClientResponse{static_cast<unsigned>(res.result_int()), std::move(res.body())};
 }

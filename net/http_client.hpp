@@ -1,5 +1,6 @@
 #pragma once
 // A blocking HTTP/1.1 client over a unix socket, for berthctl and tests (never the reactor).
+#include <chrono>
 #include <functional>
 #include <string>
 
@@ -17,7 +18,9 @@ struct ClientResponse {
 Expected<unsigned> unix_event_stream(const std::string& socket_path, const std::string& target,
                                      const std::function<bool(const std::string&)>& on_event);
 
+// `timeout` bounds the whole exchange after connecting (0: none).
 Expected<ClientResponse> unix_request(const std::string& socket_path, const std::string& method,
-                                      const std::string& target, const std::string& body = {});
+                                      const std::string& target, const std::string& body = {},
+                                      std::chrono::milliseconds timeout = {});
 
 }  // namespace berth::net

@@ -35,7 +35,8 @@ Expected<Config> parse_config(const std::string& text, const std::string& base_d
   static const std::set<std::string> others{
       "control_socket_mode",      "control_group", "pools",
       "passthrough_iommu_groups", "$comment",      "netlink_resync_s",
-      "netlink_rcvbuf",           "udev_source",   "udev_subsystems"};
+      "netlink_rcvbuf",           "udev_source",   "udev_subsystems",
+      "slurm"};
   for (const auto& [key, value] : j.items()) {
     if (auto it = paths.find(key); it != paths.end()) {
       if (!value.is_string() || value.get<std::string>().empty())
@@ -120,6 +121,11 @@ Expected<Config> parse_config(const std::string& text, const std::string& base_d
     if (inside(c.state_dir, c.runtime_dir) || inside(c.runtime_dir, c.state_dir))
       return config_error("runtime_dir", "must be apart from state_dir (" + c.state_dir +
                                              "): neither may be the other or inside it");
+  }
+  if (j.contains("slurm")) {
+    auto s = parse_slurm_config(j["slurm"]);
+    if (!s) return make_error(s.error().code, "config field " + s.error().message);
+    c.slurm = *s;
   }
   if (j.contains("pools")) {
     if (!j["pools"].is_array()) return config_error("pools", "must be an array of pools");

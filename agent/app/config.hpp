@@ -7,6 +7,7 @@
 
 #include "core/expected.hpp"
 #include "core/pool.hpp"
+#include "core/slurm.hpp"
 
 namespace berth::agent {
 
@@ -30,6 +31,7 @@ struct Config {
   unsigned netlink_resync_s = 600;
   unsigned netlink_rcvbuf = 4 << 20;
   std::string udev_source = "auto";  // auto (udev when udevd runs, else kernel), udev, kernel, off
+  std::optional<SlurmConfig> slurm;  // the Slurm prolog/epilog front door's profiles
   std::vector<std::string> udev_subsystems{"pci", "net", "infiniband", "infiniband_verbs",
                                            "drm", "misc"};
 };

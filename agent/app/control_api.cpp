@@ -11,6 +11,7 @@
 #include "agent/app/event_stream.hpp"
 #include "agent/host/child_process.hpp"
 #include "agent/host/container.hpp"
+#include "core/slurm.hpp"
 #include "core/view.hpp"
 
 namespace berth::agent {
@@ -54,6 +55,13 @@ Expected<nlohmann::json> parse_body(const net::Request& req) {
   }
 }
 
+net::Response forbidden(const net::Request& req, const net::Peer& peer, const std::string& owner,
+                        const std::string& why) {
+  spdlog::warn("BERTH_API_FORBIDDEN uid {} pid {} on {}: {}", peer.uid, peer.pid, owner, why);
+  return error_response(req, ErrorCode::forbidden, "uid " + std::to_string(peer.uid) +
+                                                        " may not attach " + owner + ": " + why);
+}
+
 }  // namespace
 
 ControlApi::ControlApi(Engine& engine, const Config& config, std::optional<gid_t> mutators,
@@ -89,15 +97,19 @@ asio::awaitable<net::Response> ControlApi::submit(const net::Request& req, Event
 }
 
 asio::awaitable<net::Response> ControlApi::attach(const net::Request& req,
-                                                  const std::string& owner) {
+                                                  const std::string& owner, const net::Peer& peer,
+                                                  bool privileged) {
   auto body = parse_body(req);
   if (!body) co_return error_response(req, body.error().code, body.error().message);
   const auto& j = *body;
   bool has_pid = j.is_object() && j.contains("pid");
   bool has_runc = j.is_object() && j.contains("runc");
-  if (!j.is_object() || has_pid == has_runc || j.size() != 1)
-    co_return error_response(req, ErrorCode::bad_request,
-                             "attach takes exactly one of {\"pid\": N} or {\"runc\": \"ID\"}");
+  bool has_rootfs = j.is_object() && j.contains("rootfs");
+  if (!j.is_object() || has_pid == has_runc || j.size() != 1u + (has_rootfs ? 1u : 0u))
+    co_return error_response(
+        req, ErrorCode::bad_request,
+        "attach takes exactly one of {\"pid\": N} or {\"runc\": \"ID\"}, and optionally "
+        "\"rootfs\"");
   Target target;
   if (has_pid) {
     if (!j["pid"].is_number_integer() || j["pid"].get<int64_t>() <= 1 ||
@@ -105,6 +117,19 @@ asio::awaitable<net::Response> ControlApi::attach(const net::Request& req,
       co_return error_response(req, ErrorCode::bad_request,
                                "field 'pid': must be a process id greater than 1");
     target.pid = j["pid"].get<int>();
+    if (has_rootfs) {
+      // Only a runtime's hook run by root knows where a container not yet switched to its root
+      // has it; from anyone else it could point the agent at a directory of the host.
+      if (!privileged)
+        co_return forbidden(req, peer, owner, "only root may attach with 'rootfs'");
+      const auto& r = j["rootfs"];
+      if (!r.is_string() || r.get<std::string>().empty() || r.get<std::string>()[0] != '/' ||
+          r.get<std::string>().find('\0') != std::string::npos ||
+          r.get<std::string>().find("/../") != std::string::npos)
+        co_return error_response(req, ErrorCode::bad_request,
+                                 "field 'rootfs': must be an absolute path without '..'");
+      target.rootfs = r.get<std::string>();
+    }
   } else {
     if (!j["runc"].is_string() || j["runc"].get<std::string>().empty() ||
         j["runc"].get<std::string>().front() == '-')
@@ -134,11 +159,59 @@ asio::awaitable<net::Response> ControlApi::attach(const net::Request& req,
   auto start = process_start_time(target.pid);
   if (!start) co_return error_response(req, start.error().code, start.error().message);
   target.start_time = *start;
-  if (auto c = check_is_container(target.pid); !c)
+  if (!privileged) {
+    // The workload's own user (a Slurm job's, recorded at prolog) into its own process only.
+    if (auto own = check_owned_by(target.pid, peer.uid); !own)
+      co_return forbidden(req, peer, owner, own.error().message);
+  }
+  if (auto c = check_is_container(target.pid, target.rootfs); !c)
     co_return error_response(req, c.error().code, c.error().message);
   std::tie(target.devices_cgroup, target.cpuset_cgroup) = container_cgroups(target.pid);
   // GCC 12 destroys temporaries inside a co_await expression twice: build events as named locals.
   Event ev = event::Attach{0, owner, target};
+  co_return co_await submit(req, std::move(ev));
+}
+
+bool ControlApi::may_attach_own(const std::vector<std::string>& parts,
+                                const net::Peer& peer) const {
+  if (parts.size() != 5 || parts[1] != "berths" || parts[4] != "attach") return false;
+  auto it = engine_.ledger().berths.find(parts[2] + "/" + parts[3]);
+  return it != engine_.ledger().berths.end() && it->second.owner_uid &&
+         *it->second.owner_uid == peer.uid;
+}
+
+asio::awaitable<net::Response> ControlApi::slurm_prolog(const net::Request& req,
+                                                        const net::Peer& peer) {
+  auto body = parse_body(req);
+  if (!body) co_return error_response(req, body.error().code, body.error().message);
+  auto job = parse_slurm_job(*body);
+  if (!job) co_return error_response(req, job.error().code, job.error().message);
+  const SlurmConfig none;
+  auto spec = slurm_request(config_.slurm ? *config_.slurm : none, engine_.context().inventory,
+                            *job);
+  if (!spec) co_return error_response(req, spec.error().code, spec.error().message);
+  if (!*spec)
+    co_return ok_response(req, {{"berth", nullptr},
+                                {"message", "job " + job->job_id +
+                                                " asks for no GPUs and no Slurm profile applies: "
+                                                "nothing to reserve"}});
+  spdlog::info("BERTH_SLURM_PROLOG job {} user {} gpus '{}' from uid {}", job->job_id, job->user,
+               job->job_gpus.empty() ? job->cuda_visible : job->job_gpus, peer.uid);
+  Event ev = event::Create{0, slurm_owner(*job), **spec, job->uid};
+  co_return co_await submit(req, std::move(ev));
+}
+
+asio::awaitable<net::Response> ControlApi::slurm_epilog(const net::Request& req) {
+  auto body = parse_body(req);
+  if (!body) co_return error_response(req, body.error().code, body.error().message);
+  auto job = parse_slurm_job(*body);
+  if (!job) co_return error_response(req, job.error().code, job.error().message);
+  const std::string owner = slurm_owner(*job);
+  if (!engine_.ledger().berths.count(owner))
+    co_return ok_response(req, {{"berth", nullptr},
+                                {"message", "no berth " + owner + ": nothing to release"}});
+  spdlog::info("BERTH_SLURM_EPILOG job {}", job->job_id);
+  Event ev = event::Release{0, owner};
   co_return co_await submit(req, std::move(ev));
 }
 
@@ -149,7 +222,8 @@ asio::awaitable<net::Reply> ControlApi::handle(net::Request req, net::Peer peer)
     const bool mutating = method != http::verb::get && method != http::verb::head;
     if (parts.empty() || parts[0] != "v1")
       co_return error_response(req, ErrorCode::not_found, "no route " + std::string(req.target()));
-    if (mutating && peer.uid != 0 && !(mutators_ && peer.in_group(*mutators_)))
+    const bool privileged = peer.uid == 0 || (mutators_ && peer.in_group(*mutators_));
+    if (mutating && !privileged && !may_attach_own(parts, peer))
       co_return error_response(
           req, ErrorCode::forbidden,
           "uid " + std::to_string(peer.uid) + " may read but not change berths (needs root" +
@@ -186,6 +260,14 @@ asio::awaitable<net::Reply> ControlApi::handle(net::Request req, net::Peer peer)
       auto ex = co_await asio::this_coro::executor;
       co_return net::Reply(std::move(head), std::make_shared<EventStream>(ex, bus_, since, follow));
     }
+    if (parts.size() == 3 && parts[1] == "slurm") {
+      if (method != http::verb::post)
+        co_return error_response(req, ErrorCode::method_not_allowed, "use POST");
+      if (parts[2] == "prolog") co_return co_await slurm_prolog(req, peer);
+      if (parts[2] == "epilog") co_return co_await slurm_epilog(req);
+      co_return error_response(req, ErrorCode::not_found,
+                               "no route " + std::string(req.target()) + " (prolog, epilog)");
+    }
     if (parts.size() == 2 && parts[1] == "links") {
       if (mutating) co_return error_response(req, ErrorCode::method_not_allowed, "use GET");
       co_return ok_response(req, {{"links", links_ ? links_() : nlohmann::json::array()}});
@@ -218,7 +300,7 @@ asio::awaitable<net::Reply> ControlApi::handle(net::Request req, net::Peer peer)
       if (parts.size() == 5) {
         if (method != http::verb::post)
           co_return error_response(req, ErrorCode::method_not_allowed, "use POST");
-        if (parts[4] == "attach") co_return co_await attach(req, owner);
+        if (parts[4] == "attach") co_return co_await attach(req, owner, peer, privileged);
         if (parts[4] == "detach") {
           Event ev = event::Detach{0, owner};
           co_return co_await submit(req, std::move(ev));

@@ -10,6 +10,8 @@
 //   POST   /v1/berths/{kind}/{id}/detach
 //   DELETE /v1/berths/{kind}/{id}          release (detaches first)
 //   GET    /v1/events[?since=SEQ]          Server-Sent Events: berth, inventory, link, warning
+//   POST   /v1/slurm/prolog                reserve a job's berth (body: the job's variables)
+//   POST   /v1/slurm/epilog                release it
 //   GET    /v1/links                       berthd's view of the host's links (from netlink)
 #include <functional>
 #include <optional>
@@ -36,7 +38,13 @@ class ControlApi {
   void set_health(std::function<nlohmann::json()> health) { health_ = std::move(health); }
 
  private:
-  boost::asio::awaitable<net::Response> attach(const net::Request& req, const std::string& owner);
+  boost::asio::awaitable<net::Response> attach(const net::Request& req, const std::string& owner,
+                                               const net::Peer& peer, bool privileged);
+  boost::asio::awaitable<net::Response> slurm_prolog(const net::Request& req,
+                                                     const net::Peer& peer);
+  boost::asio::awaitable<net::Response> slurm_epilog(const net::Request& req);
+  // A peer that may not mutate may still attach a berth recorded as its own (a Slurm job's user).
+  bool may_attach_own(const std::vector<std::string>& parts, const net::Peer& peer) const;
   boost::asio::awaitable<net::Response> submit(const net::Request& req, Event ev);
 
   Engine& engine_;

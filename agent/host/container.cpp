@@ -1,6 +1,8 @@
 #include "agent/host/container.hpp"
 
 #include <fcntl.h>
+#include <linux/nsfs.h>
+#include <sys/ioctl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -11,6 +13,8 @@
 #include <fstream>
 #include <sstream>
 #include <tuple>
+
+#include "agent/host/safe_open.hpp"
 
 namespace berth::agent {
 namespace {
@@ -39,10 +43,19 @@ Expected<uint64_t> process_start_time(int pid) {
   return target_gone(pid, "has an unreadable stat line");
 }
 
-Status check_is_container(int pid) {
+static bool shares_host_root(int pid) {
+  struct stat mine {};
+  struct stat theirs {};
+  return ::stat("/proc/self/root", &mine) == 0 &&
+         ::stat(("/proc/" + std::to_string(pid) + "/root").c_str(), &theirs) == 0 &&
+         mine.st_ino == theirs.st_ino && mine.st_dev == theirs.st_dev;
+}
+
+Status check_is_container(int pid, const std::string& rootfs) {
   // Its own network and mount namespaces, and a root directory other than the host's: a process
   // that merely unshared its mounts still sees, and would let berth write to, the host's /dev.
   for (const char* what : {"ns/net", "ns/mnt", "root"}) {
+    if (what[0] == 'r' && !rootfs.empty()) continue;
     struct stat mine {};
     struct stat theirs {};
     const std::string path = "/proc/" + std::to_string(pid) + "/" + what;
@@ -58,6 +71,27 @@ Status check_is_container(int pid) {
               ": it is not a container");
   }
   return ok_status();
+}
+
+Status check_owned_by(int pid, unsigned uid) {
+  const std::string proc = "/proc/" + std::to_string(pid);
+  std::ifstream status(proc + "/status");
+  long real = -1;
+  for (std::string line; std::getline(status, line);)
+    if (line.rfind("Uid:", 0) == 0) real = std::stol(line.substr(4));
+  if (real < 0) return target_gone(pid, "does not exist");
+  if (static_cast<unsigned>(real) == uid) return ok_status();
+  UniqueFd ns(::open((proc + "/ns/user").c_str(), O_RDONLY | O_CLOEXEC));
+  uid_t owner = 0;
+  struct stat mine {};
+  struct stat theirs {};
+  if (ns && ::stat("/proc/self/ns/user", &mine) == 0 && ::fstat(ns.get(), &theirs) == 0 &&
+      mine.st_ino != theirs.st_ino && ::ioctl(ns.get(), NS_GET_OWNER_UID, &owner) == 0 &&
+      owner == uid)
+    return ok_status();
+  return make_error(ErrorCode::forbidden, "process " + std::to_string(pid) + " belongs to uid " +
+                                              std::to_string(real) + ", not to uid " +
+                                              std::to_string(uid));
 }
 
 std::pair<std::string, std::string> container_cgroups(int pid) {
@@ -91,12 +125,24 @@ Expected<ContainerHandle> open_container(const Target& target) {
     return target_gone(pid, "is no longer the process attached");
   h.target.start_time = *start;
 
-  if (auto c = check_is_container(pid); !c) return c.error();
+  if (auto c = check_is_container(pid, target.rootfs); !c) return c.error();
   const std::string proc = "/proc/" + std::to_string(pid);
   h.netns.reset(::open((proc + "/ns/net").c_str(), O_RDONLY | O_CLOEXEC));
   if (!h.netns) return target_gone(pid, std::string("network namespace: ") + std::strerror(errno));
   h.root.reset(::open((proc + "/root").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!h.root) return target_gone(pid, std::string("root directory: ") + std::strerror(errno));
+  if (shares_host_root(pid)) {
+    // Not switched to its root yet: the root is `rootfs` as seen in the container's own mount
+    // namespace (through /proc/<pid>/root), walked without following any link.
+    if (target.rootfs.empty() || target.rootfs.front() != '/')
+      return make_error(ErrorCode::bad_request,
+                        "pid " + std::to_string(pid) + " shares the agent's root directory");
+    UniqueFd rootfs = open_in_root(h.root.get(), target.rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (!rootfs)
+      return target_gone(pid, "has no root directory at " + target.rootfs + ": " +
+                                  std::strerror(errno));
+    h.root = std::move(rootfs);
+  }
 
   std::tie(h.devices_cgroup, h.cpuset_cgroup) = container_cgroups(pid);
   // Everything above was opened through /proc/<pid>: it belongs to the pinned process only if

@@ -28,8 +28,14 @@ struct ContainerHandle {
 Expected<uint64_t> process_start_time(int pid);
 
 // Refuses a process that shares the agent's network or mount namespace: attaching to it would
-// change the host itself.
-Status check_is_container(int pid);
+// change the host itself. A process that still has the host's root directory is refused too,
+// unless `rootfs` says where its root is mounted in its own mount namespace (a runtime's
+// createRuntime hook runs before the container switches to its root).
+Status check_is_container(int pid, const std::string& rootfs = {});
+
+// Refuses a process that `uid` does not own: its real uid is uid, or it runs in a user namespace
+// that uid created (a rootless container of that user).
+Status check_owned_by(int pid, unsigned uid);
 
 // The v1 devices and cpuset cgroups of `pid` (empty where the controller is not mounted), as
 // /proc/<pid>/cgroup reports them in the agent's cgroup namespace.

@@ -121,19 +121,27 @@ Expected<std::vector<NumaNode>> discover_numa(const Config& c,
   return nodes;
 }
 
-int nvidia_minor(const Config& c, const std::string& pci, int fallback) {
+// One field of the driver's /proc/driver/nvidia/gpus/<pci>/information ("Device Minor:").
+std::string nvidia_information(const Config& c, const std::string& pci, const std::string& key) {
   std::ifstream in(fs::path(c.proc_root) / "driver/nvidia/gpus" / pci / "information");
   for (std::string line; std::getline(in, line);) {
-    auto pos = line.find("Device Minor:");
-    if (pos != std::string::npos) {
-      try {
-        return std::stoi(line.substr(pos + 13));
-      } catch (...) {
-        return fallback;
-      }
-    }
+    auto pos = line.find(key);
+    if (pos == std::string::npos) continue;
+    auto v = line.substr(pos + key.size());
+    auto b = v.find_first_not_of(" \t");
+    auto e = v.find_last_not_of(" \t\r");
+    return b == std::string::npos ? std::string() : v.substr(b, e - b + 1);
   }
-  return fallback;
+  return {};
+}
+
+int nvidia_minor(const Config& c, const std::string& pci, int fallback) {
+  auto v = nvidia_information(c, pci, "Device Minor:");
+  try {
+    return v.empty() ? fallback : std::stoi(v);
+  } catch (...) {
+    return fallback;
+  }
 }
 
 std::string first_entry(const fs::path& dir) {
@@ -182,6 +190,7 @@ Expected<Discovery> discover(const Config& c) {
             group_of(dev),
             {}};
       ++next_gpu;
+      g.uuid = nvidia_information(c, addr, "GPU UUID:");
       auto own = char_device(c, "nvidia" + std::to_string(g.index), out.warnings);
       if (!own) {
         out.warnings.push_back("GPU " + addr + " skipped: no /dev/nvidia" +

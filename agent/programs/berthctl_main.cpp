@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/programs/berthctl_format.hpp"
+#include "agent/programs/berthctl_frontdoors.hpp"
 #include "net/http_client.hpp"
 
 namespace {
@@ -38,10 +39,22 @@ Commands (each maps to one call of berthd's API, see docs/api.md):
                                  warnings, one per line (like ip monitor); --since SEQ starts
                                  after event SEQ (default: the oldest kept), --follow waits for
                                  new ones until interrupted; --json prints each event's JSON
+  slurm prolog|epilog [--timeout S] [--config PATH]
+                                 for slurmd's Prolog/Epilog, with the job's environment
+                                 (SLURM_JOB_ID, SLURM_JOB_UID, SLURM_JOB_GPUS, ...): reserve the
+                                 job's berth (Slurm's GPUs, the partition's profile), or release
+                                 it; repeating either is harmless; waits up to S seconds
+                                 (slurm.prolog_timeout_s of --config, default 30) for berthd
+  oci-hook [--timeout S]         OCI createRuntime hook (runc, crun, podman): the container
+                                 state on stdin; attaches the berth named by the annotation
+                                 org.berth.owner, else BERTH_OWNER or SLURM_JOB_ID in the
+                                 bundle's process.env; no owner: does nothing
 
 OWNER is slurm/<jobid>, github/<job id> or manual/<name>.
 Socket: --socket PATH, else $BERTH_SOCKET, else /run/berth/berth.sock.
 Exit status: 0 done, 1 berthd refused (the message says why), 2 usage error, 3 berthd unreachable.
+(slurm prolog: non-zero means the node must not run the job; slurm epilog: non-zero means the
+host could not be restored, and Slurm drains the node.)
 )";
 
 [[noreturn]] void usage_error(const std::string& msg) {
@@ -144,6 +157,8 @@ int main(int argc, char** argv) {
   std::string method = "GET";
   std::string target;
   std::string body;
+  if (cmd == "slurm") return berth::ctl::slurm_command(socket, args, json);
+  if (cmd == "oci-hook") return berth::ctl::oci_hook(socket, args);
   if (cmd == "events") {
     uint64_t since = 0;
     bool follow = false;

@@ -314,6 +314,7 @@ int run(const std::string& path, bool recover) {
         return;
       }
       config.log_level = next->log_level;
+      config.slurm = next->slurm;
       spdlog::set_level(spdlog::level::from_str(config.log_level));
       spdlog::info("BERTH_RELOADED {} (log_level {})", path, config.log_level);
       bus.publish("reload", {{"message", "config reloaded"}, {"log_level", config.log_level}});
