@@ -23,3 +23,5 @@ echo "== event-driven agent: link events beside the kernel floor, overrun conver
 "$build/bench/berth_bench_events" 200 "${BENCH_IDLE_SECONDS:-60}" | tee "$out/events.txt"
 echo "== control API beside a minimal responder on the same transport"
 "$build/bench/berth_bench_api_floor" 3 2 | tee "$out/api_floor.txt"
+echo "== Slurm prolog/epilog as slurmd sees them (process start to exit)"
+"$repo/bench/slurm_prolog_bench.sh" "$build/agent/berthd" "$build/agent/berthctl" 300 | tee "$out/slurm_prolog.txt"

@@ -209,6 +209,18 @@ kill $intruder
 [ "$(state_of 9002)" = reserved ] && [ "$(ctl --json show slurm/9002 | jq -r .berth.target)" = null ] &&
   pass "job 9002's berth gave nothing to the intruder" || fail "job 9002: $(berth_json 9002)"
 SLURM_JOB_ID=9002 "$BERTHCTL" --socket "$SOCK" slurm epilog --config "$CONF" >/dev/null
+# The job's own user may attach its berth into a container process of its own, and only that.
+SLURM_JOB_ID=9004 SLURM_JOB_UID=65534 SLURM_JOB_GPUS=1 "$BERTHCTL" --socket "$SOCK" slurm prolog --config "$CONF" >/dev/null || fail "prolog 9004"
+mkdir -p "$D/own" && cp -a "$D/rootfs" "$D/own/rootfs"
+jq '.process.user = {"uid": 65534, "gid": 65534} | .linux.cgroupsPath = "/berth-slurm/own"' "$D/config.template.json" >"$D/own/config.json"
+(cd "$D/own" && runc run -d berth-job-own </dev/null >/dev/null 2>&1)
+own=$(runc state berth-job-own | jq .pid)
+msg=$(setpriv --reuid=65534 --regid=65534 --clear-groups "$BERTHCTL" --socket "$SOCK" attach slurm/9004 --pid "$own" 2>&1) &&
+  pass "the job's user attaches its berth into its own container" || fail "own attach: $msg"
+msg=$(setpriv --reuid=65534 --regid=65534 --clear-groups "$BERTHCTL" --socket "$SOCK" attach slurm/9004 --pid $$ 2>&1)
+grep -q forbidden <<<"$msg" && pass "...but not into a process of another user" || fail "attach into root's process: $msg"
+SLURM_JOB_ID=9004 "$BERTHCTL" --socket "$SOCK" slurm epilog --config "$CONF" >/dev/null || fail "epilog 9004"
+runc delete -f berth-job-own >/dev/null 2>&1
 echo '{"ociVersion":"1.0.2","id":"plain","pid":1,"bundle":"/nonexistent"}' | "$BERTHCTL" --socket "$SOCK" oci-hook &&
   pass "a container without an owner: the hook does nothing" || fail "the hook failed a container without an owner"
 
