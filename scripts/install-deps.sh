@@ -7,9 +7,9 @@ packages=(
   build-essential cmake ninja-build pkg-config git ca-certificates
   libboost1.81-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
   libnl-3-dev libnl-route-3-dev libudev-dev libsystemd-dev
-  libgtest-dev libgmock-dev libbenchmark-dev
+  libgtest-dev libgmock-dev libbenchmark-dev prometheus-cpp-dev
   iproute2 iputils-ping runc busybox-static procps kmod
-  slurm-wlm munge jq
+  slurm-wlm munge jq prometheus
 )
 missing=()
 for p in "${packages[@]}"; do

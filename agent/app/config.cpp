@@ -31,7 +31,8 @@ Expected<Config> parse_config(const std::string& text, const std::string& base_d
       {"proc_root", &c.proc_root},           {"cgroup_root", &c.cgroup_root},
       {"state_dir", &c.state_dir},           {"runtime_dir", &c.runtime_dir},
       {"control_socket", &c.control_socket}, {"runc", &c.runc},
-      {"runc_root", &c.runc_root},           {"log_level", &c.log_level}};
+      {"runc_root", &c.runc_root},           {"log_level", &c.log_level},
+      {"cdi_spec", &c.cdi_spec},             {"cdi_hook", &c.cdi_hook}};
   static const std::set<std::string> others{
       "control_socket_mode",      "control_group", "pools",
       "passthrough_iommu_groups", "$comment",      "netlink_resync_s",

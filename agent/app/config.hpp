@@ -31,7 +31,10 @@ struct Config {
   unsigned netlink_resync_s = 600;
   unsigned netlink_rcvbuf = 4 << 20;
   std::string udev_source = "auto";  // auto (udev when udevd runs, else kernel), udev, kernel, off
-  std::optional<SlurmConfig> slurm;  // the Slurm prolog/epilog front door's profiles
+  std::optional<SlurmConfig> slurm;
+  // Where berthd keeps its CDI spec (e.g. /var/run/cdi/berth.json); empty: none is written.
+  std::string cdi_spec;
+  std::string cdi_hook = "/usr/bin/berthctl";  // the createRuntime hook the spec names  // the Slurm prolog/epilog front door's profiles
   std::vector<std::string> udev_subsystems{"pci", "net", "infiniband", "infiniband_verbs",
                                            "drm", "misc"};
 };

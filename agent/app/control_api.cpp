@@ -11,6 +11,7 @@
 #include "agent/app/event_stream.hpp"
 #include "agent/host/child_process.hpp"
 #include "agent/host/container.hpp"
+#include "core/cdi.hpp"
 #include "core/slurm.hpp"
 #include "core/view.hpp"
 
@@ -72,7 +73,19 @@ ControlApi::ControlApi(Engine& engine, const Config& config, std::optional<gid_t
       warnings_(std::move(warnings)),
       bus_(bus) {}
 
-asio::awaitable<net::Response> ControlApi::submit(const net::Request& req, Event ev) {
+asio::awaitable<net::Response> ControlApi::submit(const net::Request& req, Event ev,
+                                                  const char* op) {
+  if (!op)
+    op = std::visit(
+        [](const auto& e) -> const char* {
+          using E = std::decay_t<decltype(e)>;
+          if constexpr (std::is_same_v<E, event::Create>) return "create";
+          if constexpr (std::is_same_v<E, event::Attach>) return "attach";
+          if constexpr (std::is_same_v<E, event::Detach>) return "detach";
+          return "release";
+        },
+        ev);
+  const auto started = std::chrono::steady_clock::now();
   auto [error, view] = co_await asio::async_initiate<decltype(asio::use_awaitable),
                                                      void(std::optional<Error>, nlohmann::json)>(
       [&](auto handler) {
@@ -86,6 +99,9 @@ asio::awaitable<net::Response> ControlApi::submit(const net::Request& req, Event
         });
       },
       asio::use_awaitable);
+  if (metrics_)
+    metrics_->operation(
+        op, std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
   if (error) {
     nlohmann::json body = {
         {"error", {{"code", to_string(error->code)}, {"message", error->message}}}};
@@ -198,7 +214,7 @@ asio::awaitable<net::Response> ControlApi::slurm_prolog(const net::Request& req,
   spdlog::info("BERTH_SLURM_PROLOG job {} user {} gpus '{}' from uid {}", job->job_id, job->user,
                job->job_gpus.empty() ? job->cuda_visible : job->job_gpus, peer.uid);
   Event ev = event::Create{0, slurm_owner(*job), **spec, job->uid};
-  co_return co_await submit(req, std::move(ev));
+  co_return co_await submit(req, std::move(ev), "slurm_prolog");
 }
 
 asio::awaitable<net::Response> ControlApi::slurm_epilog(const net::Request& req) {
@@ -212,7 +228,7 @@ asio::awaitable<net::Response> ControlApi::slurm_epilog(const net::Request& req)
                                 {"message", "no berth " + owner + ": nothing to release"}});
   spdlog::info("BERTH_SLURM_EPILOG job {}", job->job_id);
   Event ev = event::Release{0, owner};
-  co_return co_await submit(req, std::move(ev));
+  co_return co_await submit(req, std::move(ev), "slurm_epilog");
 }
 
 asio::awaitable<net::Reply> ControlApi::handle(net::Request req, net::Peer peer) {
@@ -220,6 +236,19 @@ asio::awaitable<net::Reply> ControlApi::handle(net::Request req, net::Peer peer)
     auto parts = split_path(req.target());
     const auto method = req.method();
     const bool mutating = method != http::verb::get && method != http::verb::head;
+    if (parts.size() == 1 && parts[0] == "metrics") {
+      if (mutating) co_return error_response(req, ErrorCode::method_not_allowed, "use GET");
+      if (!metrics_) co_return error_response(req, ErrorCode::not_found, "no metrics here");
+      Metrics::Sources sources{bus_.counts(), 0};
+      if (health_) sources.netlink_resyncs = health_().value("netlink_resyncs", uint64_t{0});
+      net::Response res{http::status::ok, req.version()};
+      res.set(http::field::server, "berthd");
+      res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+      res.keep_alive(req.keep_alive());
+      res.body() = metrics_->scrape(engine_.ledger(), engine_.context().inventory, sources);
+      res.prepare_payload();
+      co_return res;
+    }
     if (parts.empty() || parts[0] != "v1")
       co_return error_response(req, ErrorCode::not_found, "no route " + std::string(req.target()));
     const bool privileged = peer.uid == 0 || (mutators_ && peer.in_group(*mutators_));
@@ -267,6 +296,11 @@ asio::awaitable<net::Reply> ControlApi::handle(net::Request req, net::Peer peer)
       if (parts[2] == "epilog") co_return co_await slurm_epilog(req);
       co_return error_response(req, ErrorCode::not_found,
                                "no route " + std::string(req.target()) + " (prolog, epilog)");
+    }
+    if (parts.size() == 2 && parts[1] == "cdi") {
+      if (mutating) co_return error_response(req, ErrorCode::method_not_allowed, "use GET");
+      co_return ok_response(req, cdi_spec(engine_.ledger(), engine_.context().inventory,
+                                          {config_.cdi_hook, config_.control_socket}));
     }
     if (parts.size() == 2 && parts[1] == "links") {
       if (mutating) co_return error_response(req, ErrorCode::method_not_allowed, "use GET");

@@ -1,6 +1,7 @@
 #pragma once
 // The control API: routes HTTP requests to engine events and engine replies to JSON responses.
 //
+//   GET    /metrics                        Prometheus text format
 //   GET    /v1/health
 //   GET    /v1/inventory
 //   GET    /v1/berths
@@ -12,6 +13,7 @@
 //   GET    /v1/events[?since=SEQ]          Server-Sent Events: berth, inventory, link, warning
 //   POST   /v1/slurm/prolog                reserve a job's berth (body: the job's variables)
 //   POST   /v1/slurm/epilog                release it
+//   GET    /v1/cdi                         the CDI spec of the reserved berths
 //   GET    /v1/links                       berthd's view of the host's links (from netlink)
 #include <functional>
 #include <optional>
@@ -23,6 +25,7 @@
 #include "agent/app/config.hpp"
 #include "agent/app/engine.hpp"
 #include "agent/app/event_bus.hpp"
+#include "agent/app/metrics.hpp"
 #include "net/http_server.hpp"
 
 namespace berth::agent {
@@ -36,6 +39,7 @@ class ControlApi {
   void set_links(std::function<nlohmann::json()> links) { links_ = std::move(links); }
   // Extra fields for GET /v1/health (event sources' counters).
   void set_health(std::function<nlohmann::json()> health) { health_ = std::move(health); }
+  void set_metrics(Metrics* metrics) { metrics_ = metrics; }
 
  private:
   boost::asio::awaitable<net::Response> attach(const net::Request& req, const std::string& owner,
@@ -45,7 +49,9 @@ class ControlApi {
   boost::asio::awaitable<net::Response> slurm_epilog(const net::Request& req);
   // A peer that may not mutate may still attach a berth recorded as its own (a Slurm job's user).
   bool may_attach_own(const std::vector<std::string>& parts, const net::Peer& peer) const;
-  boost::asio::awaitable<net::Response> submit(const net::Request& req, Event ev);
+  // `op` names the operation for metrics; null: from the event's type.
+  boost::asio::awaitable<net::Response> submit(const net::Request& req, Event ev,
+                                               const char* op = nullptr);
 
   Engine& engine_;
   const Config& config_;
@@ -54,6 +60,7 @@ class ControlApi {
   EventBus& bus_;
   std::function<nlohmann::json()> links_;
   std::function<nlohmann::json()> health_;
+  Metrics* metrics_ = nullptr;
 };
 
 }  // namespace berth::agent

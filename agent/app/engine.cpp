@@ -75,6 +75,7 @@ void Engine::dispatch(const Event& ev) {
         ev);
   }
   perform(std::move(actions));
+  if (hooks_.ledger_changed) hooks_.ledger_changed();
 }
 
 void Engine::on_worker(std::function<void()> job, std::function<void()> done) {
@@ -159,9 +160,11 @@ void Engine::perform(std::vector<Action> actions) {
               on_worker(
                   [this, run, out] { *out = actuator_.run(run.step, run.target, run.rollback); },
                   [this, run, out] {
-                    if (!out->ok)
+                    if (!out->ok) {
                       spdlog::warn("BERTH_STEP_FAILED {} {}: {}", run.owner, describe(run.step),
                                    out->error);
+                      if (hooks_.step_failed) hooks_.step_failed(run.step);
+                    }
                     if (!out->note.empty())
                       spdlog::warn("BERTH_STEP_NOTE {} {}: {}", run.owner, describe(run.step),
                                    out->note);

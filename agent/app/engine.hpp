@@ -32,6 +32,8 @@ namespace berth::agent {
 struct EngineHooks {
   std::function<void(const action::Notify&)> notify;
   std::function<void(const action::Watch&)> watch;
+  std::function<void(const Step&)> step_failed;  // metrics
+  std::function<void()> ledger_changed;          // after every event (the CDI spec follows)
 };
 
 class Engine {

@@ -196,4 +196,43 @@ int oci_hook(const std::string& socket, const std::vector<std::string>& args) {
   return 0;
 }
 
+int cdi_command(const std::string& socket, const std::vector<std::string>& args) {
+  std::string output;
+  if (args.size() == 4 && args[1] == "spec" && args[2] == "--output") output = args[3];
+  if (!(args.size() == 2 && args[1] == "spec") && output.empty()) {
+    std::fputs("berthctl: usage: berthctl cdi spec [--output PATH]\n", stderr);
+    return 2;
+  }
+  auto res = net::unix_request(socket, "GET", "/v1/cdi", {}, std::chrono::seconds(10));
+  if (!res) {
+    std::fprintf(stderr, "berthctl: %s\n", res.error().message.c_str());
+    return 3;
+  }
+  auto doc = json::parse(res->body, nullptr, false);
+  if (res->status != 200 || doc.is_discarded()) {
+    std::fprintf(stderr, "berthctl: HTTP %u: %s\n", res->status, res->body.c_str());
+    return 1;
+  }
+  const std::string text = doc.dump(2) + "\n";
+  if (output.empty()) {
+    std::fputs(text.c_str(), stdout);
+    return 0;
+  }
+  const std::string tmp = output + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << text;
+    if (!out.flush()) {
+      std::fprintf(stderr, "berthctl: cannot write %s\n", tmp.c_str());
+      return 1;
+    }
+  }
+  if (std::rename(tmp.c_str(), output.c_str()) != 0) {
+    std::perror(("berthctl: rename to " + output).c_str());
+    std::remove(tmp.c_str());
+    return 1;
+  }
+  return 0;
+}
+
 }  // namespace berth::ctl

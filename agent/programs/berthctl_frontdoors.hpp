@@ -15,4 +15,7 @@ int slurm_command(const std::string& socket, const std::vector<std::string>& arg
 // Exit status: 0 attached or no owner found; 1 the attach failed; 3 berthd unreachable.
 int oci_hook(const std::string& socket, const std::vector<std::string>& args);
 
+// `berthctl cdi spec [--output PATH]`: the CDI spec from berthd, printed or written atomically.
+int cdi_command(const std::string& socket, const std::vector<std::string>& args);
+
 }  // namespace berth::ctl

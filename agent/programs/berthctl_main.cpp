@@ -45,6 +45,9 @@ Commands (each maps to one call of berthd's API, see docs/api.md):
                                  job's berth (Slurm's GPUs, the partition's profile), or release
                                  it; repeating either is harmless; waits up to S seconds
                                  (slurm.prolog_timeout_s of --config, default 30) for berthd
+  cdi spec [--output PATH]       the CDI spec (kind berth.dev/berth) of the reserved berths: one
+                                 device per berth (slurm/42 -> berth.dev/berth=slurm-42); with
+                                 --output, written atomically (e.g. /var/run/cdi/berth.json)
   oci-hook [--timeout S]         OCI createRuntime hook (runc, crun, podman): the container
                                  state on stdin; attaches the berth named by the annotation
                                  org.berth.owner, else BERTH_OWNER or SLURM_JOB_ID in the
@@ -159,6 +162,7 @@ int main(int argc, char** argv) {
   std::string body;
   if (cmd == "slurm") return berth::ctl::slurm_command(socket, args, json);
   if (cmd == "oci-hook") return berth::ctl::oci_hook(socket, args);
+  if (cmd == "cdi") return berth::ctl::cdi_command(socket, args);
   if (cmd == "events") {
     uint64_t since = 0;
     bool follow = false;

@@ -15,11 +15,13 @@
 #include <boost/asio/steady_timer.hpp>
 #include <nlohmann/json.hpp>
 
+#include "agent/app/cdi_writer.hpp"
 #include "agent/app/config.hpp"
 #include "agent/app/control_api.hpp"
 #include "agent/app/engine.hpp"
 #include "agent/app/event_bus.hpp"
 #include "agent/app/machine_watch.hpp"
+#include "agent/app/metrics.hpp"
 #include "agent/app/service_notify.hpp"
 #include "agent/app/worker.hpp"
 #include "agent/host/container.hpp"
@@ -118,7 +120,8 @@ std::optional<std::string> needs_restart(const berth::agent::Config& a,
   auto dump = [](const berth::agent::Config& c) {
     nlohmann::json j;
     j["paths"] = {c.sysfs_root,  c.dev_root,       c.proc_root, c.cgroup_root, c.state_dir,
-                  c.runtime_dir, c.control_socket, c.runc,      c.runc_root};
+                  c.runtime_dir, c.control_socket, c.runc,      c.runc_root,
+                  c.cdi_spec,    c.cdi_hook};
     j["mode"] = c.control_socket_mode;
     j["group"] = c.control_group.value_or("");
     j["iommu"] = c.passthrough_iommu_groups;
@@ -178,6 +181,11 @@ int run(const std::string& path, bool recover) {
   boost::asio::io_context io(1);
   berth::agent::Worker worker;
   berth::agent::HostActuator actuator(config.cgroup_root, config.sysfs_root);
+  berth::agent::Metrics metrics(BERTH_VERSION);
+  std::optional<berth::agent::CdiWriter> cdi;
+  if (!config.cdi_spec.empty())
+    cdi.emplace(config.cdi_spec, berth::CdiOptions{config.cdi_hook, config.control_socket},
+                [&](std::function<void()> job) { worker.post(std::move(job)); });
   berth::agent::Engine engine(io, std::move(ctx), std::move(*ledger), actuator, &store, &worker);
   berth::agent::ExitWatcher exits(io, [&](const std::string& owner, const berth::Target& t) {
     engine.post(berth::event::TargetExited{owner, t});
@@ -202,6 +210,12 @@ int run(const std::string& path, bool recover) {
             machine_ptr->unwatch_container(w.owner);
         }
       },
+      [&](const berth::Step& step) {
+        metrics.step_failed(berth::step_to_json(step).value("op", "unknown"));
+      },
+      [&] {
+        if (cdi) cdi->update(engine.ledger(), engine.context().inventory);
+      },
   });
 
   // Reconciliation, before any socket opens: the ledger meets the machine.
@@ -225,6 +239,7 @@ int run(const std::string& path, bool recover) {
   io.restart();
 
   berth::agent::ControlApi api(engine, config, p->group, p->discovery.warnings, bus);
+  api.set_metrics(&metrics);
   berth::net::UnixServerOptions options{config.control_socket, config.control_socket_mode,
                                         p->group};
   auto server = berth::net::UnixHttpServer::listen(
@@ -338,7 +353,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (a == "--version") {
-      std::puts("berthd 0.1.0");
+      std::puts("berthd " BERTH_VERSION);
       return 0;
     }
     if (a == "--recover") {
