@@ -9,7 +9,7 @@ packages=(
   libnl-3-dev libnl-route-3-dev libudev-dev libsystemd-dev
   libgtest-dev libgmock-dev libbenchmark-dev prometheus-cpp-dev
   iproute2 iputils-ping runc busybox-static procps kmod
-  slurm-wlm munge jq prometheus
+  slurm-wlm munge jq prometheus lintian dpkg-dev systemd
 )
 missing=()
 for p in "${packages[@]}"; do
