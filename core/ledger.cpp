@@ -183,6 +183,7 @@ void Machine::on(const event::Create& e) {
   ++ledger.next_seq;
   ledger.berths[e.owner] = std::move(b);
   persist_reservation(e.owner);
+  actions.push_back(action::Notify{e.owner, "reserved", "created"});
   reply_ok(e.request, e.owner);
 }
 

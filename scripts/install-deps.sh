@@ -10,6 +10,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev prometheus-cpp-dev
   iproute2 iputils-ping runc busybox-static procps kmod
   slurm-wlm munge jq prometheus lintian dpkg-dev systemd
+  chromium socat nodejs npm fonts-dejavu-core
 )
 missing=()
 for p in "${packages[@]}"; do

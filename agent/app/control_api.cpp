@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/app/event_stream.hpp"
+#include "agent/app/status_page.hpp"
 #include "agent/host/child_process.hpp"
 #include "agent/host/container.hpp"
 #include "core/cdi.hpp"
@@ -236,6 +237,21 @@ asio::awaitable<net::Reply> ControlApi::handle(net::Request req, net::Peer peer)
     auto parts = split_path(req.target());
     const auto method = req.method();
     const bool mutating = method != http::verb::get && method != http::verb::head;
+    if (parts.empty() && (req.target() == "/" || req.target().starts_with("/?"))) {
+      if (mutating) co_return error_response(req, ErrorCode::method_not_allowed, "use GET");
+      net::Response res{http::status::ok, req.version()};
+      res.set(http::field::server, "berthd");
+      res.set(http::field::content_type, "text/html; charset=utf-8");
+      res.set(http::field::cache_control, "no-cache");
+      // Everything the page needs is inline; it may only talk back to berthd itself.
+      res.set("Content-Security-Policy",
+              "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+              "connect-src 'self'; img-src 'self'");
+      res.keep_alive(req.keep_alive());
+      res.body() = std::string(status_page_html());
+      res.prepare_payload();
+      co_return res;
+    }
     if (parts.size() == 1 && parts[0] == "metrics") {
       if (mutating) co_return error_response(req, ErrorCode::method_not_allowed, "use GET");
       if (!metrics_) co_return error_response(req, ErrorCode::not_found, "no metrics here");
@@ -296,6 +312,11 @@ asio::awaitable<net::Reply> ControlApi::handle(net::Request req, net::Peer peer)
       if (parts[2] == "epilog") co_return co_await slurm_epilog(req);
       co_return error_response(req, ErrorCode::not_found,
                                "no route " + std::string(req.target()) + " (prolog, epilog)");
+    }
+    if (parts.size() == 2 && parts[1] == "usage") {
+      if (mutating) co_return error_response(req, ErrorCode::method_not_allowed, "use GET");
+      if (!usage_) co_return error_response(req, ErrorCode::not_found, "no usage here");
+      co_return ok_response(req, usage_->render(engine_.ledger(), engine_.context().inventory));
     }
     if (parts.size() == 2 && parts[1] == "cdi") {
       if (mutating) co_return error_response(req, ErrorCode::method_not_allowed, "use GET");

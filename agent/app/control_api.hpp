@@ -1,6 +1,8 @@
 #pragma once
 // The control API: routes HTTP requests to engine events and engine replies to JSON responses.
 //
+//   GET    /                               the live status page (HTML)
+//   GET    /v1/usage                       per-berth CPU/memory and time held, GPU use (NVML)
 //   GET    /metrics                        Prometheus text format
 //   GET    /v1/health
 //   GET    /v1/inventory
@@ -26,6 +28,7 @@
 #include "agent/app/engine.hpp"
 #include "agent/app/event_bus.hpp"
 #include "agent/app/metrics.hpp"
+#include "agent/app/usage_view.hpp"
 #include "net/http_server.hpp"
 
 namespace berth::agent {
@@ -40,6 +43,7 @@ class ControlApi {
   // Extra fields for GET /v1/health (event sources' counters).
   void set_health(std::function<nlohmann::json()> health) { health_ = std::move(health); }
   void set_metrics(Metrics* metrics) { metrics_ = metrics; }
+  void set_usage(const UsageView* usage) { usage_ = usage; }
 
  private:
   boost::asio::awaitable<net::Response> attach(const net::Request& req, const std::string& owner,
@@ -61,6 +65,7 @@ class ControlApi {
   std::function<nlohmann::json()> links_;
   std::function<nlohmann::json()> health_;
   Metrics* metrics_ = nullptr;
+  const UsageView* usage_ = nullptr;
 };
 
 }  // namespace berth::agent

@@ -15,6 +15,9 @@
 #include <boost/asio/steady_timer.hpp>
 #include <nlohmann/json.hpp>
 
+#include <spdlog/sinks/systemd_sink.h>
+#include <sys/stat.h>
+
 #include "agent/app/cdi_writer.hpp"
 #include "agent/app/config.hpp"
 #include "agent/app/control_api.hpp"
@@ -23,6 +26,7 @@
 #include "agent/app/machine_watch.hpp"
 #include "agent/app/metrics.hpp"
 #include "agent/app/service_notify.hpp"
+#include "agent/app/usage_view.hpp"
 #include "agent/app/worker.hpp"
 #include "agent/host/container.hpp"
 #include "agent/host/discovery.hpp"
@@ -138,7 +142,19 @@ std::optional<std::string> needs_restart(const berth::agent::Config& a,
   return "pools changed";
 }
 
+// Under systemd, stderr is the journal's stream ($JOURNAL_STREAM names its device and inode):
+// then log to the journal directly, with PRIORITY, SYSLOG_IDENTIFIER, TID and CODE_* fields.
+void log_to_journal_when_run_by_systemd() {
+  const char* stream = std::getenv("JOURNAL_STREAM");
+  struct stat st {};
+  if (!stream || ::fstat(STDERR_FILENO, &st) != 0) return;
+  if (std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino) != stream) return;
+  auto sink = std::make_shared<spdlog::sinks::systemd_sink_mt>("berthd");
+  spdlog::set_default_logger(std::make_shared<spdlog::logger>("berthd", sink));
+}
+
 int run(const std::string& path, bool recover) {
+  log_to_journal_when_run_by_systemd();
   auto p = prepare(path);
   if (!p) return 1;
   auto config = p->config;
@@ -240,6 +256,8 @@ int run(const std::string& path, bool recover) {
 
   berth::agent::ControlApi api(engine, config, p->group, p->discovery.warnings, bus);
   api.set_metrics(&metrics);
+  berth::agent::UsageView usage(bus, config.cgroup_root);
+  api.set_usage(&usage);
   berth::net::UnixServerOptions options{config.control_socket, config.control_socket_mode,
                                         p->group};
   auto server = berth::net::UnixHttpServer::listen(
