@@ -1,5 +1,6 @@
 #include "net/http_server.hpp"
 
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -8,29 +9,39 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <tuple>
 
+#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/beast/core/basic_stream.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
+
+#include "net/rate_limited_log.hpp"
 
 namespace berth::net {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
-using unix_socket = asio::local::stream_protocol::socket;
-using unix_acceptor = asio::local::stream_protocol::acceptor;
+using unix_protocol = asio::local::stream_protocol;
+using tcp = asio::ip::tcp;
 
 bool Peer::in_group(gid_t g) const {
-  return gid == g || std::find(groups.begin(), groups.end(), g) != groups.end();
+  return local && (gid == g || std::find(groups.begin(), groups.end(), g) != groups.end());
+}
+
+std::string error_body(std::string_view code, std::string_view message) {
+  nlohmann::json body = {{"error", {{"code", code}, {"message", message}}}};
+  return body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
 Response json_response(unsigned status, const std::string& body, unsigned version,
@@ -46,7 +57,8 @@ Response json_response(unsigned status, const std::string& body, unsigned versio
 
 namespace {
 
-Peer peer_of(int fd) {
+Peer peer_of(unix_protocol::socket& socket) {
+  const int fd = socket.native_handle();
   Peer p;
   ucred cred{};
   socklen_t len = sizeof cred;
@@ -63,67 +75,167 @@ Peer peer_of(int fd) {
   }
   groups.resize(len / sizeof(gid_t));
   p.groups = std::move(groups);
+  p.address = "uid " + std::to_string(p.uid);
   return p;
 }
 
+Peer peer_of(tcp::socket& socket) {
+  Peer p;
+  p.local = false;
+  beast::error_code ec;
+  auto ep = socket.remote_endpoint(ec);
+  p.address = ec ? "unknown" : ep.address().to_string();
+  return p;
+}
+
+// The key a connection counts against: a uid on the unix socket, an address on TCP.
+std::string peer_key(const Peer& p) { return p.local ? "uid:" + std::to_string(p.uid) : p.address; }
+
 }  // namespace
 
-struct UnixHttpServer::Impl : std::enable_shared_from_this<Impl> {
-  Impl(asio::io_context& io, UnixServerOptions o, Handler h)
-      : acceptor(io), options(std::move(o)), handler(std::move(h)) {}
+// One listener of either protocol; sessions run as coroutines on the reactor.
+template <class Protocol>
+struct Server : std::enable_shared_from_this<Server<Protocol>> {
+  using socket_type = typename Protocol::socket;
+  using stream_type = beast::basic_stream<Protocol>;
 
-  unix_acceptor acceptor;
-  UnixServerOptions options;
+  Server(asio::io_context& io, Limits l, Handler h, std::string name)
+      : acceptor(io), backoff(io), limits(l), handler(std::move(h)), name(std::move(name)) {
+    reserve = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  }
+  ~Server() {
+    if (reserve >= 0) ::close(reserve);
+  }
+
+  typename Protocol::acceptor acceptor;
+  asio::steady_timer backoff;
+  Limits limits;
   Handler handler;
+  std::string name;
+  int reserve = -1;  // a descriptor given up to accept and close a connection when out of them
+  size_t connections = 0;
+  std::map<std::string, size_t> per_peer;
+  RateLimitedLog log;
+  struct Bucket {
+    double tokens = 0;
+    std::chrono::steady_clock::time_point at{};
+  };
+  std::map<std::string, Bucket> buckets;  // kept after a peer's connections close: no new burst
 
-  asio::awaitable<void> session(unix_socket socket) {
-    auto self = shared_from_this();
-    const Peer peer = peer_of(socket.native_handle());
+  // How long this peer's next request must wait for its turn (zero: now).
+  std::chrono::milliseconds pace(const std::string& key) {
+    auto now = std::chrono::steady_clock::now();
+    auto [it, fresh] = buckets.try_emplace(key, Bucket{limits.peer_burst, now});
+    if (fresh && buckets.size() > 4096) {
+      // Bounded memory for many TCP addresses: forget one that has refilled.
+      for (auto b = buckets.begin(); b != buckets.end(); ++b)
+        if (b != it && b->second.tokens >= limits.peer_burst) {
+          buckets.erase(b);
+          break;
+        }
+    }
+    Bucket& b = it->second;
+    b.tokens = std::min(limits.peer_burst,
+                        b.tokens + std::chrono::duration<double>(now - b.at).count() * limits.peer_rate);
+    b.at = now;
+    b.tokens -= 1;
+    if (b.tokens >= 0) return std::chrono::milliseconds(0);
+    return std::chrono::milliseconds(static_cast<long>(-b.tokens / limits.peer_rate * 1000) + 1);
+  }
+
+  asio::awaitable<void> reply_and_close(stream_type& stream, unsigned status,
+                                        std::string_view code, std::string_view message) {
+    auto res = json_response(status, error_body(code, message), 11, false);
+    stream.expires_after(limits.write_timeout);
+    co_await http::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
+  }
+
+  asio::awaitable<void> session(socket_type socket) {
+    auto self = this->shared_from_this();
+    const Peer peer = peer_of(socket);
+    const std::string key = peer_key(peer);
+    stream_type stream(std::move(socket));
+    ++connections;
+    const size_t mine = ++per_peer[key];
+    struct Release {
+      Server* s;
+      std::string key;
+      ~Release() {
+        --s->connections;
+        if (--s->per_peer[key] == 0) s->per_peer.erase(key);
+      }
+    } release{this, key};
+    if (connections > limits.max_connections || mine > limits.max_per_peer) {
+      // Closed at once, unanswered: the cheapest thing to do with a connection too many.
+      log.warn("BERTH_HTTP_CONNECTION_CAP", [&] {
+        return name + ": closed a connection from " + peer.address + " (" + std::to_string(mine) +
+               " of its own, " + std::to_string(connections) + " in total)";
+      });
+      co_return;
+    }
+    const bool paced = !(peer.local && peer.uid == 0);
+    asio::steady_timer turn(stream.get_executor());
     beast::flat_buffer buffer;
-    asio::steady_timer idle(socket.get_executor());
+    bool first = true;
     for (;;) {
       http::request_parser<http::string_body> parser;
-      parser.body_limit(options.body_limit);
-      // A client that stops sending is dropped after 30 s, so it cannot hold a session forever.
-      idle.expires_after(std::chrono::seconds(30));
-      idle.async_wait([&socket](beast::error_code ec) {
-        if (!ec) socket.cancel();
-      });
-      auto [ec, n] =
-          co_await http::async_read(socket, buffer, parser, asio::as_tuple(asio::use_awaitable));
-      idle.cancel();
+      parser.body_limit(limits.body_limit);
+      parser.header_limit(static_cast<uint32_t>(limits.header_limit));
+      // Wait for the next request's first byte (idle), then give the whole request a deadline.
+      stream.expires_after(first ? limits.read_timeout : limits.idle_timeout);
+      auto [hec, hn] =
+          co_await http::async_read_header(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
+      beast::error_code ec = hec;
+      if (!ec) {
+        stream.expires_after(limits.read_timeout);
+        auto [bec, bn] =
+            co_await http::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
+        ec = bec;
+      }
+      first = false;
       if (ec == http::error::end_of_stream || ec == asio::error::eof ||
-          ec == asio::error::operation_aborted)
+          ec == asio::error::operation_aborted || ec == asio::error::connection_reset)
         break;
+      if (ec == beast::error::timeout) {
+        log.warn("BERTH_HTTP_TIMEOUT", [&] { return name + ": dropped " + peer.address + ", too slow to send"; });
+        break;
+      }
       if (ec) {
-        auto status = ec == http::error::body_limit ? 413u : 400u;
-        auto res =
-            json_response(status,
-                          R"({"error":{"code":"bad_request","message":"malformed HTTP request: )" +
-                              ec.message() + "\"}}",
-                          11, false);
-        co_await http::async_write(socket, res, asio::as_tuple(asio::use_awaitable));
+        const bool too_big = ec == http::error::body_limit || ec == http::error::header_limit;
+        co_await reply_and_close(stream, too_big ? 413 : 400, "bad_request",
+                                 "malformed HTTP request: " + ec.message());
         break;
       }
       Request req = parser.release();
       const bool keep_alive = req.keep_alive();
+      if (paced) {
+        if (auto wait = pace(key); wait.count() > 0) {
+          turn.expires_after(wait);
+          co_await turn.async_wait(asio::as_tuple(asio::use_awaitable));
+        }
+      }
+      // One request at a time: the next is not read before this answer is written.
       Reply reply = co_await handler(std::move(req), peer);
       if (reply.stream) {
-        co_await stream(socket, reply);
+        co_await stream_out(stream, reply);
         break;
       }
       Response& res = reply.response;
       res.keep_alive(keep_alive);
-      auto [wec, wn] = co_await http::async_write(socket, res, asio::as_tuple(asio::use_awaitable));
+      stream.expires_after(limits.write_timeout);
+      auto [wec, wn] = co_await http::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
+      if (wec == beast::error::timeout)
+        log.warn("BERTH_HTTP_TIMEOUT", [&] { return name + ": dropped " + peer.address + ", not reading"; });
       if (wec || !keep_alive) break;
     }
     beast::error_code ignored;
-    socket.shutdown(unix_socket::shutdown_send, ignored);
+    stream.socket().shutdown(socket_type::shutdown_send, ignored);
   }
 
   // The head without a length, then each chunk as it comes; the body ends when the connection
-  // closes (HTTP/1.1, Connection: close).
-  asio::awaitable<void> stream(unix_socket& socket, Reply& reply) {
+  // closes (HTTP/1.1, Connection: close). A reader whose write has not finished in
+  // write_timeout is dropped.
+  asio::awaitable<void> stream_out(stream_type& stream, Reply& reply) {
     std::string head = "HTTP/1.1 " + std::to_string(reply.response.result_int()) + " " +
                        std::string(reply.response.reason()) + "\r\n";
     for (const auto& f : reply.response) {
@@ -131,20 +243,15 @@ struct UnixHttpServer::Impl : std::enable_shared_from_this<Impl> {
       head += std::string(f.name_string()) + ": " + std::string(f.value()) + "\r\n";
     }
     head += "Connection: close\r\n\r\n";
-    // A reader that stops reading is dropped when a write has not finished in 10 s.
-    asio::steady_timer deadline(socket.get_executor());
     auto write = [&](const std::string& text) -> asio::awaitable<boost::system::error_code> {
-      deadline.expires_after(std::chrono::seconds(10));
-      deadline.async_wait([&socket](beast::error_code e) {
-        if (!e) socket.cancel();
-      });
-      auto [e, n] = co_await asio::async_write(socket, asio::buffer(text),
+      stream.expires_after(limits.write_timeout);
+      auto [e, n] = co_await asio::async_write(stream, asio::buffer(text),
                                                asio::as_tuple(asio::use_awaitable));
-      deadline.cancel();
       co_return e;
     };
     auto ec = co_await write(head);
     while (!ec) {
+      stream.expires_never();  // waiting for the next event is not the peer's fault
       auto chunk = co_await reply.stream->next();
       if (!chunk) break;
       ec = co_await write(*chunk);
@@ -152,12 +259,27 @@ struct UnixHttpServer::Impl : std::enable_shared_from_this<Impl> {
   }
 
   asio::awaitable<void> accept_loop() {
-    auto self = shared_from_this();
+    auto self = this->shared_from_this();
     for (;;) {
       auto [ec, socket] = co_await acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
       if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
+      if (ec == asio::error::no_descriptors || ec.value() == ENFILE || ec.value() == ENOBUFS ||
+          ec.value() == ENOMEM) {
+        // Out of descriptors: give up the reserve to take the waiting connection and close it,
+        // so the backlog does not spin the reactor; then pause before accepting again.
+        log.warn("BERTH_ACCEPT_FAILED", [&] { return name + ": " + ec.message() + "; backing off"; });
+        if (reserve >= 0) {
+          ::close(reserve);
+          int fd = ::accept4(acceptor.native_handle(), nullptr, nullptr, SOCK_CLOEXEC);
+          if (fd >= 0) ::close(fd);
+          reserve = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+        }
+        backoff.expires_after(std::chrono::milliseconds(100));
+        co_await backoff.async_wait(asio::as_tuple(asio::use_awaitable));
+        continue;
+      }
       if (ec) {
-        spdlog::warn("BERTH_ACCEPT_FAILED {}", ec.message());
+        log.warn("BERTH_ACCEPT_FAILED", [&] { return name + ": " + ec.message(); });
         continue;
       }
       asio::co_spawn(acceptor.get_executor(), session(std::move(socket)), asio::detached);
@@ -165,16 +287,20 @@ struct UnixHttpServer::Impl : std::enable_shared_from_this<Impl> {
   }
 };
 
+struct UnixHttpServer::Impl {
+  std::shared_ptr<Server<unix_protocol>> server;
+  std::string path;
+};
+
 UnixHttpServer::UnixHttpServer(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
-UnixHttpServer::~UnixHttpServer() {
-  stop();
-}
+UnixHttpServer::~UnixHttpServer() { stop(); }
 
 void UnixHttpServer::stop() {
-  if (impl_ && impl_->acceptor.is_open()) {
+  if (impl_ && impl_->server->acceptor.is_open()) {
     beast::error_code ec;
-    impl_->acceptor.close(ec);
-    ::unlink(impl_->options.path.c_str());
+    impl_->server->acceptor.close(ec);
+    impl_->server->backoff.cancel();
+    ::unlink(impl_->path.c_str());
   }
 }
 
@@ -191,25 +317,75 @@ Expected<std::unique_ptr<UnixHttpServer>> UnixHttpServer::listen(asio::io_contex
       return make_error(ErrorCode::internal,
                         "control socket path " + path + " exists and is not a socket");
     // A socket nobody answers on is a leftover of a previous run; one that answers is a live agent.
-    unix_socket probe(io);
+    unix_protocol::socket probe(io);
     beast::error_code ec;
-    probe.connect(asio::local::stream_protocol::endpoint(path), ec);
+    probe.connect(unix_protocol::endpoint(path), ec);
     if (!ec) return make_error(ErrorCode::internal, "another berthd is listening on " + path);
     ::unlink(path.c_str());
   }
-  auto impl = std::make_shared<Impl>(io, std::move(options), std::move(handler));
+  Limits limits = options.limits;
+  limits.body_limit = options.body_limit;
+  auto impl = std::make_shared<Impl>();
+  impl->path = path;
+  impl->server = std::make_shared<Server<unix_protocol>>(io, limits, std::move(handler), path);
+  auto& acceptor = impl->server->acceptor;
   beast::error_code ec;
-  impl->acceptor.open(asio::local::stream_protocol(), ec);
-  if (!ec) impl->acceptor.bind(asio::local::stream_protocol::endpoint(path), ec);
-  if (!ec) impl->acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  acceptor.open(unix_protocol(), ec);
+  if (!ec) acceptor.bind(unix_protocol::endpoint(path), ec);
+  if (ec) return make_error(ErrorCode::internal, "cannot bind " + path + ": " + ec.message());
+  // Mode and group before listen(): until then nobody can connect, so no one ever reaches the
+  // socket under looser permissions.
+  if (::chmod(path.c_str(), options.mode) != 0 ||
+      (options.group && ::chown(path.c_str(), static_cast<uid_t>(-1), *options.group) != 0)) {
+    const std::string why = std::strerror(errno);
+    ::unlink(path.c_str());
+    return make_error(ErrorCode::internal, "cannot set mode/group of " + path + ": " + why);
+  }
+  acceptor.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) return make_error(ErrorCode::internal, "cannot listen on " + path + ": " + ec.message());
-  if (::chmod(path.c_str(), impl->options.mode) != 0 ||
-      (impl->options.group &&
-       ::chown(path.c_str(), static_cast<uid_t>(-1), *impl->options.group) != 0))
-    return make_error(ErrorCode::internal,
-                      "cannot set mode/group of " + path + ": " + std::strerror(errno));
-  asio::co_spawn(io, impl->accept_loop(), asio::detached);
+  asio::co_spawn(io, impl->server->accept_loop(), asio::detached);
   return std::unique_ptr<UnixHttpServer>(new UnixHttpServer(std::move(impl)));
+}
+
+struct TcpHttpServer::Impl {
+  std::shared_ptr<Server<tcp>> server;
+};
+
+TcpHttpServer::TcpHttpServer(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+TcpHttpServer::~TcpHttpServer() { stop(); }
+
+void TcpHttpServer::stop() {
+  if (impl_ && impl_->server->acceptor.is_open()) {
+    beast::error_code ec;
+    impl_->server->acceptor.close(ec);
+    impl_->server->backoff.cancel();
+  }
+}
+
+uint16_t TcpHttpServer::port() const {
+  beast::error_code ec;
+  auto ep = impl_->server->acceptor.local_endpoint(ec);
+  return ec ? 0 : ep.port();
+}
+
+Expected<std::unique_ptr<TcpHttpServer>> TcpHttpServer::listen(asio::io_context& io,
+                                                               TcpServerOptions options,
+                                                               Handler handler) {
+  beast::error_code ec;
+  auto address = asio::ip::make_address(options.address, ec);
+  if (ec) return make_error(ErrorCode::bad_request, "'" + options.address + "' is not an IP address");
+  const std::string where = options.address + ":" + std::to_string(options.port);
+  auto impl = std::make_shared<Impl>();
+  impl->server = std::make_shared<Server<tcp>>(io, options.limits, std::move(handler), where);
+  auto& acceptor = impl->server->acceptor;
+  tcp::endpoint ep(address, options.port);
+  acceptor.open(ep.protocol(), ec);
+  if (!ec) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor.bind(ep, ec);
+  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return make_error(ErrorCode::internal, "cannot listen on " + where + ": " + ec.message());
+  asio::co_spawn(io, impl->server->accept_loop(), asio::detached);
+  return std::unique_ptr<TcpHttpServer>(new TcpHttpServer(std::move(impl)));
 }
 
 }  // namespace berth::net

@@ -37,7 +37,7 @@ Expected<Config> parse_config(const std::string& text, const std::string& base_d
       "control_socket_mode",      "control_group", "pools",
       "passthrough_iommu_groups", "$comment",      "netlink_resync_s",
       "netlink_rcvbuf",           "udev_source",   "udev_subsystems",
-      "slurm"};
+      "slurm", "http"};
   for (const auto& [key, value] : j.items()) {
     if (auto it = paths.find(key); it != paths.end()) {
       if (!value.is_string() || value.get<std::string>().empty())
@@ -122,6 +122,26 @@ Expected<Config> parse_config(const std::string& text, const std::string& base_d
     if (inside(c.state_dir, c.runtime_dir) || inside(c.runtime_dir, c.state_dir))
       return config_error("runtime_dir", "must be apart from state_dir (" + c.state_dir +
                                              "): neither may be the other or inside it");
+  }
+  if (j.contains("http")) {
+    const auto& h = j["http"];
+    if (!h.is_object()) return config_error("http", "must be an object");
+    for (const auto& [k, v] : h.items()) {
+      if (k == "listen") {
+        auto text = v.is_string() ? v.get<std::string>() : "";
+        auto colon = text.rfind(':');
+        if (colon == std::string::npos || colon == 0 || colon + 1 == text.size() ||
+            text.find_first_not_of("0123456789", colon + 1) != std::string::npos ||
+            std::stoul(text.substr(colon + 1)) > 65535)
+          return config_error("http.listen", "must be \"ADDRESS:PORT\", e.g. \"127.0.0.1:9180\"");
+        c.http_listen = text;
+      } else if (k == "status_page") {
+        if (!v.is_boolean()) return config_error("http.status_page", "must be true or false");
+        c.http_status_page = v.get<bool>();
+      } else {
+        return config_error("http." + k, "unknown field");
+      }
+    }
   }
   if (j.contains("slurm")) {
     auto s = parse_slurm_config(j["slurm"]);

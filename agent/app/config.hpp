@@ -34,6 +34,10 @@ struct Config {
   std::optional<SlurmConfig> slurm;
   // Where berthd keeps its CDI spec (e.g. /var/run/cdi/berth.json); empty: none is written.
   std::string cdi_spec;
+  // A read-only TCP listener ("http": {"listen": "127.0.0.1:9180", "status_page": false}):
+  // /metrics and /v1/health, and the status page when status_page is true.
+  std::string http_listen;
+  bool http_status_page = false;
   std::string cdi_hook = "/usr/bin/berthctl";  // the createRuntime hook the spec names  // the Slurm prolog/epilog front door's profiles
   std::vector<std::string> udev_subsystems{"pci", "net", "infiniband", "infiniband_verbs",
                                            "drm", "misc"};

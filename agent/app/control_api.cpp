@@ -191,7 +191,8 @@ asio::awaitable<net::Response> ControlApi::attach(const net::Request& req,
 
 bool ControlApi::may_attach_own(const std::vector<std::string>& parts,
                                 const net::Peer& peer) const {
-  if (parts.size() != 5 || parts[1] != "berths" || parts[4] != "attach") return false;
+  if (!peer.local || parts.size() != 5 || parts[1] != "berths" || parts[4] != "attach")
+    return false;
   auto it = engine_.ledger().berths.find(parts[2] + "/" + parts[3]);
   return it != engine_.ledger().berths.end() && it->second.owner_uid &&
          *it->second.owner_uid == peer.uid;
@@ -232,6 +233,28 @@ asio::awaitable<net::Response> ControlApi::slurm_epilog(const net::Request& req)
   co_return co_await submit(req, std::move(ev), "slurm_epilog");
 }
 
+asio::awaitable<net::Reply> ControlApi::handle_tcp(net::Request req, net::Peer peer,
+                                                   bool status_page) {
+  // TCP is read-only: metrics and health always, the status page and what it reads when
+  // configured; nothing there can change a berth.
+  const std::string_view target = req.target();
+  const std::string_view path = target.substr(0, target.find('?'));
+  const bool get = req.method() == http::verb::get || req.method() == http::verb::head;
+  bool allowed = path == "/metrics" || path == "/v1/health";
+  if (status_page)
+    allowed = allowed || path == "/" || path == "/v1/inventory" || path == "/v1/usage" ||
+              path == "/v1/events" || path == "/v1/berths" || path.starts_with("/v1/berths/");
+  if (!get)
+    co_return error_response(req, ErrorCode::forbidden,
+                             "the TCP listener is read-only; change berths through the unix socket");
+  if (!allowed)
+    co_return error_response(req, ErrorCode::not_found,
+                             "no route " + std::string(path) + " on the TCP listener" +
+                                 (status_page ? "" : " (http.status_page is off)"));
+  peer.local = false;
+  co_return co_await handle(std::move(req), std::move(peer));
+}
+
 asio::awaitable<net::Reply> ControlApi::handle(net::Request req, net::Peer peer) {
   try {
     auto parts = split_path(req.target());
@@ -267,7 +290,8 @@ asio::awaitable<net::Reply> ControlApi::handle(net::Request req, net::Peer peer)
     }
     if (parts.empty() || parts[0] != "v1")
       co_return error_response(req, ErrorCode::not_found, "no route " + std::string(req.target()));
-    const bool privileged = peer.uid == 0 || (mutators_ && peer.in_group(*mutators_));
+    const bool privileged =
+        peer.local && (peer.uid == 0 || (mutators_ && peer.in_group(*mutators_)));
     if (mutating && !privileged && !may_attach_own(parts, peer))
       co_return error_response(
           req, ErrorCode::forbidden,

@@ -39,6 +39,8 @@ class ControlApi {
   ControlApi(Engine& engine, const Config& config, std::optional<gid_t> mutators,
              std::vector<std::string> warnings, EventBus& bus);
   boost::asio::awaitable<net::Reply> handle(net::Request req, net::Peer peer);
+  // The TCP listener's handler: read-only, a fixed set of routes.
+  boost::asio::awaitable<net::Reply> handle_tcp(net::Request req, net::Peer peer, bool status_page);
   void set_links(std::function<nlohmann::json()> links) { links_ = std::move(links); }
   // Extra fields for GET /v1/health (event sources' counters).
   void set_health(std::function<nlohmann::json()> health) { health_ = std::move(health); }

@@ -15,6 +15,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <nlohmann/json.hpp>
 
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/sinks/systemd_sink.h>
 #include <sys/stat.h>
 
@@ -127,6 +128,7 @@ std::optional<std::string> needs_restart(const berth::agent::Config& a,
                   c.runtime_dir, c.control_socket, c.runc,      c.runc_root,
                   c.cdi_spec,    c.cdi_hook};
     j["mode"] = c.control_socket_mode;
+    j["http"] = {c.http_listen, c.http_status_page};
     j["group"] = c.control_group.value_or("");
     j["iommu"] = c.passthrough_iommu_groups;
     j["netlink"] = {c.netlink_resync_s, c.netlink_rcvbuf, c.udev_source, c.udev_subsystems};
@@ -144,17 +146,22 @@ std::optional<std::string> needs_restart(const berth::agent::Config& a,
 
 // Under systemd, stderr is the journal's stream ($JOURNAL_STREAM names its device and inode):
 // then log to the journal directly, with PRIORITY, SYSLOG_IDENTIFIER, TID and CODE_* fields.
-void log_to_journal_when_run_by_systemd() {
+// Otherwise log to stderr (spdlog's default is stdout, which is for what berthd is asked).
+void choose_log_sink() {
   const char* stream = std::getenv("JOURNAL_STREAM");
   struct stat st {};
-  if (!stream || ::fstat(STDERR_FILENO, &st) != 0) return;
-  if (std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino) != stream) return;
-  auto sink = std::make_shared<spdlog::sinks::systemd_sink_mt>("berthd");
+  if (stream && ::fstat(STDERR_FILENO, &st) == 0 &&
+      std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino) == stream) {
+    auto sink = std::make_shared<spdlog::sinks::systemd_sink_mt>("berthd");
+    spdlog::set_default_logger(std::make_shared<spdlog::logger>("berthd", sink));
+    return;
+  }
+  auto sink = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
   spdlog::set_default_logger(std::make_shared<spdlog::logger>("berthd", sink));
 }
 
 int run(const std::string& path, bool recover) {
-  log_to_journal_when_run_by_systemd();
+  choose_log_sink();
   auto p = prepare(path);
   if (!p) return 1;
   auto config = p->config;
@@ -268,6 +275,25 @@ int run(const std::string& path, bool recover) {
     std::fprintf(stderr, "berthd: %s\n", server.error().message.c_str());
     return 1;
   }
+  std::unique_ptr<berth::net::TcpHttpServer> tcp_server;
+  if (!config.http_listen.empty()) {
+    const auto colon = config.http_listen.rfind(':');
+    berth::net::TcpServerOptions tcp{config.http_listen.substr(0, colon),
+                                     static_cast<uint16_t>(
+                                         std::stoul(config.http_listen.substr(colon + 1)))};
+    const bool page = config.http_status_page;
+    auto listening = berth::net::TcpHttpServer::listen(
+        io, tcp, [&api, page](berth::net::Request req, berth::net::Peer peer) {
+          return api.handle_tcp(std::move(req), std::move(peer), page);
+        });
+    if (!listening) {
+      std::fprintf(stderr, "berthd: http.listen: %s\n", listening.error().message.c_str());
+      return 1;
+    }
+    tcp_server = std::move(*listening);
+    spdlog::info("BERTH_HTTP_LISTENING {} (read-only; status page {})", config.http_listen,
+                 page ? "on" : "off");
+  }
   berth::agent::MachineWatch machine(io, worker, config, engine, actuator, bus);
   machine_ptr = &machine;
   if (auto s = machine.start(); !s) {
@@ -318,6 +344,7 @@ int run(const std::string& path, bool recover) {
     spdlog::info("BERTH_STOPPING on signal {}", sig);
     notify.stopping();
     (*server)->stop();
+    if (tcp_server) tcp_server->stop();
     machine.stop();
     deadline = std::chrono::steady_clock::now() + std::chrono::seconds(4);
     wait_idle();

@@ -3,6 +3,7 @@
 #include <grp.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -10,6 +11,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -249,6 +251,127 @@ TEST_F(ApiTest, OnlyRootAndTheControlGroupMayMutate) {
   EXPECT_EQ(as_peer(socket_, nobody, users->gr_gid, "PUT", "/v1/berths/manual/n", kRequest), 20);
   EXPECT_EQ(as_peer(socket_, nobody, nogroup, "DELETE", "/v1/berths/manual/n", ""), 43);
   EXPECT_EQ(call("GET", "/v1/berths/manual/n").body["berth"]["state"], "reserved");
+}
+
+// A raw HTTP exchange over TCP to 127.0.0.1:port; the status code, or 0.
+unsigned tcp_status(int port, const std::string& request) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  unsigned status = 0;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
+      ::write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size())) {
+    char buf[64] = {};
+    if (::read(fd, buf, sizeof buf - 1) > 12) status = static_cast<unsigned>(std::atoi(buf + 9));
+  }
+  ::close(fd);
+  return status;
+}
+
+TEST_F(ApiTest, TheTcpListenerIsReadOnlyAndServesMetricsAndThePageOnlyWhenAsked) {
+  const int port = 20000 + ::getpid() % 20000;
+  for (bool page : {false, true}) {
+    stop();
+    json c = json::parse(std::ifstream(config_));
+    c["http"] = {{"listen", "127.0.0.1:" + std::to_string(port)}, {"status_page", page}};
+    std::ofstream(config_) << c.dump(2);
+    start();
+    ASSERT_TRUE(within(2000, [&] {
+      return tcp_status(port, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n") == 200;
+    }));
+    EXPECT_EQ(tcp_status(port, "GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n"), 200u);
+    EXPECT_EQ(tcp_status(port, "PUT /v1/berths/manual/t HTTP/1.1\r\nHost: x\r\nContent-Length: "
+                               "2\r\n\r\n{}"),
+              403u);
+    EXPECT_EQ(tcp_status(port, "POST /v1/slurm/prolog HTTP/1.1\r\nHost: x\r\nContent-Length: "
+                               "2\r\n\r\n{}"),
+              403u);
+    EXPECT_EQ(tcp_status(port, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"), page ? 200u : 404u);
+    EXPECT_EQ(tcp_status(port, "GET /v1/inventory HTTP/1.1\r\nHost: x\r\n\r\n"), page ? 200u : 404u);
+    EXPECT_EQ(tcp_status(port, "GET /v1/cdi HTTP/1.1\r\nHost: x\r\n\r\n"), 404u);
+    EXPECT_EQ(call("GET", "/v1/berths/manual/t").status, 404u);
+  }
+}
+
+TEST_F(ApiTest, AFloodOfConnectionsThatNeverReadNeitherStallsBerthdNorFloodsItsLog) {
+  const fs::path log = dir_ / "berthd.log";
+  stop();
+  // berthd's log to a file this time, so its size can be measured.
+  pid_ = ::fork();
+  if (pid_ == 0) {
+    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ::dup2(fd, 2);
+    ::execl(BERTHD_PATH, BERTHD_PATH, "--config", config_.c_str(), nullptr);
+    ::_exit(127);
+  }
+  ASSERT_TRUE(within(5000, [&] { return static_cast<bool>(net::unix_request(socket_, "GET", "/v1/health")); }));
+  auto cpu_ticks = [&] {
+    std::ifstream in("/proc/" + std::to_string(pid_) + "/stat");
+    std::string text((std::istreambuf_iterator<char>(in)), {});
+    std::istringstream f(text.substr(text.rfind(')') + 2));
+    std::string v;
+    long ticks = 0;
+    for (int i = 3; i <= 15 && f >> v; ++i)
+      if (i >= 14) ticks += std::stol(v);
+    return ticks;
+  };
+  const long cpu_before = cpu_ticks();
+  // An unprivileged peer: thousands of connections, each pipelining requests, never reading.
+  pid_t flooder = ::fork();
+  if (flooder == 0) {
+    if (::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(1);
+    std::string burst;
+    for (int i = 0; i < 200; ++i) burst += "GET /v1/berths HTTP/1.1\r\nHost: x\r\n\r\n";
+    // 2,000 connections (or as many as the descriptor limit allows), held open, never read.
+    std::vector<int> held;
+    for (int i = 0; i < 2000; ++i) {
+      int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      if (fd < 0) break;
+      sockaddr_un a{};
+      a.sun_family = AF_UNIX;
+      std::strncpy(a.sun_path, socket_.c_str(), sizeof a.sun_path - 1);
+      if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+        ::close(fd);
+        continue;
+      }
+      ::fcntl(fd, F_SETFL, O_NONBLOCK);
+      (void)!::write(fd, burst.data(), burst.size());
+      held.push_back(fd);
+    }
+    ::pause();
+    ::_exit(0);
+  }
+  long worst_ms = 0;
+  int answered = 0;
+  for (int i = 0; i < 50; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    auto r = net::unix_request(socket_, "GET", "/v1/health", {}, std::chrono::seconds(2));
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                  std::chrono::steady_clock::now() - t0).count();
+    worst_ms = std::max<long>(worst_ms, ms);
+    if (r && r->status == 200) ++answered;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  const long cpu_during = cpu_ticks() - cpu_before;
+  ::kill(flooder, SIGKILL);
+  ::waitpid(flooder, nullptr, 0);
+  EXPECT_EQ(answered, 50) << "root's health checks went unanswered during the flood";
+  EXPECT_LT(worst_ms, 1000) << "root waited " << worst_ms << " ms";
+  const long hz = ::sysconf(_SC_CLK_TCK);
+  std::cout << "flood: root's slowest health check " << worst_ms << " ms; berthd used "
+            << cpu_during * 1000 / hz << " ms CPU in ~6.5 s; log " << fs::file_size(log)
+            << " bytes\n";
+  EXPECT_LT(cpu_during, hz * 2) << "berthd spun during the flood";
+  EXPECT_LT(fs::file_size(log), 64u << 10) << "the flood filled the log";
+  EXPECT_NE(sh("grep -c BERTH_HTTP_CONNECTION_CAP " + log.string()).out, "0\n")
+      << "the refused connections were not reported";
+  // Back to normal once it stops.
+  EXPECT_TRUE(within(2000, [&] {
+    auto r = net::unix_request(socket_, "GET", "/v1/berths");
+    return r && r->status == 200;
+  }));
 }
 
 TEST_F(ApiTest, BerthctlMapsOntoTheApi) {
