@@ -87,6 +87,7 @@ struct Machine {
   void start_reverse(Berth& b, Operation op, uint64_t request, std::string message = {});
   void run_next_forward(Berth& b);
   void run_next_reverse(Berth& b);
+  bool still_needed_by_another(Berth& b, DoneStep& d);
   void finish_reverse(Berth& b);
   // After a reboot: nothing of an attachment survived; keep the reservation by owner policy.
   void forget_attachment(Berth& b);
@@ -479,8 +480,40 @@ void Machine::run_next_forward(Berth& b) {
   reply_ok(b.op_request, b.owner);
 }
 
+// Device nodes and rules shared by several berths in one container (the control nodes of two
+// berths' GPUs): the last berth to leave takes them away. A berth that leaves first hands its
+// duty to remove them to one that stays.
+bool Machine::still_needed_by_another(Berth& b, DoneStep& d) {
+  if (!b.target) return false;
+  const auto* node = std::get_if<step::MakeNode>(&d.step);
+  const auto* rule = std::get_if<step::AllowDevice>(&d.step);
+  if (!node && !rule) return false;
+  for (auto& [owner, other] : ledger.berths) {
+    if (owner == b.owner || !other.target || other.target->pid != b.target->pid ||
+        other.target->start_time != b.target->start_time)
+      continue;
+    for (auto& od : other.done) {
+      const auto* onode = std::get_if<step::MakeNode>(&od.step);
+      const auto* orule = std::get_if<step::AllowDevice>(&od.step);
+      const bool same = (node && onode && onode->dev == node->dev) ||
+                        (rule && orule && orule->major == rule->major && orule->minor == rule->minor);
+      if (!same) continue;
+      if (inverse(d.step, d.undo) && !inverse(od.step, od.undo)) {
+        od.undo = d.undo;  // the one that stays now undoes what this one did
+        persist_attachment(owner);
+      }
+      return true;
+    }
+  }
+  return false;
+}
+
 void Machine::run_next_reverse(Berth& b) {
   while (!b.done.empty()) {
+    if (still_needed_by_another(b, b.done.back())) {
+      b.done.pop_back();
+      continue;
+    }
     auto inv = inverse(b.done.back().step, b.done.back().undo);
     if (inv) {
       actions.push_back(action::RunStep{b.owner, b.target.value_or(Target{}), *inv, true});

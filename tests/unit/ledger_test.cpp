@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include <nlohmann/json.hpp>
 
 #include "core/ledger.hpp"
@@ -378,4 +380,44 @@ TEST(Ledger, TombstonesArePruned) {
   EXPECT_TRUE(d.ledger.berths.count("manual/4"));
 }
 
+}  // namespace berth
+
+namespace berth {
+namespace {
+
+// Two berths in one container share the control node of their GPUs: the first to leave keeps it
+// for the other, and the last one takes it away, whichever order they leave in.
+TEST(Ledger, SharedControlNodesStayUntilTheLastBerthInTheContainerLeaves) {
+  for (bool first_leaves_first : {true, false}) {
+    testing::LedgerDriver d(context());
+    std::set<std::string> nodes;  // device nodes in the fake container
+    d.set_outcome([&](const action::RunStep& r) {
+      std::string undo;
+      if (auto* m = std::get_if<step::MakeNode>(&r.step))
+        undo = nodes.insert(m->dev.path).second ? "" : "existed";
+      if (auto* m = std::get_if<step::RemoveNode>(&r.step)) nodes.erase(m->dev.path);
+      return event::StepFinished{r.owner, true, undo, ""};
+    });
+    BerthRequest gpu0;
+    gpu0.gpu_ids = {"0"};
+    gpu0.cpu_count = 1;
+    BerthRequest gpu1;
+    gpu1.gpu_ids = {"1"};
+    gpu1.cpu_count = 1;
+    ASSERT_FALSE(d.one(event::Create{1, "manual/a", gpu0}));
+    ASSERT_FALSE(d.one(event::Create{2, "manual/b", gpu1}));
+    ASSERT_FALSE(d.one(event::Attach{3, "manual/a", target()}));
+    ASSERT_FALSE(d.one(event::Attach{4, "manual/b", target()}));
+    ASSERT_EQ(nodes.size(), 3u);  // two GPU nodes and one /dev/nvidiactl
+    const std::string first = first_leaves_first ? "manual/a" : "manual/b";
+    const std::string last = first_leaves_first ? "manual/b" : "manual/a";
+    ASSERT_FALSE(d.one(event::Detach{5, first}));
+    EXPECT_EQ(nodes.size(), 2u);
+    EXPECT_TRUE(nodes.count("/dev/nvidiactl")) << "the other berth still needs it";
+    ASSERT_FALSE(d.one(event::Detach{6, last}));
+    EXPECT_TRUE(nodes.empty()) << "the last berth out takes the control node too";
+  }
+}
+
+}  // namespace
 }  // namespace berth
