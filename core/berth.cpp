@@ -101,6 +101,10 @@ void to_json(nlohmann::json& j, const Berth& b) {
                    {"start_time", b.target->start_time},
                    {"runc_id", b.target->runc_id},
                    {"rootfs", b.target->rootfs},
+                   {"lxc", b.target->lxc},
+                   {"lxcpath", b.target->lxcpath},
+                   {"apptainer", b.target->apptainer},
+                   {"driver", b.target->driver},
                    {"devices_cgroup", b.target->devices_cgroup},
                    {"cpuset_cgroup", b.target->cpuset_cgroup}};
   else
@@ -178,7 +182,9 @@ Expected<Berth> berth_from_json(const nlohmann::json& j) {
       const auto& t = j.at("target");
       b.target = Target{t.at("pid").get<int>(), t.at("start_time").get<uint64_t>(),
                         t.at("runc_id").get<std::string>(), t.value("rootfs", ""),
-                        t.value("devices_cgroup", ""), t.value("cpuset_cgroup", "")};
+                        t.value("devices_cgroup", ""), t.value("cpuset_cgroup", ""),
+                        t.value("lxc", ""),            t.value("lxcpath", ""),
+                        t.value("apptainer", ""),      t.value("driver", "")};
     }
     for (const auto& s : j.at("plan")) {
       auto step = step_from_json(s);

@@ -55,6 +55,10 @@ struct Target {
   // wrote there) until its runtime deletes it, and that cleanup must not need the process.
   std::string devices_cgroup = {};
   std::string cpuset_cgroup = {};
+  std::string lxc = {};        // LXC container name, re-resolved on every attach
+  std::string lxcpath = {};    // its lxcpath, empty for LXC's default
+  std::string apptainer = {};  // apptainer instance name
+  std::string driver = {};     // the driver check at attach ("mismatch: ...")
   bool operator==(const Target&) const = default;
 };
 

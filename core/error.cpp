@@ -36,6 +36,8 @@ std::string_view to_string(ErrorCode code) {
       return "not_found";
     case ErrorCode::method_not_allowed:
       return "method_not_allowed";
+    case ErrorCode::driver_mismatch:
+      return "driver_mismatch";
     case ErrorCode::internal:
       return "internal";
   }
@@ -59,6 +61,7 @@ int http_status(ErrorCode code) {
     case ErrorCode::conflict:
     case ErrorCode::busy:
     case ErrorCode::invalid_state:
+    case ErrorCode::driver_mismatch:
       return 409;
     case ErrorCode::unknown_pool:
     case ErrorCode::no_capacity:

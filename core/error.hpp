@@ -22,6 +22,7 @@ enum class ErrorCode {
   forbidden,         // the peer may not mutate
   not_found,         // no such API route
   method_not_allowed,
+  driver_mismatch,  // the container's user-space driver differs from the host's (policy refuse)
   internal,
 };
 

@@ -189,8 +189,12 @@ Expected<Placement> place_explicit(const Inventory& inv, const Usage& u, const B
         id.size() < 9)
       g = inv.gpu_by_index(std::stoi(id));
     if (!g) return make_error(ErrorCode::bad_request, "gpu_ids: no GPU '" + id + "' on this node");
-    if (!gpu_free(u, g->pci, req.shared))
-      return refusal(inv, u, req, "GPU " + id + " (" + g->pci + ") is held");
+    if (!gpu_free(u, g->pci, req.shared)) {
+      std::string by;
+      if (auto h = u.gpu_holders.find(g->pci); h != u.gpu_holders.end())
+        for (const auto& o : h->second) by += (by.empty() ? " by " : ", ") + o;
+      return refusal(inv, u, req, "GPU " + id + " (" + g->pci + ") is held" + by);
+    }
     gpus.push_back(g);
   }
   for (const auto* g : gpus) {
@@ -217,7 +221,10 @@ Expected<Placement> place_explicit(const Inventory& inv, const Usage& u, const B
 
 void Usage::add(const Berth& b) {
   if (!holds_devices(b)) return;
-  for (const auto& g : b.placement.gpus) ++(b.request.shared ? gpu_shared : gpu_exclusive)[g];
+  for (const auto& g : b.placement.gpus) {
+    ++(b.request.shared ? gpu_shared : gpu_exclusive)[g];
+    gpu_holders[g].push_back(b.owner + (b.request.shared ? " (shared)" : ""));
+  }
   vfs.insert(b.placement.vfs.begin(), b.placement.vfs.end());
   if (!b.request.shared) cpus.insert(b.placement.cpus.begin(), b.placement.cpus.end());
 }

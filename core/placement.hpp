@@ -17,6 +17,7 @@ struct Usage {
   std::map<std::string, int> gpu_shared;     // pci -> number of shared holders
   std::set<std::string> vfs;
   std::set<int> cpus;
+  std::map<std::string, std::vector<std::string>> gpu_holders;  // pci -> owners, for messages
 
   void add(const Berth& b);
 };

@@ -114,8 +114,9 @@ Status validate_owner(std::string_view owner) {
 Expected<BerthRequest> parse_request(const nlohmann::json& j) {
   if (!j.is_object())
     return make_error(ErrorCode::bad_request, "request body must be a JSON object");
-  static const std::set<std::string> known{"gpus", "gpu_ids", "vfs",     "numa",
-                                           "cpus", "shared",  "network", "release_on_exit"};
+  static const std::set<std::string> known{"gpus",   "gpu_ids", "vfs",
+                                           "numa",   "cpus",    "shared",
+                                           "network", "release_on_exit", "driver_check"};
   for (const auto& [k, v] : j.items())
     if (!known.count(k)) return field_error(k, "unknown field");
   BerthRequest r;
@@ -172,6 +173,13 @@ Expected<BerthRequest> parse_request(const nlohmann::json& j) {
       return field_error("release_on_exit", "must be true or false");
     r.release_on_exit = j["release_on_exit"];
   }
+  if (j.contains("driver_check")) {
+    auto p = j["driver_check"].is_string()
+                 ? driver_policy_from_string(j["driver_check"].get<std::string>())
+                 : std::nullopt;
+    if (!p) return field_error("driver_check", "must be one of off, warn, refuse");
+    r.driver_check = p;
+  }
   if (j.contains("shared")) {
     if (!j["shared"].is_boolean()) return field_error("shared", "must be true or false");
     r.shared = j["shared"];
@@ -205,6 +213,7 @@ void to_json(nlohmann::json& j, const BerthRequest& r) {
     j["cpus"] = r.cpu_count;
   j["shared"] = r.shared;
   if (r.release_on_exit) j["release_on_exit"] = true;
+  if (r.driver_check) j["driver_check"] = to_string(*r.driver_check);
   if (r.vf_count > 0) {
     const auto& n = r.network;
     auto& net = j["network"] = {{"ifname", n.ifname}};

@@ -7,6 +7,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "core/driver.hpp"
 #include "core/expected.hpp"
 #include "core/ip.hpp"
 
@@ -39,6 +40,7 @@ struct BerthRequest {
   int cpu_count = 0;  // 0: every CPU of the berth's NUMA node(s)
   bool shared = false;
   bool release_on_exit = false;  // manual/ berths: release when the attached container exits
+  std::optional<DriverPolicy> driver_check;  // overrides the config's driver_check
   NetworkProfile network;
   bool operator==(const BerthRequest&) const = default;
 };

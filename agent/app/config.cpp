@@ -32,18 +32,20 @@ Expected<Config> parse_config(const std::string& text, const std::string& base_d
       {"state_dir", &c.state_dir},           {"runtime_dir", &c.runtime_dir},
       {"control_socket", &c.control_socket}, {"runc", &c.runc},
       {"runc_root", &c.runc_root},           {"log_level", &c.log_level},
-      {"cdi_spec", &c.cdi_spec},             {"cdi_hook", &c.cdi_hook}};
+      {"cdi_spec", &c.cdi_spec},             {"cdi_hook", &c.cdi_hook},
+      {"lxc_info", &c.lxc_info},             {"apptainer", &c.apptainer}};
   static const std::set<std::string> others{
       "control_socket_mode",      "control_group", "pools",
       "passthrough_iommu_groups", "$comment",      "netlink_resync_s",
       "netlink_rcvbuf",           "udev_source",   "udev_subsystems",
-      "slurm", "http"};
+      "slurm", "http", "driver_check"};
   for (const auto& [key, value] : j.items()) {
     if (auto it = paths.find(key); it != paths.end()) {
       if (!value.is_string() || value.get<std::string>().empty())
         return config_error(key, "must be a non-empty string");
       *it->second = value.get<std::string>();
-      bool is_path = key != "runc" && key != "log_level" && key != "runc_root";
+      bool is_path = key != "runc" && key != "log_level" && key != "runc_root" &&
+                     key != "lxc_info" && key != "apptainer";
       if (is_path && it->second->front() != '/') {
         if (base_dir.empty()) return config_error(key, "must be an absolute path");
         *it->second =
@@ -122,6 +124,13 @@ Expected<Config> parse_config(const std::string& text, const std::string& base_d
     if (inside(c.state_dir, c.runtime_dir) || inside(c.runtime_dir, c.state_dir))
       return config_error("runtime_dir", "must be apart from state_dir (" + c.state_dir +
                                              "): neither may be the other or inside it");
+  }
+  if (j.contains("driver_check")) {
+    auto p = j["driver_check"].is_string()
+                 ? driver_policy_from_string(j["driver_check"].get<std::string>())
+                 : std::nullopt;
+    if (!p) return config_error("driver_check", "must be \"off\", \"warn\" or \"refuse\"");
+    c.driver_check = *p;
   }
   if (j.contains("http")) {
     const auto& h = j["http"];

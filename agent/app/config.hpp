@@ -23,6 +23,9 @@ struct Config {
   std::optional<std::string> control_group;  // members (and root) may mutate; others only read
   std::string runc = "runc";                 // runc binary used to resolve container ids
   std::string runc_root;                     // runc --root, empty for runc's default
+  std::string lxc_info = "lxc-info";         // resolves --lxc NAME to its init's pid
+  std::string apptainer = "apptainer";       // resolves --apptainer NAME (instance list --json)
+  DriverPolicy driver_check = DriverPolicy::warn;  // host vs container NVIDIA driver at attach
   std::string log_level = "info";
   std::vector<int> passthrough_iommu_groups;
   std::map<std::string, PoolConfig> pools;

@@ -12,6 +12,8 @@
 #include "agent/app/status_page.hpp"
 #include "agent/host/child_process.hpp"
 #include "agent/host/container.hpp"
+#include "agent/host/driver_check.hpp"
+#include "agent/host/runtime_targets.hpp"
 #include "core/cdi.hpp"
 #include "core/slurm.hpp"
 #include "core/view.hpp"
@@ -113,66 +115,97 @@ asio::awaitable<net::Response> ControlApi::submit(const net::Request& req, Event
   co_return ok_response(req, {{"berth", view}});
 }
 
+asio::awaitable<Expected<int>> ControlApi::resolve_pid(const Target& t) {
+  const std::chrono::milliseconds timeout(10000);
+  std::vector<std::string> argv;
+  if (!t.runc_id.empty())
+    argv = runc_state_argv(config_.runc, config_.runc_root, t.runc_id);
+  else if (!t.lxc.empty())
+    argv = lxc_info_argv(config_.lxc_info, t.lxcpath, t.lxc);
+  else if (!t.apptainer.empty())
+    argv = apptainer_list_argv(config_.apptainer);
+  else
+    co_return t.pid;
+  ChildResult r = co_await run_child(argv, timeout);
+  const std::string what = !t.runc_id.empty() ? "runc container '" + t.runc_id + "'"
+                           : !t.lxc.empty()   ? "LXC container '" + t.lxc + "'"
+                                              : "apptainer instance '" + t.apptainer + "'";
+  if (r.exit_code != 0)
+    co_return make_error(ErrorCode::target_not_found,
+                         what + ": " + argv[0] + " failed: " + (r.error.empty() ? r.output : r.error));
+  if (!t.runc_id.empty()) co_return pid_from_runc_state(r.output, t.runc_id);
+  if (!t.lxc.empty()) co_return pid_from_lxc_info(r.output, t.lxc);
+  co_return pid_from_apptainer_list(r.output, t.apptainer);
+}
+
 asio::awaitable<net::Response> ControlApi::attach(const net::Request& req,
                                                   const std::string& owner, const net::Peer& peer,
                                                   bool privileged) {
   auto body = parse_body(req);
   if (!body) co_return error_response(req, body.error().code, body.error().message);
   const auto& j = *body;
-  bool has_pid = j.is_object() && j.contains("pid");
-  bool has_runc = j.is_object() && j.contains("runc");
-  bool has_rootfs = j.is_object() && j.contains("rootfs");
-  if (!j.is_object() || has_pid == has_runc || j.size() != 1u + (has_rootfs ? 1u : 0u))
-    co_return error_response(
-        req, ErrorCode::bad_request,
-        "attach takes exactly one of {\"pid\": N} or {\"runc\": \"ID\"}, and optionally "
-        "\"rootfs\"");
+  static const char* kUsage =
+      "attach takes exactly one of {\"pid\": N} (optionally with \"rootfs\"), {\"runc\": ID}, "
+      "{\"lxc\": NAME} (optionally with \"lxcpath\") or {\"apptainer\": NAME}";
+  if (!j.is_object()) co_return error_response(req, ErrorCode::bad_request, kUsage);
+  int kinds = 0;
+  for (const char* k : {"pid", "runc", "lxc", "apptainer"}) kinds += j.contains(k) ? 1 : 0;
+  for (const auto& [k, v] : j.items())
+    if (k != "pid" && k != "runc" && k != "lxc" && k != "apptainer" && k != "rootfs" &&
+        k != "lxcpath")
+      co_return error_response(req, ErrorCode::bad_request, "unknown field '" + k + "'; " + kUsage);
+  if (kinds != 1 || (j.contains("rootfs") && !j.contains("pid")) ||
+      (j.contains("lxcpath") && !j.contains("lxc")))
+    co_return error_response(req, ErrorCode::bad_request, kUsage);
+  auto text = [&](const char* key) {
+    return j[key].is_string() ? j[key].get<std::string>() : std::string();
+  };
   Target target;
-  if (has_pid) {
+  if (j.contains("pid")) {
     if (!j["pid"].is_number_integer() || j["pid"].get<int64_t>() <= 1 ||
         j["pid"].get<int64_t>() > (1 << 22))
       co_return error_response(req, ErrorCode::bad_request,
                                "field 'pid': must be a process id greater than 1");
     target.pid = j["pid"].get<int>();
-    if (has_rootfs) {
+    if (j.contains("rootfs")) {
       // Only a runtime's hook run by root knows where a container not yet switched to its root
       // has it; from anyone else it could point the agent at a directory of the host.
       if (!privileged)
         co_return forbidden(req, peer, owner, "only root may attach with 'rootfs'");
-      const auto& r = j["rootfs"];
-      if (!r.is_string() || r.get<std::string>().empty() || r.get<std::string>()[0] != '/' ||
-          r.get<std::string>().find('\0') != std::string::npos ||
-          r.get<std::string>().find("/../") != std::string::npos)
+      const std::string r = text("rootfs");
+      if (r.empty() || r[0] != '/' || r.find('\0') != std::string::npos ||
+          r.find("/../") != std::string::npos)
         co_return error_response(req, ErrorCode::bad_request,
                                  "field 'rootfs': must be an absolute path without '..'");
-      target.rootfs = r.get<std::string>();
+      target.rootfs = r;
+    }
+  } else if (j.contains("runc")) {
+    target.runc_id = text("runc");
+    if (!valid_runc_id(target.runc_id))
+      co_return error_response(req, ErrorCode::bad_request,
+                               "field 'runc': must be a runc container id ([A-Za-z0-9_+.-]+)");
+  } else if (j.contains("lxc")) {
+    target.lxc = text("lxc");
+    if (!valid_container_name(target.lxc))
+      co_return error_response(req, ErrorCode::bad_request,
+                               "field 'lxc': must be an LXC container name ([A-Za-z0-9_.-]+)");
+    if (j.contains("lxcpath")) {
+      target.lxcpath = text("lxcpath");
+      if (target.lxcpath.empty() || target.lxcpath[0] != '/' ||
+          target.lxcpath.find('\0') != std::string::npos)
+        co_return error_response(req, ErrorCode::bad_request,
+                                 "field 'lxcpath': must be an absolute path");
     }
   } else {
-    if (!j["runc"].is_string() || j["runc"].get<std::string>().empty() ||
-        j["runc"].get<std::string>().front() == '-')
-      co_return error_response(req, ErrorCode::bad_request, "field 'runc': must be a container id");
-    target.runc_id = j["runc"].get<std::string>();
-    std::vector<std::string> argv{config_.runc};
-    if (!config_.runc_root.empty()) argv.insert(argv.end(), {"--root", config_.runc_root});
-    argv.insert(argv.end(), {"state", target.runc_id});
-    const std::chrono::milliseconds timeout(10000);
-    ChildResult r = co_await run_child(std::move(argv), timeout);
-    if (r.exit_code != 0)
-      co_return error_response(
-          req, ErrorCode::target_not_found,
-          "runc container '" + target.runc_id + "': " + (r.error.empty() ? r.output : r.error));
-    try {
-      auto state = nlohmann::json::parse(r.output);
-      target.pid = state.at("pid").get<int>();
-      auto status = state.at("status").get<std::string>();
-      if (status != "running" && status != "created" && status != "paused")
-        co_return error_response(req, ErrorCode::target_not_found,
-                                 "runc container '" + target.runc_id + "' is " + status);
-    } catch (const std::exception& e) {
-      co_return error_response(req, ErrorCode::internal,
-                               std::string("cannot read runc state: ") + e.what());
-    }
+    target.apptainer = text("apptainer");
+    if (!valid_container_name(target.apptainer))
+      co_return error_response(req, ErrorCode::bad_request,
+                               "field 'apptainer': must be an instance name ([A-Za-z0-9_.-]+)");
   }
+  // Resolved now, for this attach only (never a cached pid)...
+  auto pid = co_await resolve_pid(target);
+  if (!pid) co_return error_response(req, pid.error().code, pid.error().message);
+  target.pid = *pid;
   auto start = process_start_time(target.pid);
   if (!start) co_return error_response(req, start.error().code, start.error().message);
   target.start_time = *start;
@@ -184,9 +217,103 @@ asio::awaitable<net::Response> ControlApi::attach(const net::Request& req,
   if (auto c = check_is_container(target.pid, target.rootfs); !c)
     co_return error_response(req, c.error().code, c.error().message);
   std::tie(target.devices_cgroup, target.cpuset_cgroup) = container_cgroups(target.pid);
+  // ...and again once its process is pinned by its start time: a container stopped, restarted
+  // or renamed meanwhile is refused, never attached to whatever now has the pid.
+  if (target.pid != 0 && (!target.runc_id.empty() || !target.lxc.empty() || !target.apptainer.empty())) {
+    auto again = co_await resolve_pid(target);
+    auto start_again = process_start_time(target.pid);
+    if (!again || *again != target.pid || !start_again || *start_again != target.start_time)
+      co_return error_response(req, ErrorCode::conflict,
+                               "the container changed while it was being attached (stopped, "
+                               "restarted or renamed); nothing was done, try again");
+  }
+  if (auto it = engine_.ledger().berths.find(owner);
+      it != engine_.ledger().berths.end() && !it->second.placement.gpus.empty()) {
+    const DriverPolicy policy = it->second.request.driver_check.value_or(config_.driver_check);
+    if (policy != DriverPolicy::off) {
+      DriverCheck check = co_await check_driver_of(target);
+      target.driver = std::string(to_string(check.status)) + ": " + check.message;
+      if (check.status == DriverCheck::Status::mismatch && policy == DriverPolicy::refuse)
+        co_return error_response(req, ErrorCode::driver_mismatch,
+                                 owner + " not attached: " + check.message +
+                                     " (driver_check is refuse)");
+      if (check.status != DriverCheck::Status::match) {
+        spdlog::warn("BERTH_DRIVER_CHECK {}: {}", owner, check.message);
+        bus_.publish("warning", {{"owner", owner}, {"message", check.message}});
+      }
+    }
+  }
   // GCC 12 destroys temporaries inside a co_await expression twice: build events as named locals.
   Event ev = event::Attach{0, owner, target};
   co_return co_await submit(req, std::move(ev));
+}
+
+asio::awaitable<DriverCheck> ControlApi::check_driver_of(const Target& target) {
+  // Opening the container's root and reading in it may wait on its filesystem: off the reactor.
+  auto result = std::make_shared<DriverCheck>();
+  const std::string proc_root = config_.proc_root;
+  co_await asio::async_initiate<decltype(asio::use_awaitable), void()>(
+      [&](auto handler) {
+        auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+        engine_.run_off_reactor(
+            [result, target, proc_root] {
+              auto c = open_container(target);
+              if (!c) {
+                result->message = "cannot open the container: " + c.error().message;
+                return;
+              }
+              *result = check_driver(c->root.get(), proc_root);
+            },
+            [shared] {
+              auto ex = asio::get_associated_executor(*shared);
+              asio::post(ex, [shared]() mutable { (*shared)(); });
+            });
+      },
+      asio::use_awaitable);
+  co_return *result;
+}
+
+asio::awaitable<net::Response> ControlApi::check_driver_route(const net::Request& req) {
+  // GET /v1/check-driver?pid=N | runc=ID | lxc=NAME[&lxcpath=P] | apptainer=NAME
+  std::string_view t = req.target();
+  auto q = t.find('?');
+  Target target;
+  std::string query = q == std::string_view::npos ? "" : std::string(t.substr(q + 1));
+  for (size_t pos = 0; pos < query.size();) {
+    auto amp = query.find('&', pos);
+    if (amp == std::string::npos) amp = query.size();
+    auto kv = query.substr(pos, amp - pos);
+    auto eq = kv.find('=');
+    std::string k = kv.substr(0, eq), v = eq == std::string::npos ? "" : kv.substr(eq + 1);
+    if (k == "pid" && v.find_first_not_of("0123456789") == std::string::npos && !v.empty() &&
+        v.size() < 8)
+      target.pid = std::stoi(v);
+    else if (k == "runc" && valid_runc_id(v))
+      target.runc_id = v;
+    else if (k == "lxc" && valid_container_name(v))
+      target.lxc = v;
+    else if (k == "lxcpath" && !v.empty() && v[0] == '/')
+      target.lxcpath = v;
+    else if (k == "apptainer" && valid_container_name(v))
+      target.apptainer = v;
+    else
+      co_return error_response(req, ErrorCode::bad_request,
+                               "query '" + k + "': give pid=N, runc=ID, lxc=NAME[&lxcpath=P] or "
+                               "apptainer=NAME");
+    pos = amp + 1;
+  }
+  auto pid = co_await resolve_pid(target);
+  if (!pid || *pid <= 1)
+    co_return error_response(req, pid ? ErrorCode::bad_request : pid.error().code,
+                             pid ? "no target given" : pid.error().message);
+  target.pid = *pid;
+  if (auto c = check_is_container(target.pid); !c)
+    co_return error_response(req, c.error().code, c.error().message);
+  DriverCheck check = co_await check_driver_of(target);
+  co_return ok_response(req, {{"status", to_string(check.status)},
+                              {"host", check.host},
+                              {"container", check.container},
+                              {"message", check.message}});
 }
 
 bool ControlApi::may_attach_own(const std::vector<std::string>& parts,
@@ -336,6 +463,10 @@ asio::awaitable<net::Reply> ControlApi::handle(net::Request req, net::Peer peer)
       if (parts[2] == "epilog") co_return co_await slurm_epilog(req);
       co_return error_response(req, ErrorCode::not_found,
                                "no route " + std::string(req.target()) + " (prolog, epilog)");
+    }
+    if (parts.size() == 2 && parts[1] == "check-driver") {
+      if (mutating) co_return error_response(req, ErrorCode::method_not_allowed, "use GET");
+      co_return co_await check_driver_route(req);
     }
     if (parts.size() == 2 && parts[1] == "usage") {
       if (mutating) co_return error_response(req, ErrorCode::method_not_allowed, "use GET");

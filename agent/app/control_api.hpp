@@ -15,6 +15,7 @@
 //   GET    /v1/events[?since=SEQ]          Server-Sent Events: berth, inventory, link, warning
 //   POST   /v1/slurm/prolog                reserve a job's berth (body: the job's variables)
 //   POST   /v1/slurm/epilog                release it
+//   GET    /v1/check-driver?pid=|runc=|lxc=|apptainer=   host vs container NVIDIA driver
 //   GET    /v1/cdi                         the CDI spec of the reserved berths
 //   GET    /v1/links                       berthd's view of the host's links (from netlink)
 #include <functional>
@@ -50,6 +51,10 @@ class ControlApi {
  private:
   boost::asio::awaitable<net::Response> attach(const net::Request& req, const std::string& owner,
                                                const net::Peer& peer, bool privileged);
+  // The pid of the container a target names (runc, LXC, apptainer), from its runtime, now.
+  boost::asio::awaitable<Expected<int>> resolve_pid(const Target& t);
+  boost::asio::awaitable<DriverCheck> check_driver_of(const Target& t);
+  boost::asio::awaitable<net::Response> check_driver_route(const net::Request& req);
   boost::asio::awaitable<net::Response> slurm_prolog(const net::Request& req,
                                                      const net::Peer& peer);
   boost::asio::awaitable<net::Response> slurm_epilog(const net::Request& req);

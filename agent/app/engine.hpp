@@ -54,6 +54,11 @@ class Engine {
   void resume(std::vector<std::string> gone = {}, bool rebooted = false);
 
   const Ledger& ledger() const { return ledger_; }
+  // Runs `job` off the reactor (on the worker, in order with the engine's own jobs), then
+  // `done` on the reactor.
+  void run_off_reactor(std::function<void()> job, std::function<void()> done) {
+    on_worker(std::move(job), std::move(done));
+  }
   // The berth's API view as JSON text, rendered once and kept until the next event changes the
   // ledger (list calls are then a concatenation). The owner must be in the ledger.
   const std::string& view_text(const std::string& owner);

@@ -44,7 +44,7 @@ std::string_view status_page_html() {
   <section><h2>NUMA nodes</h2><table id="numa"><thead><tr><th>node</th><th>CPUs</th><th>free CPUs</th><th>memory node</th></tr></thead><tbody></tbody></table></section>
   <section><h2>GPUs</h2><p id="nvml" class="muted"></p><table id="gpus"><thead><tr><th>GPU</th><th>PCI</th><th>NUMA</th><th>holder</th><th>use</th></tr></thead><tbody></tbody></table></section>
   <section><h2>Virtual functions</h2><table id="vfs"><thead><tr><th>VF</th><th>netdev</th><th>NUMA</th><th>holder</th></tr></thead><tbody></tbody></table></section>
-  <section class="wide"><h2>Berths</h2><table id="berths"><thead><tr><th>owner</th><th>state</th><th>GPUs</th><th>VFs</th><th>CPUs</th><th>held for</th><th>CPU time</th><th>memory</th></tr></thead><tbody></tbody></table></section>
+  <section class="wide"><h2>Berths</h2><table id="berths"><thead><tr><th>owner</th><th>state</th><th>GPUs</th><th>VFs</th><th>CPUs</th><th>held for</th><th>CPU time</th><th>memory</th><th>driver</th></tr></thead><tbody></tbody></table></section>
   <section class="wide"><h2>Recent events</h2><ul id="events"></ul></section>
 </main>
 <script>
@@ -76,7 +76,8 @@ function render() {
     return `<tr data-owner="${esc(b.owner)}">` + cell(esc(b.owner), "mono") + cell(esc(b.state) + (b.reason ? `<br><span class="muted">${esc(b.reason)}</span>` : ""), "s-" + esc(b.state)) +
       cell(b.gpus.map((g) => "nvidia" + g.index).join(" ")) + cell(b.vfs.map((v) => esc(v.ifname) + " " + esc((v.addresses || []).join(" "))).join("<br>")) +
       cell(esc(b.cpus), "mono") + cell(ago(u.since)) + cell(u.cpu_seconds == null ? "" : u.cpu_seconds.toFixed(1) + " s") +
-      cell(bytes(u.memory_bytes)) + "</tr>"; }));
+      cell(bytes(u.memory_bytes)) + cell(esc(b.target && b.target.driver ? b.target.driver : ""),
+        b.target && b.target.driver && !b.target.driver.startsWith("match") ? "s-degraded" : "") + "</tr>"; }));
   const gpusHeld = inv.gpus.filter((g) => holders(g.held_by).length).length;
   $("summary").textContent = `${live.length} berths · ${gpusHeld}/${inv.gpus.length} GPUs held · ${inv.vfs.filter((v) => v.held_by).length}/${inv.vfs.length} VFs held`;
   $("nvml").textContent = state.usage.nvml && !state.usage.nvml.available ? state.usage.nvml.message : "";

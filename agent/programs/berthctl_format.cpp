@@ -108,13 +108,18 @@ std::string format_berth(const nlohmann::json& b) {
         << (v["pool"].get<std::string>().empty() ? "" : " (pool " + str(v["pool"]) + ")") << "\n";
   for (const auto& r : b["routes"])
     out << "route:   " << str(r["dst"]) << " via " << str(r["via"]) << "\n";
-  out << "target:  "
-      << (b["target"].is_null() ? std::string("-")
-                                : "pid " + str(b["target"]["pid"]) +
-                                      (str(b["target"]["runc_id"]) == "-"
-                                           ? ""
-                                           : " (runc " + str(b["target"]["runc_id"]) + ")"))
-      << "\n";
+  std::string target = "-";
+  if (!b["target"].is_null()) {
+    const auto& t = b["target"];
+    target = "pid " + str(t["pid"]);
+    for (auto [key, label] : {std::pair{"runc_id", "runc"}, std::pair{"lxc", "lxc"},
+                              std::pair{"apptainer", "apptainer"}})
+      if (str(t.value(key, nlohmann::json())) != "-")
+        target += std::string(" (") + label + " " + str(t[key]) + ")";
+  }
+  out << "target:  " << target << "\n";
+  if (!b["target"].is_null() && str(b["target"].value("driver", nlohmann::json())) != "-")
+    out << "driver:  " << str(b["target"]["driver"]) << "\n";
   if (b.contains("reason")) out << "reason:  " << str(b["reason"]) << "\n";
   if (b.contains("error")) out << "error:   " << str(b["error"]) << "\n";
   if (b.contains("leftovers"))

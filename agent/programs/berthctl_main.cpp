@@ -2,6 +2,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -30,9 +31,15 @@ Commands (each maps to one call of berthd's API, see docs/api.md):
       --route CIDR,via=IP        an extra route (repeatable)
       --ifname NAME              interface name inside the container (default ib0)
       --mtu N                    MTU inside the container
+      --driver-check off|warn|refuse   compare the container's libcuda.so.1 with the host's
+                                 driver at attach (default: the config's driver_check, warn)
       --release-on-exit          (manual/ berths) release when the attached container exits;
                                  github/ berths always are, slurm/ berths wait for the epilog
-  attach OWNER (--pid PID | --runc ID)   attach into a running container
+  attach OWNER TARGET            attach into a running container, found now (never a cached pid):
+      --pid PID                  a process in the container (its init, or any of its processes)
+      --runc ID                  a runc (or crun: runc_root) container, by `runc state ID`
+      --lxc NAME [--lxcpath P]   an LXC container, by `lxc-info -n NAME -H -p`
+      --apptainer NAME           an apptainer instance, by `apptainer instance list --json`
   detach OWNER                   take everything back out of the container; the berth stays reserved
   release OWNER                  detach if attached, then free the berth
   events [--since SEQ] [--follow]   berth state changes, inventory, link and udev events and
@@ -45,6 +52,8 @@ Commands (each maps to one call of berthd's API, see docs/api.md):
                                  job's berth (Slurm's GPUs, the partition's profile), or release
                                  it; repeating either is harmless; waits up to S seconds
                                  (slurm.prolog_timeout_s of --config, default 30) for berthd
+  check-driver TARGET            the host's NVIDIA driver against the container's libcuda.so.1
+                                 (TARGET as for attach); exit 0 when they match
   cdi spec [--output PATH]       the CDI spec (kind berth.dev/berth) of the reserved berths: one
                                  device per berth (slurm/42 -> berth.dev/berth=slurm-42); with
                                  --output, written atomically (e.g. /var/run/cdi/berth.json)
@@ -108,6 +117,10 @@ nlohmann::json create_body(const std::vector<std::string>& args) {
       body["cpus"] = v == "numa" ? nlohmann::json("numa") : nlohmann::json(to_int(a, v));
     } else if (a == "--shared")
       body["shared"] = true;
+    else if (a == "--driver-check")
+      body["driver_check"] = value();
+    else if (a == "--release-on-exit")
+      body["release_on_exit"] = true;
     else if (a == "--pool")
       net["pool"] = value();
     else if (a == "--address")
@@ -163,6 +176,36 @@ int main(int argc, char** argv) {
   if (cmd == "slurm") return berth::ctl::slurm_command(socket, args, json);
   if (cmd == "oci-hook") return berth::ctl::oci_hook(socket, args);
   if (cmd == "cdi") return berth::ctl::cdi_command(socket, args);
+  if (cmd == "check-driver") {
+    std::string query;
+    for (size_t i = 1; i + 1 < args.size(); i += 2) {
+      static const std::map<std::string, std::string> keys{{"--pid", "pid"},
+                                                           {"--runc", "runc"},
+                                                           {"--lxc", "lxc"},
+                                                           {"--lxcpath", "lxcpath"},
+                                                           {"--apptainer", "apptainer"}};
+      auto k = keys.find(args[i]);
+      if (k == keys.end()) usage_error("check-driver (--pid P | --runc ID | --lxc NAME [--lxcpath P] | --apptainer NAME)");
+      query += (query.empty() ? "?" : "&") + k->second + "=" + args[i + 1];
+    }
+    if (query.empty() || args.size() % 2 == 0)
+      usage_error("check-driver (--pid P | --runc ID | --lxc NAME [--lxcpath P] | --apptainer NAME)");
+    auto res = berth::net::unix_request(socket, "GET", "/v1/check-driver" + query);
+    if (!res) {
+      std::fprintf(stderr, "berthctl: %s\n", res.error().message.c_str());
+      return 3;
+    }
+    auto doc = nlohmann::json::parse(res->body, nullptr, false);
+    if (json) std::fputs(res->body.c_str(), stdout);
+    if (res->status != 200 || doc.is_discarded()) {
+      std::fprintf(stderr, "berthctl: %s\n",
+                   doc.is_discarded() ? res->body.c_str()
+                                      : doc["error"].value("message", "error").c_str());
+      return 1;
+    }
+    if (!json) std::printf("%s: %s\n", doc.value("status", "").c_str(), doc.value("message", "").c_str());
+    return doc.value("status", "") == "match" ? 0 : 1;
+  }
   if (cmd == "events") {
     uint64_t since = 0;
     bool follow = false;
@@ -205,10 +248,26 @@ int main(int argc, char** argv) {
   } else if (cmd == "attach") {
     method = "POST";
     target = "/v1/berths/" + owner_arg() + "/attach";
-    if (args.size() != 4 || (args[2] != "--pid" && args[2] != "--runc"))
-      usage_error("attach OWNER (--pid PID | --runc ID)");
-    body = args[2] == "--pid" ? nlohmann::json{{"pid", to_int("--pid", args[3])}}.dump()
-                              : nlohmann::json{{"runc", args[3]}}.dump();
+    nlohmann::json b = nlohmann::json::object();
+    for (size_t i = 2; i < args.size(); ++i) {
+      const std::string& a = args[i];
+      if (i + 1 >= args.size()) usage_error(a + " needs a value");
+      if (a == "--pid")
+        b["pid"] = to_int("--pid", args[++i]);
+      else if (a == "--runc")
+        b["runc"] = args[++i];
+      else if (a == "--lxc")
+        b["lxc"] = args[++i];
+      else if (a == "--lxcpath")
+        b["lxcpath"] = args[++i];
+      else if (a == "--apptainer")
+        b["apptainer"] = args[++i];
+      else
+        usage_error("attach OWNER (--pid PID | --runc ID | --lxc NAME [--lxcpath P] | --apptainer NAME)");
+    }
+    if (b.empty())
+      usage_error("attach OWNER (--pid PID | --runc ID | --lxc NAME [--lxcpath P] | --apptainer NAME)");
+    body = b.dump();
   } else if (cmd == "detach" || cmd == "release") {
     method = cmd == "detach" ? "POST" : "DELETE";
     target = "/v1/berths/" + owner_arg() + (cmd == "detach" ? "/detach" : "");

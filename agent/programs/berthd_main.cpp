@@ -126,7 +126,7 @@ std::optional<std::string> needs_restart(const berth::agent::Config& a,
     nlohmann::json j;
     j["paths"] = {c.sysfs_root,  c.dev_root,       c.proc_root, c.cgroup_root, c.state_dir,
                   c.runtime_dir, c.control_socket, c.runc,      c.runc_root,
-                  c.cdi_spec,    c.cdi_hook};
+                  c.cdi_spec,    c.cdi_hook,       c.lxc_info,  c.apptainer};
     j["mode"] = c.control_socket_mode;
     j["http"] = {c.http_listen, c.http_status_page};
     j["group"] = c.control_group.value_or("");

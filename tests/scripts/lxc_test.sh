@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Lab servers on real LXC (tests/harness/lxc.sh): a GPU stand-in and a VF stand-in attached into a
+# running LXC container by name, shared GPUs across containers, shared control nodes within one,
+# a stopped container refused. Usage: lxc_test.sh BERTHD BERTHCTL. Exit 77: cannot run here.
+set -uo pipefail
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+BERTHD=$(realpath "$1")
+BERTHCTL=$(realpath "$2")
+. "$repo/tests/harness/lxc.sh"
+. "$repo/tests/harness/host.sh"
+why=$(lxc_skip_reason)
+[ -n "$why" ] && { echo "SKIP lxc_test: $why"; exit 77; }
+
+D=$(mktemp -d /tmp/berth-lxc.XXXXXX)
+chmod 755 "$D"
+export LXC_PATH=$D/lxc
+mkdir -p "$LXC_PATH"
+SOCK=$D/berth.sock
+failures=0
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+pass() { echo "ok: $*"; }
+ctl() { "$BERTHCTL" --socket "$SOCK" "$@"; }
+cleanup() {
+  for c in alice bob; do lxc_rm $c; done
+  berthd_stop
+  standins_remove
+  if [ "$failures" = 0 ]; then rm -rf "$D"; else echo "kept $D"; fi
+}
+trap cleanup EXIT
+
+fixture=$repo/tests/fixtures/two-socket
+cat >"$D/berthd.json" <<JSON
+{"sysfs_root": "$fixture/sys", "dev_root": "$fixture/dev", "proc_root": "$fixture/proc",
+ "state_dir": "$D/state", "runtime_dir": "$D/run", "control_socket": "$SOCK", "log_level": "warn",
+ "udev_source": "off", "passthrough_iommu_groups": [70],
+ "pools": [{"name": "grid", "subnet": "10.77.0.0/24", "ranges": ["10.77.0.10-10.77.0.20"], "gateway": "10.77.0.1"}]}
+JSON
+standins_create
+lxc_make alice && lxc_make bob || exit 1
+lxc_up alice && lxc_up bob || { fail "LXC containers did not start: $(tail -5 "$LXC_PATH"/alice.log)"; exit 1; }
+berthd_start "$D/berthd.json" "$SOCK" || exit 1
+opens() { lxc_run "$1" "exec 3</dev/$2" >/dev/null 2>&1; }
+before=$(host_snapshot)
+
+# ---- a GPU and a VF into a running LXC container, by name ---------------------------------------
+opens alice nvidia0 && fail "alice opens nvidia0 before attach" || pass "before attach alice cannot open nvidia0"
+ctl create manual/alice --gpu-ids 0 --vfs 1 --pool grid --cpus 1 >/dev/null || fail "create manual/alice"
+out=$(ctl attach manual/alice --lxc alice --lxcpath "$LXC_PATH" 2>&1) && pass "attach --lxc alice" || fail "attach --lxc: $out"
+opens alice nvidia0 && pass "alice opens nvidia0 after attach" || fail "alice cannot open nvidia0 after attach"
+addr=$(lxc_run alice "ip -o addr show dev ib0" 2>&1)
+grep -q "inet 10.77.0.10/24" <<<"$addr" && pass "alice's ib0 holds 10.77.0.10/24" || fail "alice's ib0: $addr"
+[ "$(ctl --json show manual/alice | jq -r .berth.target.lxc)" = alice ] && pass "the berth names its LXC target" || fail "target: $(ctl --json show manual/alice | jq -c .berth.target)"
+ctl detach manual/alice >/dev/null || fail "detach manual/alice"
+opens alice nvidia0 && fail "alice still opens nvidia0 after detach" || pass "after detach alice cannot open nvidia0"
+ctl release manual/alice >/dev/null
+sleep 0.3
+standins_restore
+[ "$(host_snapshot)" = "$before" ] && pass "host links, addresses and routes as before" || { fail "host changed"; diff <(echo "$before") <(host_snapshot) | head; }
+
+# ---- one GPU shared by two containers -----------------------------------------------------------
+ctl create manual/share-a --gpu-ids 1 --shared --cpus 1 >/dev/null && ctl create manual/share-b --gpu-ids 1 --shared --cpus 1 >/dev/null || fail "shared creates"
+ctl attach manual/share-a --lxc alice --lxcpath "$LXC_PATH" >/dev/null && ctl attach manual/share-b --lxc bob --lxcpath "$LXC_PATH" >/dev/null || fail "shared attaches"
+opens alice nvidia1 && opens bob nvidia1 && pass "alice and bob both open the shared nvidia1" || fail "shared nvidia1 not open in both"
+holders=$(ctl --json inventory | jq -r '.gpus[] | select(.index == 1) | .held_by | join(",")')
+[ "$holders" = "manual/share-a,manual/share-b" ] && pass "inventory shows both holders" || fail "holders: '$holders'"
+msg=$(ctl create manual/exclusive --gpu-ids 1 --cpus 1 2>&1)
+grep -q "manual/share-a" <<<"$msg" && grep -q "manual/share-b" <<<"$msg" && pass "an exclusive request is refused naming the holders: $msg" || fail "exclusive: $msg"
+
+# ---- two GPUs in one container: detaching one keeps the control node ----------------------------
+ctl create manual/second --gpu-ids 2 --cpus 1 >/dev/null || fail "create manual/second"
+ctl attach manual/second --lxc alice --lxcpath "$LXC_PATH" >/dev/null || fail "attach manual/second"
+ctl detach manual/share-a >/dev/null || fail "detach share-a"
+opens alice nvidiactl && opens alice nvidia2 && pass "alice keeps nvidiactl and nvidia2 after nvidia1 left" || fail "alice lost its control node"
+opens alice nvidia1 && fail "alice still opens nvidia1" || pass "and nvidia1 is gone from alice"
+ctl detach manual/second >/dev/null
+opens alice nvidiactl && fail "nvidiactl stayed after the last GPU left alice" || pass "the last GPU out takes nvidiactl"
+for o in share-a share-b second; do ctl release manual/$o >/dev/null || fail "release $o"; done
+opens bob nvidia1 && fail "bob still opens nvidia1 after release" || pass "bob's shared GPU is gone after release"
+
+# ---- the driver check (fixture host driver 535.104.05) -------------------------------------------
+lib=$LXC_PATH/alice/rootfs/usr/lib/x86_64-linux-gnu
+mkdir -p "$lib"
+check() {  # LINK_TARGET -> the driver line of a fresh attach
+  ln -sfn "$1" "$lib/libcuda.so.1"
+  ctl create manual/drv --gpu-ids 4 --cpus 1 ${2:+--driver-check $2} >/dev/null
+  ctl attach manual/drv --lxc alice --lxcpath "$LXC_PATH" >"$D/drv.out" 2>&1
+  echo "rc=$? $(ctl --json show manual/drv | jq -r '.berth.target.driver // "-"') $(cat "$D/drv.out" | grep -o 'driver_mismatch.*' | head -1)"
+  ctl release manual/drv >/dev/null
+}
+r=$(check libcuda.so.535.104.05)
+grep -q "rc=0 match" <<<"$r" && pass "equal versions pass: $r" || fail "equal: $r"
+r=$(check libcuda.so.550.54.14)
+grep -q "rc=0 mismatch" <<<"$r" && pass "different versions warn and attach: $r" || fail "warn: $r"
+ctl events --since 0 | grep -q "550.54.14" && pass "the mismatch is on the event stream" || fail "no warning event"
+r=$(check libcuda.so.550.54.14 refuse)
+grep -q "rc=1 - driver_mismatch" <<<"$r" && grep -q 535.104.05 <<<"$r" && grep -q 550.54.14 <<<"$r" &&
+  pass "refuse: attach fails with both versions: $r" || fail "refuse: $r"
+touch /tmp/berth-host-canary
+r=$(check /tmp/berth-host-canary)
+grep -q "rc=0 unknown" <<<"$r" && pass "a link to a host path is read, not followed: $r" || fail "host path: $r"
+r=$(check libcuda.so.1)
+grep -q "rc=0 unknown" <<<"$r" && pass "a link that loops is handled: $r" || fail "loop: $r"
+rm -f /tmp/berth-host-canary
+ln -sfn libcuda.so.535.104.05 "$lib/libcuda.so.1"
+out=$(ctl check-driver --lxc alice --lxcpath "$LXC_PATH") && pass "berthctl check-driver: $out" || fail "check-driver: $out"
+ln -sfn libcuda.so.550.54.14 "$lib/libcuda.so.1"
+out=$(ctl check-driver --lxc alice --lxcpath "$LXC_PATH") && fail "check-driver on a mismatch exits 0" || pass "check-driver on a mismatch exits 1: $out"
+
+# ---- a stopped container is refused --------------------------------------------------------------
+lxc_down bob
+ctl create manual/bob --gpu-ids 3 --cpus 1 >/dev/null
+msg=$(ctl attach manual/bob --lxc bob --lxcpath "$LXC_PATH" 2>&1)
+grep -q "not running" <<<"$msg" && pass "a stopped container is refused: $msg" || fail "stopped bob: $msg"
+msg=$(ctl attach manual/bob --lxc nosuch --lxcpath "$LXC_PATH" 2>&1)
+grep -q "target_not_found" <<<"$msg" && pass "an unknown container is refused" || fail "unknown: $msg"
+[ "$(ctl --json show manual/bob | jq -r .berth.state)" = reserved ] && pass "refusals leave the berth reserved" || fail "bob's berth: $(ctl --json show manual/bob)"
+ctl release manual/bob >/dev/null
+
+echo "lxc_test: $failures failures"
+[ "$failures" = 0 ]
