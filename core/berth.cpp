@@ -180,11 +180,16 @@ Expected<Berth> berth_from_json(const nlohmann::json& j) {
     b.placement.mems = *mems;
     if (!j.at("target").is_null()) {
       const auto& t = j.at("target");
-      b.target = Target{t.at("pid").get<int>(), t.at("start_time").get<uint64_t>(),
-                        t.at("runc_id").get<std::string>(), t.value("rootfs", ""),
-                        t.value("devices_cgroup", ""), t.value("cpuset_cgroup", ""),
-                        t.value("lxc", ""),            t.value("lxcpath", ""),
-                        t.value("apptainer", ""),      t.value("driver", "")};
+      b.target = Target{t.at("pid").get<int>(),
+                        t.at("start_time").get<uint64_t>(),
+                        t.at("runc_id").get<std::string>(),
+                        t.value("rootfs", ""),
+                        t.value("devices_cgroup", ""),
+                        t.value("cpuset_cgroup", ""),
+                        t.value("lxc", ""),
+                        t.value("lxcpath", ""),
+                        t.value("apptainer", ""),
+                        t.value("driver", "")};
     }
     for (const auto& s : j.at("plan")) {
       auto step = step_from_json(s);

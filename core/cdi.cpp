@@ -13,7 +13,8 @@ bool name_char(char c, bool first) {
   return alnum || (!first && (c == '_' || c == '.' || c == ':' || c == '-'));
 }
 
-std::string unknown_key(const json& j, const std::set<std::string>& known, const std::string& where) {
+std::string unknown_key(const json& j, const std::set<std::string>& known,
+                        const std::string& where) {
   if (!j.is_object()) return where + " must be an object";
   for (const auto& [k, v] : j.items())
     if (!known.count(k)) return where + ": unknown field '" + k + "'";
@@ -26,9 +27,8 @@ bool absolute(const json& j, const char* key) {
 }
 
 std::string check_edits(const json& e, const std::string& where) {
-  if (auto u = unknown_key(e, {"env", "deviceNodes", "hooks", "mounts", "intelRdt",
-                               "additionalGids"},
-                           where);
+  if (auto u = unknown_key(
+          e, {"env", "deviceNodes", "hooks", "mounts", "intelRdt", "additionalGids"}, where);
       !u.empty())
     return u;
   if (e.contains("env")) {
@@ -39,8 +39,9 @@ std::string check_edits(const json& e, const std::string& where) {
   }
   if (e.contains("deviceNodes")) {
     for (const auto& d : e["deviceNodes"]) {
-      if (auto u = unknown_key(d, {"path", "hostPath", "type", "major", "minor", "fileMode",
-                                   "permissions", "uid", "gid"},
+      if (auto u = unknown_key(d,
+                               {"path", "hostPath", "type", "major", "minor", "fileMode",
+                                "permissions", "uid", "gid"},
                                where + ".deviceNodes[]");
           !u.empty())
         return u;
@@ -58,12 +59,11 @@ std::string check_edits(const json& e, const std::string& where) {
     }
   }
   if (e.contains("hooks")) {
-    static const std::set<std::string> stages{"prestart",       "createRuntime",
-                                              "createContainer", "startContainer",
-                                              "poststart",       "poststop"};
+    static const std::set<std::string> stages{"prestart",       "createRuntime", "createContainer",
+                                              "startContainer", "poststart",     "poststop"};
     for (const auto& h : e["hooks"]) {
-      if (auto u = unknown_key(h, {"hookName", "path", "args", "env", "timeout"},
-                               where + ".hooks[]");
+      if (auto u =
+              unknown_key(h, {"hookName", "path", "args", "env", "timeout"}, where + ".hooks[]");
           !u.empty())
         return u;
       if (!h.contains("hookName") || !stages.count(h["hookName"].get<std::string>()))
@@ -104,10 +104,10 @@ json cdi_spec(const Ledger& ledger, const Inventory& inventory, const CdiOptions
     json args = json::array({"berthctl"});
     if (!opt.socket.empty()) args.insert(args.end(), {"--socket", opt.socket});
     args.push_back("oci-hook");
-    json edits = {{"env", json::array({"BERTH_OWNER=" + owner})},
-                  {"hooks", json::array({{{"hookName", "createRuntime"},
-                                          {"path", opt.hook_path},
-                                          {"args", args}}})}};
+    json edits = {
+        {"env", json::array({"BERTH_OWNER=" + owner})},
+        {"hooks",
+         json::array({{{"hookName", "createRuntime"}, {"path", opt.hook_path}, {"args", args}}})}};
     if (!nodes.empty()) edits["deviceNodes"] = nodes;
     devices.push_back({{"name", cdi_device_name(owner)}, {"containerEdits", edits}});
   }

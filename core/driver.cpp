@@ -3,7 +3,9 @@
 namespace berth {
 namespace {
 
-bool version_char(char c) { return (c >= '0' && c <= '9') || c == '.'; }
+bool version_char(char c) {
+  return (c >= '0' && c <= '9') || c == '.';
+}
 
 // A dotted version: digits and dots, starting and ending with a digit, with at least one dot.
 bool is_version(std::string_view v) {
@@ -84,7 +86,8 @@ DriverCheck compare_drivers(const std::optional<std::string>& host,
     return c;
   }
   if (container_link.empty()) {
-    c.message = "no libcuda.so.1 link in the container (" + why_not_found + "); host driver " + *host;
+    c.message =
+        "no libcuda.so.1 link in the container (" + why_not_found + "); host driver " + *host;
     return c;
   }
   auto v = libcuda_version(container_link);

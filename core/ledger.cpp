@@ -495,8 +495,9 @@ bool Machine::still_needed_by_another(Berth& b, DoneStep& d) {
     for (auto& od : other.done) {
       const auto* onode = std::get_if<step::MakeNode>(&od.step);
       const auto* orule = std::get_if<step::AllowDevice>(&od.step);
-      const bool same = (node && onode && onode->dev == node->dev) ||
-                        (rule && orule && orule->major == rule->major && orule->minor == rule->minor);
+      const bool same =
+          (node && onode && onode->dev == node->dev) ||
+          (rule && orule && orule->major == rule->major && orule->minor == rule->minor);
       if (!same) continue;
       if (inverse(d.step, d.undo) && !inverse(od.step, od.undo)) {
         od.undo = d.undo;  // the one that stays now undoes what this one did

@@ -114,9 +114,9 @@ Status validate_owner(std::string_view owner) {
 Expected<BerthRequest> parse_request(const nlohmann::json& j) {
   if (!j.is_object())
     return make_error(ErrorCode::bad_request, "request body must be a JSON object");
-  static const std::set<std::string> known{"gpus",   "gpu_ids", "vfs",
-                                           "numa",   "cpus",    "shared",
-                                           "network", "release_on_exit", "driver_check"};
+  static const std::set<std::string> known{"gpus",        "gpu_ids", "vfs",     "numa",
+                                           "cpus",        "shared",  "network", "release_on_exit",
+                                           "driver_check"};
   for (const auto& [k, v] : j.items())
     if (!known.count(k)) return field_error(k, "unknown field");
   BerthRequest r;

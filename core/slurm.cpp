@@ -48,8 +48,8 @@ std::vector<std::string> split_list(const std::string& s) {
 
 Expected<SlurmConfig> parse_slurm_config(const nlohmann::json& j) {
   if (!j.is_object()) return make_error(ErrorCode::bad_request, "slurm: must be an object");
-  static const std::set<std::string> known{"gpu_map", "default", "partitions",
-                                           "prolog_timeout_s", "$comment"};
+  static const std::set<std::string> known{"gpu_map", "default", "partitions", "prolog_timeout_s",
+                                           "$comment"};
   for (const auto& [k, v] : j.items())
     if (!known.count(k)) return slurm_field(k, "unknown field");
   SlurmConfig c;
@@ -126,7 +126,9 @@ Expected<SlurmJob> parse_slurm_job(const nlohmann::json& env) {
   return job;
 }
 
-std::string slurm_owner(const SlurmJob& job) { return "slurm/" + job.job_id; }
+std::string slurm_owner(const SlurmJob& job) {
+  return "slurm/" + job.job_id;
+}
 
 Expected<std::optional<BerthRequest>> slurm_request(const SlurmConfig& config,
                                                     const Inventory& inventory,
@@ -146,29 +148,29 @@ Expected<std::optional<BerthRequest>> slurm_request(const SlurmConfig& config,
       if (pci.empty())
         return make_error(ErrorCode::bad_request,
                           std::string(source) + ": no GPU with UUID " + id + " on this node" +
-                              (id[0] == 'M' ? " (MIG instances: give Slurm the parent GPUs)"
-                                            : ""));
+                              (id[0] == 'M' ? " (MIG instances: give Slurm the parent GPUs)" : ""));
     } else if (all_digits(id)) {
       const int index = std::stoi(id);
       if (!config.gpu_map.empty()) {
         auto it = config.gpu_map.find(index);
         if (it == config.gpu_map.end())
-          return make_error(ErrorCode::bad_request, std::string(source) + ": GPU index " + id +
-                                                        " is not in slurm.gpu_map");
+          return make_error(ErrorCode::bad_request,
+                            std::string(source) + ": GPU index " + id + " is not in slurm.gpu_map");
         pci = it->second;
       } else {
         if (static_cast<size_t>(index) >= by_bus.size())
-          return make_error(ErrorCode::bad_request,
-                            std::string(source) + ": GPU index " + id + " but this node has " +
-                                std::to_string(by_bus.size()) + " GPUs");
+          return make_error(ErrorCode::bad_request, std::string(source) + ": GPU index " + id +
+                                                        " but this node has " +
+                                                        std::to_string(by_bus.size()) + " GPUs");
         pci = by_bus[static_cast<size_t>(index)];
       }
     } else {
-      return make_error(ErrorCode::bad_request, std::string(source) + ": '" + id +
-                                                    "' is neither a GPU index nor a UUID");
+      return make_error(ErrorCode::bad_request,
+                        std::string(source) + ": '" + id + "' is neither a GPU index nor a UUID");
     }
     if (std::find(gpus.begin(), gpus.end(), pci) != gpus.end())
-      return make_error(ErrorCode::bad_request, std::string(source) + " names GPU " + pci + " twice");
+      return make_error(ErrorCode::bad_request,
+                        std::string(source) + " names GPU " + pci + " twice");
     gpus.push_back(pci);
   }
 

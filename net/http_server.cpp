@@ -12,7 +12,6 @@
 #include <map>
 #include <tuple>
 
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -26,6 +25,7 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
+#include <nlohmann/json.hpp>
 
 #include "net/rate_limited_log.hpp"
 
@@ -89,7 +89,9 @@ Peer peer_of(tcp::socket& socket) {
 }
 
 // The key a connection counts against: a uid on the unix socket, an address on TCP.
-std::string peer_key(const Peer& p) { return p.local ? "uid:" + std::to_string(p.uid) : p.address; }
+std::string peer_key(const Peer& p) {
+  return p.local ? "uid:" + std::to_string(p.uid) : p.address;
+}
 
 }  // namespace
 
@@ -135,16 +137,17 @@ struct Server : std::enable_shared_from_this<Server<Protocol>> {
         }
     }
     Bucket& b = it->second;
-    b.tokens = std::min(limits.peer_burst,
-                        b.tokens + std::chrono::duration<double>(now - b.at).count() * limits.peer_rate);
+    b.tokens =
+        std::min(limits.peer_burst,
+                 b.tokens + std::chrono::duration<double>(now - b.at).count() * limits.peer_rate);
     b.at = now;
     b.tokens -= 1;
     if (b.tokens >= 0) return std::chrono::milliseconds(0);
     return std::chrono::milliseconds(static_cast<long>(-b.tokens / limits.peer_rate * 1000) + 1);
   }
 
-  asio::awaitable<void> reply_and_close(stream_type& stream, unsigned status,
-                                        std::string_view code, std::string_view message) {
+  asio::awaitable<void> reply_and_close(stream_type& stream, unsigned status, std::string_view code,
+                                        std::string_view message) {
     auto res = json_response(status, error_body(code, message), 11, false);
     stream.expires_after(limits.write_timeout);
     co_await http::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
@@ -183,8 +186,8 @@ struct Server : std::enable_shared_from_this<Server<Protocol>> {
       parser.header_limit(static_cast<uint32_t>(limits.header_limit));
       // Wait for the next request's first byte (idle), then give the whole request a deadline.
       stream.expires_after(first ? limits.read_timeout : limits.idle_timeout);
-      auto [hec, hn] =
-          co_await http::async_read_header(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
+      auto [hec, hn] = co_await http::async_read_header(stream, buffer, parser,
+                                                        asio::as_tuple(asio::use_awaitable));
       beast::error_code ec = hec;
       if (!ec) {
         stream.expires_after(limits.read_timeout);
@@ -197,7 +200,8 @@ struct Server : std::enable_shared_from_this<Server<Protocol>> {
           ec == asio::error::operation_aborted || ec == asio::error::connection_reset)
         break;
       if (ec == beast::error::timeout) {
-        log.warn("BERTH_HTTP_TIMEOUT", [&] { return name + ": dropped " + peer.address + ", too slow to send"; });
+        log.warn("BERTH_HTTP_TIMEOUT",
+                 [&] { return name + ": dropped " + peer.address + ", too slow to send"; });
         break;
       }
       if (ec) {
@@ -225,7 +229,8 @@ struct Server : std::enable_shared_from_this<Server<Protocol>> {
       stream.expires_after(limits.write_timeout);
       auto [wec, wn] = co_await http::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
       if (wec == beast::error::timeout)
-        log.warn("BERTH_HTTP_TIMEOUT", [&] { return name + ": dropped " + peer.address + ", not reading"; });
+        log.warn("BERTH_HTTP_TIMEOUT",
+                 [&] { return name + ": dropped " + peer.address + ", not reading"; });
       if (wec || !keep_alive) break;
     }
     beast::error_code ignored;
@@ -267,7 +272,8 @@ struct Server : std::enable_shared_from_this<Server<Protocol>> {
           ec.value() == ENOMEM) {
         // Out of descriptors: give up the reserve to take the waiting connection and close it,
         // so the backlog does not spin the reactor; then pause before accepting again.
-        log.warn("BERTH_ACCEPT_FAILED", [&] { return name + ": " + ec.message() + "; backing off"; });
+        log.warn("BERTH_ACCEPT_FAILED",
+                 [&] { return name + ": " + ec.message() + "; backing off"; });
         if (reserve >= 0) {
           ::close(reserve);
           int fd = ::accept4(acceptor.native_handle(), nullptr, nullptr, SOCK_CLOEXEC);
@@ -293,7 +299,9 @@ struct UnixHttpServer::Impl {
 };
 
 UnixHttpServer::UnixHttpServer(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
-UnixHttpServer::~UnixHttpServer() { stop(); }
+UnixHttpServer::~UnixHttpServer() {
+  stop();
+}
 
 void UnixHttpServer::stop() {
   if (impl_ && impl_->server->acceptor.is_open()) {
@@ -352,7 +360,9 @@ struct TcpHttpServer::Impl {
 };
 
 TcpHttpServer::TcpHttpServer(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
-TcpHttpServer::~TcpHttpServer() { stop(); }
+TcpHttpServer::~TcpHttpServer() {
+  stop();
+}
 
 void TcpHttpServer::stop() {
   if (impl_ && impl_->server->acceptor.is_open()) {
@@ -373,7 +383,8 @@ Expected<std::unique_ptr<TcpHttpServer>> TcpHttpServer::listen(asio::io_context&
                                                                Handler handler) {
   beast::error_code ec;
   auto address = asio::ip::make_address(options.address, ec);
-  if (ec) return make_error(ErrorCode::bad_request, "'" + options.address + "' is not an IP address");
+  if (ec)
+    return make_error(ErrorCode::bad_request, "'" + options.address + "' is not an IP address");
   const std::string where = options.address + ":" + std::to_string(options.port);
   auto impl = std::make_shared<Impl>();
   impl->server = std::make_shared<Server<tcp>>(io, options.limits, std::move(handler), where);

@@ -26,19 +26,32 @@ Expected<Config> parse_config(const std::string& text, const std::string& base_d
   }
   if (!j.is_object()) return make_error(ErrorCode::bad_request, "config must be a JSON object");
   Config c;
-  const std::map<std::string, std::string*> paths{
-      {"sysfs_root", &c.sysfs_root},         {"dev_root", &c.dev_root},
-      {"proc_root", &c.proc_root},           {"cgroup_root", &c.cgroup_root},
-      {"state_dir", &c.state_dir},           {"runtime_dir", &c.runtime_dir},
-      {"control_socket", &c.control_socket}, {"runc", &c.runc},
-      {"runc_root", &c.runc_root},           {"log_level", &c.log_level},
-      {"cdi_spec", &c.cdi_spec},             {"cdi_hook", &c.cdi_hook},
-      {"lxc_info", &c.lxc_info},             {"apptainer", &c.apptainer}};
-  static const std::set<std::string> others{
-      "control_socket_mode",      "control_group", "pools",
-      "passthrough_iommu_groups", "$comment",      "netlink_resync_s",
-      "netlink_rcvbuf",           "udev_source",   "udev_subsystems",
-      "slurm", "http", "driver_check"};
+  const std::map<std::string, std::string*> paths{{"sysfs_root", &c.sysfs_root},
+                                                  {"dev_root", &c.dev_root},
+                                                  {"proc_root", &c.proc_root},
+                                                  {"cgroup_root", &c.cgroup_root},
+                                                  {"state_dir", &c.state_dir},
+                                                  {"runtime_dir", &c.runtime_dir},
+                                                  {"control_socket", &c.control_socket},
+                                                  {"runc", &c.runc},
+                                                  {"runc_root", &c.runc_root},
+                                                  {"log_level", &c.log_level},
+                                                  {"cdi_spec", &c.cdi_spec},
+                                                  {"cdi_hook", &c.cdi_hook},
+                                                  {"lxc_info", &c.lxc_info},
+                                                  {"apptainer", &c.apptainer}};
+  static const std::set<std::string> others{"control_socket_mode",
+                                            "control_group",
+                                            "pools",
+                                            "passthrough_iommu_groups",
+                                            "$comment",
+                                            "netlink_resync_s",
+                                            "netlink_rcvbuf",
+                                            "udev_source",
+                                            "udev_subsystems",
+                                            "slurm",
+                                            "http",
+                                            "driver_check"};
   for (const auto& [key, value] : j.items()) {
     if (auto it = paths.find(key); it != paths.end()) {
       if (!value.is_string() || value.get<std::string>().empty())

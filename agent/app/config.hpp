@@ -41,7 +41,8 @@ struct Config {
   // /metrics and /v1/health, and the status page when status_page is true.
   std::string http_listen;
   bool http_status_page = false;
-  std::string cdi_hook = "/usr/bin/berthctl";  // the createRuntime hook the spec names  // the Slurm prolog/epilog front door's profiles
+  std::string cdi_hook = "/usr/bin/berthctl";  // the createRuntime hook the spec names  // the
+                                               // Slurm prolog/epilog front door's profiles
   std::vector<std::string> udev_subsystems{"pci", "net", "infiniband", "infiniband_verbs",
                                            "drm", "misc"};
 };

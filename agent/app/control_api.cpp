@@ -62,8 +62,9 @@ Expected<nlohmann::json> parse_body(const net::Request& req) {
 net::Response forbidden(const net::Request& req, const net::Peer& peer, const std::string& owner,
                         const std::string& why) {
   spdlog::warn("BERTH_API_FORBIDDEN uid {} pid {} on {}: {}", peer.uid, peer.pid, owner, why);
-  return error_response(req, ErrorCode::forbidden, "uid " + std::to_string(peer.uid) +
-                                                        " may not attach " + owner + ": " + why);
+  return error_response(
+      req, ErrorCode::forbidden,
+      "uid " + std::to_string(peer.uid) + " may not attach " + owner + ": " + why);
 }
 
 }  // namespace
@@ -131,16 +132,15 @@ asio::awaitable<Expected<int>> ControlApi::resolve_pid(const Target& t) {
                            : !t.lxc.empty()   ? "LXC container '" + t.lxc + "'"
                                               : "apptainer instance '" + t.apptainer + "'";
   if (r.exit_code != 0)
-    co_return make_error(ErrorCode::target_not_found,
-                         what + ": " + argv[0] + " failed: " + (r.error.empty() ? r.output : r.error));
+    co_return make_error(ErrorCode::target_not_found, what + ": " + argv[0] + " failed: " +
+                                                          (r.error.empty() ? r.output : r.error));
   if (!t.runc_id.empty()) co_return pid_from_runc_state(r.output, t.runc_id);
   if (!t.lxc.empty()) co_return pid_from_lxc_info(r.output, t.lxc);
   co_return pid_from_apptainer_list(r.output, t.apptainer);
 }
 
-asio::awaitable<net::Response> ControlApi::attach(const net::Request& req,
-                                                  const std::string& owner, const net::Peer& peer,
-                                                  bool privileged) {
+asio::awaitable<net::Response> ControlApi::attach(const net::Request& req, const std::string& owner,
+                                                  const net::Peer& peer, bool privileged) {
   auto body = parse_body(req);
   if (!body) co_return error_response(req, body.error().code, body.error().message);
   const auto& j = *body;
@@ -170,8 +170,7 @@ asio::awaitable<net::Response> ControlApi::attach(const net::Request& req,
     if (j.contains("rootfs")) {
       // Only a runtime's hook run by root knows where a container not yet switched to its root
       // has it; from anyone else it could point the agent at a directory of the host.
-      if (!privileged)
-        co_return forbidden(req, peer, owner, "only root may attach with 'rootfs'");
+      if (!privileged) co_return forbidden(req, peer, owner, "only root may attach with 'rootfs'");
       const std::string r = text("rootfs");
       if (r.empty() || r[0] != '/' || r.find('\0') != std::string::npos ||
           r.find("/../") != std::string::npos)
@@ -219,7 +218,8 @@ asio::awaitable<net::Response> ControlApi::attach(const net::Request& req,
   std::tie(target.devices_cgroup, target.cpuset_cgroup) = container_cgroups(target.pid);
   // ...and again once its process is pinned by its start time: a container stopped, restarted
   // or renamed meanwhile is refused, never attached to whatever now has the pid.
-  if (target.pid != 0 && (!target.runc_id.empty() || !target.lxc.empty() || !target.apptainer.empty())) {
+  if (target.pid != 0 &&
+      (!target.runc_id.empty() || !target.lxc.empty() || !target.apptainer.empty())) {
     auto again = co_await resolve_pid(target);
     auto start_again = process_start_time(target.pid);
     if (!again || *again != target.pid || !start_again || *start_again != target.start_time)
@@ -234,9 +234,9 @@ asio::awaitable<net::Response> ControlApi::attach(const net::Request& req,
       DriverCheck check = co_await check_driver_of(target);
       target.driver = std::string(to_string(check.status)) + ": " + check.message;
       if (check.status == DriverCheck::Status::mismatch && policy == DriverPolicy::refuse)
-        co_return error_response(req, ErrorCode::driver_mismatch,
-                                 owner + " not attached: " + check.message +
-                                     " (driver_check is refuse)");
+        co_return error_response(
+            req, ErrorCode::driver_mismatch,
+            owner + " not attached: " + check.message + " (driver_check is refuse)");
       if (check.status != DriverCheck::Status::match) {
         spdlog::warn("BERTH_DRIVER_CHECK {}: {}", owner, check.message);
         bus_.publish("warning", {{"owner", owner}, {"message", check.message}});
@@ -298,8 +298,9 @@ asio::awaitable<net::Response> ControlApi::check_driver_route(const net::Request
       target.apptainer = v;
     else
       co_return error_response(req, ErrorCode::bad_request,
-                               "query '" + k + "': give pid=N, runc=ID, lxc=NAME[&lxcpath=P] or "
-                               "apptainer=NAME");
+                               "query '" + k +
+                                   "': give pid=N, runc=ID, lxc=NAME[&lxcpath=P] or "
+                                   "apptainer=NAME");
     pos = amp + 1;
   }
   auto pid = co_await resolve_pid(target);
@@ -332,8 +333,8 @@ asio::awaitable<net::Response> ControlApi::slurm_prolog(const net::Request& req,
   auto job = parse_slurm_job(*body);
   if (!job) co_return error_response(req, job.error().code, job.error().message);
   const SlurmConfig none;
-  auto spec = slurm_request(config_.slurm ? *config_.slurm : none, engine_.context().inventory,
-                            *job);
+  auto spec =
+      slurm_request(config_.slurm ? *config_.slurm : none, engine_.context().inventory, *job);
   if (!spec) co_return error_response(req, spec.error().code, spec.error().message);
   if (!*spec)
     co_return ok_response(req, {{"berth", nullptr},
@@ -353,8 +354,8 @@ asio::awaitable<net::Response> ControlApi::slurm_epilog(const net::Request& req)
   if (!job) co_return error_response(req, job.error().code, job.error().message);
   const std::string owner = slurm_owner(*job);
   if (!engine_.ledger().berths.count(owner))
-    co_return ok_response(req, {{"berth", nullptr},
-                                {"message", "no berth " + owner + ": nothing to release"}});
+    co_return ok_response(
+        req, {{"berth", nullptr}, {"message", "no berth " + owner + ": nothing to release"}});
   spdlog::info("BERTH_SLURM_EPILOG job {}", job->job_id);
   Event ev = event::Release{0, owner};
   co_return co_await submit(req, std::move(ev), "slurm_epilog");
@@ -372,8 +373,9 @@ asio::awaitable<net::Reply> ControlApi::handle_tcp(net::Request req, net::Peer p
     allowed = allowed || path == "/" || path == "/v1/inventory" || path == "/v1/usage" ||
               path == "/v1/events" || path == "/v1/berths" || path.starts_with("/v1/berths/");
   if (!get)
-    co_return error_response(req, ErrorCode::forbidden,
-                             "the TCP listener is read-only; change berths through the unix socket");
+    co_return error_response(
+        req, ErrorCode::forbidden,
+        "the TCP listener is read-only; change berths through the unix socket");
   if (!allowed)
     co_return error_response(req, ErrorCode::not_found,
                              "no route " + std::string(path) + " on the TCP listener" +

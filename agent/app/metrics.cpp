@@ -87,9 +87,9 @@ void Metrics::webhook(const std::string& result) {
 std::string Metrics::scrape(const Ledger& ledger, const Inventory& inventory,
                             const Sources& sources) {
   std::map<std::string, int> by_state;
-  for (auto s : {BerthState::reserved, BerthState::attaching, BerthState::attached,
-                 BerthState::degraded, BerthState::detaching, BerthState::released,
-                 BerthState::failed})
+  for (auto s :
+       {BerthState::reserved, BerthState::attaching, BerthState::attached, BerthState::degraded,
+        BerthState::detaching, BerthState::released, BerthState::failed})
     by_state[std::string(to_string(s))] = 0;
   Usage usage;
   for (const auto& [owner, b] : ledger.berths) {

@@ -19,7 +19,9 @@ UsageView::UsageView(EventBus& bus, std::string cgroup_root)
   });
 }
 
-UsageView::~UsageView() { bus_.unsubscribe(subscription_); }
+UsageView::~UsageView() {
+  bus_.unsubscribe(subscription_);
+}
 
 nlohmann::json UsageView::render(const Ledger& ledger, const Inventory& inventory) const {
   nlohmann::json berths = nlohmann::json::object();

@@ -2,8 +2,8 @@
 
 #include <fcntl.h>
 #include <linux/nsfs.h>
-#include <sys/ioctl.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -139,8 +139,8 @@ Expected<ContainerHandle> open_container(const Target& target) {
                         "pid " + std::to_string(pid) + " shares the agent's root directory");
     UniqueFd rootfs = open_in_root(h.root.get(), target.rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (!rootfs)
-      return target_gone(pid, "has no root directory at " + target.rootfs + ": " +
-                                  std::strerror(errno));
+      return target_gone(pid,
+                         "has no root directory at " + target.rootfs + ": " + std::strerror(errno));
     h.root = std::move(rootfs);
   }
 

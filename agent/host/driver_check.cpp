@@ -24,8 +24,8 @@ DriverCheck check_driver(int root_fd, const std::string& proc_root) {
   }
   std::string link;
   std::string why = "looked in /usr/lib/x86_64-linux-gnu, /usr/lib64, /usr/lib, /lib64";
-  for (const char* dir : {"usr/lib/x86_64-linux-gnu", "usr/lib64", "usr/lib", "lib64",
-                          "lib/x86_64-linux-gnu"}) {
+  for (const char* dir :
+       {"usr/lib/x86_64-linux-gnu", "usr/lib64", "usr/lib", "lib64", "lib/x86_64-linux-gnu"}) {
     UniqueFd d = open_in_root(root_fd, dir, O_PATH | O_DIRECTORY);
     if (!d) continue;
     std::array<char, 4096> buf{};

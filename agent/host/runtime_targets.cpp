@@ -7,9 +7,13 @@
 namespace berth::agent {
 namespace {
 
-Error not_found(const std::string& what) { return make_error(ErrorCode::target_not_found, what); }
+Error not_found(const std::string& what) {
+  return make_error(ErrorCode::target_not_found, what);
+}
 
-bool valid_pid(int64_t pid) { return pid > 1 && pid <= (1 << 22); }
+bool valid_pid(int64_t pid) {
+  return pid > 1 && pid <= (1 << 22);
+}
 
 }  // namespace
 

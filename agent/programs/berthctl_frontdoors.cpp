@@ -53,7 +53,8 @@ void timeout_from_config(Options& o) {
   if (!in) return;
   auto j = json::parse(in, nullptr, false);
   if (j.is_object() && j.contains("slurm") && j["slurm"].is_object() &&
-      j["slurm"].contains("prolog_timeout_s") && j["slurm"]["prolog_timeout_s"].is_number_unsigned())
+      j["slurm"].contains("prolog_timeout_s") &&
+      j["slurm"]["prolog_timeout_s"].is_number_unsigned())
     o.timeout = std::chrono::seconds(j["slurm"]["prolog_timeout_s"].get<unsigned>());
 }
 
@@ -76,7 +77,8 @@ Outcome call_until(const std::string& socket, const std::string& method, const s
       out = {3, {}, "berthd unreachable: " + res.error().message};
     } else {
       auto doc = json::parse(res->body, nullptr, false);
-      if (doc.is_discarded()) return {1, {}, "HTTP " + std::to_string(res->status) + ": " + res->body};
+      if (doc.is_discarded())
+        return {1, {}, "HTTP " + std::to_string(res->status) + ": " + res->body};
       if (res->status < 400) return {0, doc, {}};
       std::string code = doc.contains("error") ? doc["error"].value("code", "error") : "error";
       std::string msg = doc.contains("error") ? doc["error"].value("message", "") : res->body;

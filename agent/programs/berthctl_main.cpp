@@ -185,11 +185,14 @@ int main(int argc, char** argv) {
                                                            {"--lxcpath", "lxcpath"},
                                                            {"--apptainer", "apptainer"}};
       auto k = keys.find(args[i]);
-      if (k == keys.end()) usage_error("check-driver (--pid P | --runc ID | --lxc NAME [--lxcpath P] | --apptainer NAME)");
+      if (k == keys.end())
+        usage_error(
+            "check-driver (--pid P | --runc ID | --lxc NAME [--lxcpath P] | --apptainer NAME)");
       query += (query.empty() ? "?" : "&") + k->second + "=" + args[i + 1];
     }
     if (query.empty() || args.size() % 2 == 0)
-      usage_error("check-driver (--pid P | --runc ID | --lxc NAME [--lxcpath P] | --apptainer NAME)");
+      usage_error(
+          "check-driver (--pid P | --runc ID | --lxc NAME [--lxcpath P] | --apptainer NAME)");
     auto res = berth::net::unix_request(socket, "GET", "/v1/check-driver" + query);
     if (!res) {
       std::fprintf(stderr, "berthctl: %s\n", res.error().message.c_str());
@@ -198,12 +201,13 @@ int main(int argc, char** argv) {
     auto doc = nlohmann::json::parse(res->body, nullptr, false);
     if (json) std::fputs(res->body.c_str(), stdout);
     if (res->status != 200 || doc.is_discarded()) {
-      std::fprintf(stderr, "berthctl: %s\n",
-                   doc.is_discarded() ? res->body.c_str()
-                                      : doc["error"].value("message", "error").c_str());
+      std::fprintf(
+          stderr, "berthctl: %s\n",
+          doc.is_discarded() ? res->body.c_str() : doc["error"].value("message", "error").c_str());
       return 1;
     }
-    if (!json) std::printf("%s: %s\n", doc.value("status", "").c_str(), doc.value("message", "").c_str());
+    if (!json)
+      std::printf("%s: %s\n", doc.value("status", "").c_str(), doc.value("message", "").c_str());
     return doc.value("status", "") == "match" ? 0 : 1;
   }
   if (cmd == "events") {
@@ -263,10 +267,12 @@ int main(int argc, char** argv) {
       else if (a == "--apptainer")
         b["apptainer"] = args[++i];
       else
-        usage_error("attach OWNER (--pid PID | --runc ID | --lxc NAME [--lxcpath P] | --apptainer NAME)");
+        usage_error(
+            "attach OWNER (--pid PID | --runc ID | --lxc NAME [--lxcpath P] | --apptainer NAME)");
     }
     if (b.empty())
-      usage_error("attach OWNER (--pid PID | --runc ID | --lxc NAME [--lxcpath P] | --apptainer NAME)");
+      usage_error(
+          "attach OWNER (--pid PID | --runc ID | --lxc NAME [--lxcpath P] | --apptainer NAME)");
     body = b.dump();
   } else if (cmd == "detach" || cmd == "release") {
     method = cmd == "detach" ? "POST" : "DELETE";

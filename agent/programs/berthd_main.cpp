@@ -125,8 +125,8 @@ std::optional<std::string> needs_restart(const berth::agent::Config& a,
   auto dump = [](const berth::agent::Config& c) {
     nlohmann::json j;
     j["paths"] = {c.sysfs_root,  c.dev_root,       c.proc_root, c.cgroup_root, c.state_dir,
-                  c.runtime_dir, c.control_socket, c.runc,      c.runc_root,
-                  c.cdi_spec,    c.cdi_hook,       c.lxc_info,  c.apptainer};
+                  c.runtime_dir, c.control_socket, c.runc,      c.runc_root,   c.cdi_spec,
+                  c.cdi_hook,    c.lxc_info,       c.apptainer};
     j["mode"] = c.control_socket_mode;
     j["http"] = {c.http_listen, c.http_status_page};
     j["group"] = c.control_group.value_or("");
@@ -278,9 +278,9 @@ int run(const std::string& path, bool recover) {
   std::unique_ptr<berth::net::TcpHttpServer> tcp_server;
   if (!config.http_listen.empty()) {
     const auto colon = config.http_listen.rfind(':');
-    berth::net::TcpServerOptions tcp{config.http_listen.substr(0, colon),
-                                     static_cast<uint16_t>(
-                                         std::stoul(config.http_listen.substr(colon + 1)))};
+    berth::net::TcpServerOptions tcp{
+        config.http_listen.substr(0, colon),
+        static_cast<uint16_t>(std::stoul(config.http_listen.substr(colon + 1)))};
     const bool page = config.http_status_page;
     auto listening = berth::net::TcpHttpServer::listen(
         io, tcp, [&api, page](berth::net::Request req, berth::net::Peer peer) {

@@ -2,8 +2,8 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <gtest/gtest.h>
-#include <signal.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -15,8 +15,8 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
-#include <random>
 #include <iostream>
+#include <random>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -278,18 +278,20 @@ TEST_F(ApiTest, TheTcpListenerIsReadOnlyAndServesMetricsAndThePageOnlyWhenAsked)
     c["http"] = {{"listen", "127.0.0.1:" + std::to_string(port)}, {"status_page", page}};
     std::ofstream(config_) << c.dump(2);
     start();
-    ASSERT_TRUE(within(2000, [&] {
-      return tcp_status(port, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n") == 200;
-    }));
+    ASSERT_TRUE(within(
+        2000, [&] { return tcp_status(port, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n") == 200; }));
     EXPECT_EQ(tcp_status(port, "GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n"), 200u);
-    EXPECT_EQ(tcp_status(port, "PUT /v1/berths/manual/t HTTP/1.1\r\nHost: x\r\nContent-Length: "
-                               "2\r\n\r\n{}"),
+    EXPECT_EQ(tcp_status(port,
+                         "PUT /v1/berths/manual/t HTTP/1.1\r\nHost: x\r\nContent-Length: "
+                         "2\r\n\r\n{}"),
               403u);
-    EXPECT_EQ(tcp_status(port, "POST /v1/slurm/prolog HTTP/1.1\r\nHost: x\r\nContent-Length: "
-                               "2\r\n\r\n{}"),
+    EXPECT_EQ(tcp_status(port,
+                         "POST /v1/slurm/prolog HTTP/1.1\r\nHost: x\r\nContent-Length: "
+                         "2\r\n\r\n{}"),
               403u);
     EXPECT_EQ(tcp_status(port, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"), page ? 200u : 404u);
-    EXPECT_EQ(tcp_status(port, "GET /v1/inventory HTTP/1.1\r\nHost: x\r\n\r\n"), page ? 200u : 404u);
+    EXPECT_EQ(tcp_status(port, "GET /v1/inventory HTTP/1.1\r\nHost: x\r\n\r\n"),
+              page ? 200u : 404u);
     EXPECT_EQ(tcp_status(port, "GET /v1/cdi HTTP/1.1\r\nHost: x\r\n\r\n"), 404u);
     EXPECT_EQ(call("GET", "/v1/berths/manual/t").status, 404u);
   }
@@ -306,7 +308,8 @@ TEST_F(ApiTest, AFloodOfConnectionsThatNeverReadNeitherStallsBerthdNorFloodsItsL
     ::execl(BERTHD_PATH, BERTHD_PATH, "--config", config_.c_str(), nullptr);
     ::_exit(127);
   }
-  ASSERT_TRUE(within(5000, [&] { return static_cast<bool>(net::unix_request(socket_, "GET", "/v1/health")); }));
+  ASSERT_TRUE(within(
+      5000, [&] { return static_cast<bool>(net::unix_request(socket_, "GET", "/v1/health")); }));
   auto cpu_ticks = [&] {
     std::ifstream in("/proc/" + std::to_string(pid_) + "/stat");
     std::string text((std::istreambuf_iterator<char>(in)), {});
@@ -348,8 +351,9 @@ TEST_F(ApiTest, AFloodOfConnectionsThatNeverReadNeitherStallsBerthdNorFloodsItsL
   for (int i = 0; i < 50; ++i) {
     auto t0 = std::chrono::steady_clock::now();
     auto r = net::unix_request(socket_, "GET", "/v1/health", {}, std::chrono::seconds(2));
-    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                  std::chrono::steady_clock::now() - t0).count();
+    auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+            .count();
     worst_ms = std::max<long>(worst_ms, ms);
     if (r && r->status == 200) ++answered;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -546,15 +550,16 @@ TEST_F(ApiTest, MetricsCountExactlyTheOperationsAndPassPromtool) {
   };
   const std::string before = scrape();
   ASSERT_EQ(call("PUT", "/v1/berths/manual/m1", kRequest).status, 200u);
-  ASSERT_EQ(call("POST", "/v1/berths/manual/m1/attach", json{{"runc", container_->id()}}.dump())
-                .status,
-            200u);
+  ASSERT_EQ(
+      call("POST", "/v1/berths/manual/m1/attach", json{{"runc", container_->id()}}.dump()).status,
+      200u);
   const std::string during = scrape();
   ASSERT_EQ(call("POST", "/v1/berths/manual/m1/detach").status, 200u);
   ASSERT_EQ(call("DELETE", "/v1/berths/manual/m1").status, 200u);
   const std::string after = scrape();
   for (const char* op : {"create", "attach", "detach", "release"}) {
-    const std::string series = std::string("berth_operation_duration_seconds_count{op=\"") + op + "\"}";
+    const std::string series =
+        std::string("berth_operation_duration_seconds_count{op=\"") + op + "\"}";
     EXPECT_EQ(metric(after, series) - metric(before, series), 1) << series;
   }
   EXPECT_EQ(metric(during, "berth_berths{state=\"attached\"}"), 1);
@@ -595,8 +600,9 @@ TEST_F(ApiTest, TheCdiSpecListsExactlyTheReservedBerthsAfterEveryChange) {
   ASSERT_EQ(call("PUT", "/v1/berths/slurm/61", R"({"gpus": 2})").status, 200u);
   EXPECT_TRUE(within(1000, [&] { return names() == std::set<std::string>{"slurm-61"}; }));
   ASSERT_EQ(call("PUT", "/v1/berths/manual/c2", kRequest).status, 200u);
-  EXPECT_TRUE(
-      within(1000, [&] { return names() == std::set<std::string>{"manual-c2", "slurm-61"}; }));
+  EXPECT_TRUE(within(1000, [&] {
+    return names() == std::set<std::string>{"manual-c2", "slurm-61"};
+  }));
   auto s = spec();
   for (const auto& d : s["devices"])
     if (d["name"] == "slurm-61") {

@@ -59,9 +59,16 @@ TEST(Cdi, TheCheckCatchesWhatTheSpecificationForbids) {
   EXPECT_NE(broken([](json& s) { s["devices"][0]["name"] = "-bad"; }), "");
   EXPECT_NE(broken([](json& s) { s["devices"][0]["name"] = "a/b"; }), "");
   EXPECT_NE(broken([](json& s) { s["devices"][1]["name"] = s["devices"][0]["name"]; }), "");
-  EXPECT_NE(broken([](json& s) { s["devices"][0]["containerEdits"]["deviceNodes"][0]["path"] = "dev/x"; }), "");
-  EXPECT_NE(broken([](json& s) { s["devices"][0]["containerEdits"]["hooks"][0]["path"] = "berthctl"; }), "");
-  EXPECT_NE(broken([](json& s) { s["devices"][0]["containerEdits"]["hooks"][0]["hookName"] = "later"; }), "");
+  EXPECT_NE(broken([](json& s) {
+              s["devices"][0]["containerEdits"]["deviceNodes"][0]["path"] = "dev/x";
+            }),
+            "");
+  EXPECT_NE(
+      broken([](json& s) { s["devices"][0]["containerEdits"]["hooks"][0]["path"] = "berthctl"; }),
+      "");
+  EXPECT_NE(
+      broken([](json& s) { s["devices"][0]["containerEdits"]["hooks"][0]["hookName"] = "later"; }),
+      "");
   EXPECT_NE(broken([](json& s) { s["devices"][0]["containerEdits"]["foo"] = 1; }), "");
   EXPECT_NE(broken([](json& s) { s["devices"][0]["containerEdits"]["env"][0] = "NOEQUALS"; }), "");
 }

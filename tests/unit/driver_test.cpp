@@ -10,9 +10,10 @@ TEST(Driver, ReadsTheHostsKernelModuleVersion) {
   EXPECT_EQ(host_driver_version("NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.104.05  Sat "
                                 "Aug 19 01:15:15 UTC 2023\nGCC version: 12\n"),
             "535.104.05");
-  EXPECT_EQ(host_driver_version(
-                "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  550.54.14  Release Build"),
-            "550.54.14");
+  EXPECT_EQ(
+      host_driver_version(
+          "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  550.54.14  Release Build"),
+      "550.54.14");
   EXPECT_FALSE(host_driver_version("garbage"));
   EXPECT_FALSE(host_driver_version(""));
 }

@@ -41,8 +41,9 @@ TEST(RuntimeTargets, LxcInfoAndRuncState) {
   EXPECT_EQ(*pid_from_runc_state(R"({"id":"c1","pid":77,"status":"running"})", "c1"), 77);
   EXPECT_EQ(pid_from_runc_state(R"({"id":"c1","pid":0,"status":"stopped"})", "c1").error().code,
             ErrorCode::target_not_found);
-  EXPECT_EQ(lxc_info_argv("lxc-info", "/var/lib/lxc2", "alice"),
-            (std::vector<std::string>{"lxc-info", "-P", "/var/lib/lxc2", "-n", "alice", "-H", "-p"}));
+  EXPECT_EQ(
+      lxc_info_argv("lxc-info", "/var/lib/lxc2", "alice"),
+      (std::vector<std::string>{"lxc-info", "-P", "/var/lib/lxc2", "-n", "alice", "-H", "-p"}));
 }
 
 TEST(RuntimeTargets, IdsAreCheckedWithTheRuntimesOwnRules) {

@@ -26,8 +26,8 @@ TEST(Slurm, ReadsTheJobsVariables) {
   EXPECT_EQ(j.uid, 1001u);
   EXPECT_EQ(j.partition, "");
   for (json bad : {json{{"SLURM_JOB_USER", "alice"}}, json{{"SLURM_JOB_ID", "4/2"}},
-                   json{{"SLURM_JOB_ID", "1"}, {"SLURM_JOB_UID", "x"}},
-                   json{{"SLURM_JOB_ID", 7}}, json::array()}) {
+                   json{{"SLURM_JOB_ID", "1"}, {"SLURM_JOB_UID", "x"}}, json{{"SLURM_JOB_ID", 7}},
+                   json::array()}) {
     auto r = parse_slurm_job(bad);
     EXPECT_FALSE(r) << bad.dump();
   }
@@ -55,8 +55,9 @@ TEST(Slurm, AnExplicitGpuMapAndUuidsInCudaVisibleDevices) {
   ASSERT_TRUE(r && *r);
   EXPECT_EQ((*r)->gpu_ids, (std::vector<std::string>{"0000:17:00.0", "0000:e3:00.0"}));
   // SLURM_JOB_GPUS wins over CUDA_VISIBLE_DEVICES.
-  r = slurm_request(*cfg, inv,
-                    job({{"SLURM_JOB_ID", "1"}, {"SLURM_JOB_GPUS", "0"}, {"CUDA_VISIBLE_DEVICES", "1"}}));
+  r = slurm_request(
+      *cfg, inv,
+      job({{"SLURM_JOB_ID", "1"}, {"SLURM_JOB_GPUS", "0"}, {"CUDA_VISIBLE_DEVICES", "1"}}));
   EXPECT_EQ((*r)->gpu_ids, (std::vector<std::string>{"0000:e3:00.0"}));
   r = slurm_request({}, inv, job({{"SLURM_JOB_ID", "1"}, {"CUDA_VISIBLE_DEVICES", "GPU-aaaa"}}));
   ASSERT_TRUE(r && *r);
@@ -72,10 +73,9 @@ TEST(Slurm, AnExplicitGpuMapAndUuidsInCudaVisibleDevices) {
 
 TEST(Slurm, PartitionProfileElseDefaultElseNothing) {
   auto inv = testing::two_socket();
-  auto cfg = parse_slurm_config(
-      {{"default", {{"vfs", 1}, {"network", {{"pool", "grid"}}}}},
-       {"partitions", {{"cpu", {{"cpus", 2}, {"numa", "single"}}}}},
-       {"prolog_timeout_s", 12}});
+  auto cfg = parse_slurm_config({{"default", {{"vfs", 1}, {"network", {{"pool", "grid"}}}}},
+                                 {"partitions", {{"cpu", {{"cpus", 2}, {"numa", "single"}}}}},
+                                 {"prolog_timeout_s", 12}});
   ASSERT_TRUE(cfg) << cfg.error().message;
   EXPECT_EQ(cfg->prolog_timeout_s, 12u);
   auto r = slurm_request(*cfg, inv, job({{"SLURM_JOB_ID", "1"}, {"SLURM_JOB_GPUS", "4,5,6,7"}}));
@@ -115,8 +115,9 @@ TEST(Slurm, TwoJobsOnOneNodeEachGetTheirNumaNode) {
   Ledger ledger;
   Context ctx{testing::two_socket(4), {}, 256};
   for (auto [id, gpus] : {std::pair{"10", "0,1,2,3"}, std::pair{"11", "4,5,6,7"}}) {
-    auto r = slurm_request({}, ctx.inventory,
-                           job({{"SLURM_JOB_ID", id}, {"SLURM_JOB_GPUS", gpus}, {"SLURM_JOB_UID", "7"}}));
+    auto r = slurm_request(
+        {}, ctx.inventory,
+        job({{"SLURM_JOB_ID", id}, {"SLURM_JOB_GPUS", gpus}, {"SLURM_JOB_UID", "7"}}));
     ASSERT_TRUE(r && *r);
     apply(ledger, ctx, event::Create{1, std::string("slurm/") + id, **r, 7u});
   }
@@ -125,13 +126,13 @@ TEST(Slurm, TwoJobsOnOneNodeEachGetTheirNumaNode) {
   EXPECT_EQ(ledger.berths["slurm/11"].placement.numa, std::vector<int>{1});
   EXPECT_EQ(ledger.berths["slurm/11"].owner_uid, 7u);
   // The same prolog again is the same berth; another user's claim on the same job id is not.
-  auto again = apply(ledger, ctx,
-                     event::Create{2, "slurm/10", ledger.berths["slurm/10"].request, 7u});
+  auto again =
+      apply(ledger, ctx, event::Create{2, "slurm/10", ledger.berths["slurm/10"].request, 7u});
   auto* reply = std::get_if<action::Reply>(&again.back());
   ASSERT_TRUE(reply);
   EXPECT_FALSE(reply->error);
-  auto other = apply(ledger, ctx,
-                     event::Create{3, "slurm/10", ledger.berths["slurm/10"].request, 8u});
+  auto other =
+      apply(ledger, ctx, event::Create{3, "slurm/10", ledger.berths["slurm/10"].request, 8u});
   reply = std::get_if<action::Reply>(&other.back());
   ASSERT_TRUE(reply && reply->error);
   EXPECT_EQ(reply->error->code, ErrorCode::conflict);
