@@ -14,6 +14,8 @@ packages=(
 )
 missing=()
 for p in "${packages[@]}"; do
+  # Node.js from elsewhere (NodeSource) already brings npm and conflicts with Debian's.
+  case $p in nodejs | npm) command -v "${p/nodejs/node}" >/dev/null 2>&1 && continue ;; esac
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if ((${#missing[@]})); then
