@@ -126,6 +126,7 @@ void to_json(nlohmann::json& j, const Berth& b) {
 }
 
 bool releases_on_exit(const Berth& b) {
+  if (b.request.standing || b.owner.starts_with("lab/")) return false;  // follows its container
   if (b.owner.starts_with("github/")) return true;
   if (b.owner.starts_with("slurm/")) return false;
   return b.request.release_on_exit;

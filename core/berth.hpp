@@ -88,7 +88,8 @@ struct Berth {
 };
 
 // By owner kind: what happens to the reservation when the attached container exits.
-// github/ is released, slurm/ stays reserved until its epilog, manual/ as its request says.
+// github/ is released, slurm/ stays reserved until its epilog, a standing berth (lab/) stays
+// reserved for its container's next start, manual/ as its request says.
 bool releases_on_exit(const Berth& b);
 // True while a berth holds its devices: every state but released, and released with leftovers.
 bool holds_devices(const Berth& b);

@@ -97,7 +97,7 @@ Status validate_owner(std::string_view owner) {
   auto slash = owner.find('/');
   auto kind = owner.substr(0, slash);
   auto id = slash == std::string_view::npos ? std::string_view{} : owner.substr(slash + 1);
-  bool kind_ok = kind == "slurm" || kind == "github" || kind == "manual";
+  bool kind_ok = kind == "slurm" || kind == "github" || kind == "manual" || kind == "lab";
   bool id_ok = !id.empty() && id.size() <= 128 && id != "." && id != ".." &&
                std::all_of(id.begin(), id.end(), [](char c) {
                  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
@@ -107,16 +107,17 @@ Status validate_owner(std::string_view owner) {
     return make_error(
         ErrorCode::bad_request,
         "owner '" + std::string(owner) +
-            "' must be slurm/<id>, github/<id> or manual/<name> (1-128 of [A-Za-z0-9._-])");
+            "' must be slurm/<id>, github/<id>, manual/<name> or lab/<name> (1-128 of "
+            "[A-Za-z0-9._-])");
   return ok_status();
 }
 
 Expected<BerthRequest> parse_request(const nlohmann::json& j) {
   if (!j.is_object())
     return make_error(ErrorCode::bad_request, "request body must be a JSON object");
-  static const std::set<std::string> known{"gpus",        "gpu_ids", "vfs",     "numa",
-                                           "cpus",        "shared",  "network", "release_on_exit",
-                                           "driver_check"};
+  static const std::set<std::string> known{"gpus",         "gpu_ids", "vfs",     "numa",
+                                           "cpus",         "shared",  "network", "release_on_exit",
+                                           "driver_check", "standing"};
   for (const auto& [k, v] : j.items())
     if (!known.count(k)) return field_error(k, "unknown field");
   BerthRequest r;
@@ -180,6 +181,33 @@ Expected<BerthRequest> parse_request(const nlohmann::json& j) {
     if (!p) return field_error("driver_check", "must be one of off, warn, refuse");
     r.driver_check = p;
   }
+  if (j.contains("standing")) {
+    const auto& t = j["standing"];
+    if (!t.is_object())
+      return field_error("standing", "must be {\"lxc\": NAME} (or runc, apptainer)");
+    StandingTarget st;
+    for (const auto& [k, v] : t.items()) {
+      if (!v.is_string() || v.get<std::string>().empty())
+        return field_error("standing." + k, "must be a non-empty string");
+      if (k == "lxc")
+        st.lxc = v.get<std::string>();
+      else if (k == "lxcpath")
+        st.lxcpath = v.get<std::string>();
+      else if (k == "runc")
+        st.runc = v.get<std::string>();
+      else if (k == "apptainer")
+        st.apptainer = v.get<std::string>();
+      else
+        return field_error("standing." + k, "unknown field (lxc, lxcpath, runc, apptainer)");
+    }
+    const int kinds = !st.lxc.empty() + !st.runc.empty() + !st.apptainer.empty();
+    if (kinds != 1 || (!st.lxcpath.empty() && st.lxc.empty()))
+      return field_error("standing",
+                         "names exactly one container: lxc (with lxcpath), runc or apptainer");
+    if (!st.lxcpath.empty() && st.lxcpath[0] != '/')
+      return field_error("standing.lxcpath", "must be an absolute path");
+    r.standing = st;
+  }
   if (j.contains("shared")) {
     if (!j["shared"].is_boolean()) return field_error("shared", "must be true or false");
     r.shared = j["shared"];
@@ -214,6 +242,13 @@ void to_json(nlohmann::json& j, const BerthRequest& r) {
   j["shared"] = r.shared;
   if (r.release_on_exit) j["release_on_exit"] = true;
   if (r.driver_check) j["driver_check"] = to_string(*r.driver_check);
+  if (r.standing) {
+    auto& t = j["standing"] = nlohmann::json::object();
+    if (!r.standing->lxc.empty()) t["lxc"] = r.standing->lxc;
+    if (!r.standing->lxcpath.empty()) t["lxcpath"] = r.standing->lxcpath;
+    if (!r.standing->runc.empty()) t["runc"] = r.standing->runc;
+    if (!r.standing->apptainer.empty()) t["apptainer"] = r.standing->apptainer;
+  }
   if (r.vf_count > 0) {
     const auto& n = r.network;
     auto& net = j["network"] = {{"ifname", n.ifname}};

@@ -32,6 +32,15 @@ struct NetworkProfile {
   bool operator==(const NetworkProfile&) const = default;
 };
 
+// A standing berth's container: berthd attaches the berth whenever this container runs.
+struct StandingTarget {
+  std::string lxc;        // an LXC container name
+  std::string lxcpath;    // with its lxcpath, empty for LXC's default
+  std::string runc;       // or a runc container id
+  std::string apptainer;  // or an apptainer instance
+  bool operator==(const StandingTarget&) const = default;
+};
+
 struct BerthRequest {
   int gpu_count = 0;
   std::vector<std::string> gpu_ids;  // GPU index ("3") or PCI address; exclusive with gpu_count
@@ -41,11 +50,12 @@ struct BerthRequest {
   bool shared = false;
   bool release_on_exit = false;  // manual/ berths: release when the attached container exits
   std::optional<DriverPolicy> driver_check;  // overrides the config's driver_check
+  std::optional<StandingTarget> standing;    // attach whenever this container runs
   NetworkProfile network;
   bool operator==(const BerthRequest&) const = default;
 };
 
-// "slurm/<jobid>", "github/<job id>" or "manual/<name>".
+// "slurm/<jobid>", "github/<job id>", "manual/<name>" or "lab/<name>" (standing berths).
 Status validate_owner(std::string_view owner);
 
 // Strict: unknown keys, wrong types and inconsistent combinations are errors naming the field.

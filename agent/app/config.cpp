@@ -51,7 +51,8 @@ Expected<Config> parse_config(const std::string& text, const std::string& base_d
                                             "udev_subsystems",
                                             "slurm",
                                             "http",
-                                            "driver_check"};
+                                            "driver_check",
+                                            "standing"};
   for (const auto& [key, value] : j.items()) {
     if (auto it = paths.find(key); it != paths.end()) {
       if (!value.is_string() || value.get<std::string>().empty())
@@ -137,6 +138,27 @@ Expected<Config> parse_config(const std::string& text, const std::string& base_d
     if (inside(c.state_dir, c.runtime_dir) || inside(c.runtime_dir, c.state_dir))
       return config_error("runtime_dir", "must be apart from state_dir (" + c.state_dir +
                                              "): neither may be the other or inside it");
+  }
+  if (j.contains("standing")) {
+    if (!j["standing"].is_array())
+      return config_error("standing", "must be an array of {owner, target, request}");
+    std::set<std::string> owners;
+    for (const auto& e : j["standing"]) {
+      if (!e.is_object() || !e.contains("owner") || !e["owner"].is_string() ||
+          !e.contains("target") || !e.contains("request") || e.size() != 3)
+        return config_error("standing", "each entry is {\"owner\", \"target\", \"request\"}");
+      const std::string owner = e["owner"].get<std::string>();
+      if (auto v = validate_owner(owner); !v) return config_error("standing", v.error().message);
+      if (!owners.insert(owner).second)
+        return config_error("standing", "owner " + owner + " appears twice");
+      nlohmann::json request = e["request"];
+      if (!request.is_object())
+        return config_error("standing." + owner, "request must be an object");
+      request["standing"] = e["target"];
+      auto r = parse_request(request);
+      if (!r) return config_error("standing." + owner, r.error().message);
+      c.standing.push_back({owner, *r});
+    }
   }
   if (j.contains("driver_check")) {
     auto p = j["driver_check"].is_string()

@@ -11,6 +11,13 @@
 
 namespace berth::agent {
 
+// A standing berth from the config: created at start (idempotent) and attached whenever its
+// container runs.
+struct StandingEntry {
+  std::string owner;
+  BerthRequest request;  // with request.standing set from the entry's target
+};
+
 struct Config {
   std::string sysfs_root = "/sys";
   std::string dev_root = "/dev";
@@ -35,6 +42,7 @@ struct Config {
   unsigned netlink_rcvbuf = 4 << 20;
   std::string udev_source = "auto";  // auto (udev when udevd runs, else kernel), udev, kernel, off
   std::optional<SlurmConfig> slurm;
+  std::vector<StandingEntry> standing;
   // Where berthd keeps its CDI spec (e.g. /var/run/cdi/berth.json); empty: none is written.
   std::string cdi_spec;
   // A read-only TCP listener ("http": {"listen": "127.0.0.1:9180", "status_page": false}):

@@ -361,6 +361,60 @@ asio::awaitable<net::Response> ControlApi::slurm_epilog(const net::Request& req)
   co_return co_await submit(req, std::move(ev), "slurm_epilog");
 }
 
+namespace {
+
+nlohmann::json standing_body(const StandingTarget& t) {
+  nlohmann::json b = nlohmann::json::object();
+  if (!t.lxc.empty()) b["lxc"] = t.lxc;
+  if (!t.lxcpath.empty()) b["lxcpath"] = t.lxcpath;
+  if (!t.runc.empty()) b["runc"] = t.runc;
+  if (!t.apptainer.empty()) b["apptainer"] = t.apptainer;
+  return b;
+}
+
+}  // namespace
+
+std::vector<std::string> ControlApi::standing_for(const StandingTarget& t) const {
+  std::vector<std::string> out;
+  for (const auto& [owner, b] : engine_.ledger().berths)
+    if (b.state != BerthState::released && b.request.standing && *b.request.standing == t)
+      out.push_back(owner);
+  return out;
+}
+
+asio::awaitable<net::Response> ControlApi::attach_standing(const std::string& owner) {
+  net::Request req{http::verb::post, "/v1/berths/" + owner + "/attach", 11};
+  auto it = engine_.ledger().berths.find(owner);
+  if (it == engine_.ledger().berths.end() || !it->second.request.standing)
+    co_return error_response(req, ErrorCode::unknown_owner, "no standing berth " + owner);
+  req.body() = standing_body(*it->second.request.standing).dump();
+  net::Peer root;
+  root.uid = 0;
+  root.gid = 0;
+  auto res = co_await attach(req, owner, root, true);
+  if (res.result_int() >= 400)
+    spdlog::info("BERTH_STANDING {} not attached: {}", owner, res.body());
+  else
+    spdlog::info("BERTH_STANDING {} attached", owner);
+  co_return res;
+}
+
+asio::awaitable<net::Response> ControlApi::standing_start(const net::Request& req) {
+  auto body = parse_body(req);
+  if (!body) co_return error_response(req, body.error().code, body.error().message);
+  auto spec = parse_request(nlohmann::json{{"standing", *body}});
+  if (!spec) co_return error_response(req, spec.error().code, spec.error().message);
+  nlohmann::json results = nlohmann::json::object();
+  for (const auto& owner : standing_for(*spec->standing)) {
+    auto res = co_await attach_standing(owner);
+    auto doc = nlohmann::json::parse(res.body(), nullptr, false);
+    results[owner] = res.result_int() < 400 ? nlohmann::json("attached")
+                     : doc.is_discarded()   ? nlohmann::json(res.body())
+                                            : doc["error"];
+  }
+  co_return ok_response(req, {{"standing", results}});
+}
+
 asio::awaitable<net::Reply> ControlApi::handle_tcp(net::Request req, net::Peer peer,
                                                    bool status_page) {
   // TCP is read-only: metrics and health always, the status page and what it reads when
@@ -457,6 +511,11 @@ asio::awaitable<net::Reply> ControlApi::handle(net::Request req, net::Peer peer)
       head.set(http::field::cache_control, "no-cache");
       auto ex = co_await asio::this_coro::executor;
       co_return net::Reply(std::move(head), std::make_shared<EventStream>(ex, bus_, since, follow));
+    }
+    if (parts.size() == 3 && parts[1] == "standing" && parts[2] == "start") {
+      if (method != http::verb::post)
+        co_return error_response(req, ErrorCode::method_not_allowed, "use POST");
+      co_return co_await standing_start(req);
     }
     if (parts.size() == 3 && parts[1] == "slurm") {
       if (method != http::verb::post)

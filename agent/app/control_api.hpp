@@ -17,6 +17,7 @@
 //   POST   /v1/slurm/epilog                release it
 //   GET    /v1/check-driver?pid=|runc=|lxc=|apptainer=   host vs container NVIDIA driver
 //   GET    /v1/cdi                         the CDI spec of the reserved berths
+//   POST   /v1/standing/start              a container started: attach its standing berths
 //   GET    /v1/links                       berthd's view of the host's links (from netlink)
 #include <functional>
 #include <optional>
@@ -40,6 +41,11 @@ class ControlApi {
   ControlApi(Engine& engine, const Config& config, std::optional<gid_t> mutators,
              std::vector<std::string> warnings, EventBus& bus);
   boost::asio::awaitable<net::Reply> handle(net::Request req, net::Peer peer);
+  // Attaches a standing berth to its container (as root would), now: the container's start, a
+  // device back on the node, berthd's own start.
+  boost::asio::awaitable<net::Response> attach_standing(const std::string& owner);
+  // The standing berths whose container is `t` (lxc/lxcpath, runc or apptainer).
+  std::vector<std::string> standing_for(const StandingTarget& t) const;
   // The TCP listener's handler: read-only, a fixed set of routes.
   boost::asio::awaitable<net::Reply> handle_tcp(net::Request req, net::Peer peer, bool status_page);
   void set_links(std::function<nlohmann::json()> links) { links_ = std::move(links); }
@@ -58,6 +64,7 @@ class ControlApi {
   boost::asio::awaitable<net::Response> slurm_prolog(const net::Request& req,
                                                      const net::Peer& peer);
   boost::asio::awaitable<net::Response> slurm_epilog(const net::Request& req);
+  boost::asio::awaitable<net::Response> standing_start(const net::Request& req);
   // A peer that may not mutate may still attach a berth recorded as its own (a Slurm job's user).
   bool may_attach_own(const std::vector<std::string>& parts, const net::Peer& peer) const;
   // `op` names the operation for metrics; null: from the event's type.

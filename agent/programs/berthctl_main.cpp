@@ -33,6 +33,9 @@ Commands (each maps to one call of berthd's API, see docs/api.md):
       --mtu N                    MTU inside the container
       --driver-check off|warn|refuse   compare the container's libcuda.so.1 with the host's
                                  driver at attach (default: the config's driver_check, warn)
+      --standing --lxc NAME [--lxcpath P] | --runc ID | --apptainer NAME
+                                 a standing berth (lab/<name>): attached whenever this container
+                                 runs, detached when it stops, kept reserved until released
       --release-on-exit          (manual/ berths) release when the attached container exits;
                                  github/ berths always are, slurm/ berths wait for the epilog
   attach OWNER TARGET            attach into a running container, found now (never a cached pid):
@@ -52,6 +55,9 @@ Commands (each maps to one call of berthd's API, see docs/api.md):
                                  job's berth (Slurm's GPUs, the partition's profile), or release
                                  it; repeating either is harmless; waits up to S seconds
                                  (slurm.prolog_timeout_s of --config, default 30) for berthd
+  standing-start (--lxc NAME [--lxcpath P] | --runc ID | --apptainer NAME)
+                                 a container started: attach its standing berths now (for
+                                 LXC's lxc.hook.start-host, packaging/lxc/)
   check-driver TARGET            the host's NVIDIA driver against the container's libcuda.so.1
                                  (TARGET as for attach); exit 0 when they match
   cdi spec [--output PATH]       the CDI spec (kind berth.dev/berth) of the reserved berths: one
@@ -62,7 +68,7 @@ Commands (each maps to one call of berthd's API, see docs/api.md):
                                  org.berth.owner, else BERTH_OWNER or SLURM_JOB_ID in the
                                  bundle's process.env; no owner: does nothing
 
-OWNER is slurm/<jobid>, github/<job id> or manual/<name>.
+OWNER is slurm/<jobid>, github/<job id>, manual/<name> or lab/<name>.
 Socket: --socket PATH, else $BERTH_SOCKET, else /run/berth/berth.sock.
 Exit status: 0 done, 1 berthd refused (the message says why), 2 usage error, 3 berthd unreachable.
 (slurm prolog: non-zero means the node must not run the job; slurm epilog: non-zero means the
@@ -97,6 +103,8 @@ int to_int(const std::string& flag, const std::string& v) {
 nlohmann::json create_body(const std::vector<std::string>& args) {
   nlohmann::json body = nlohmann::json::object();
   nlohmann::json net = nlohmann::json::object();
+  nlohmann::json standing = nlohmann::json::object();
+  bool is_standing = false;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     auto value = [&]() -> std::string {
@@ -119,6 +127,10 @@ nlohmann::json create_body(const std::vector<std::string>& args) {
       body["shared"] = true;
     else if (a == "--driver-check")
       body["driver_check"] = value();
+    else if (a == "--standing")
+      is_standing = true;
+    else if (a == "--lxc" || a == "--lxcpath" || a == "--runc" || a == "--apptainer")
+      standing[a.substr(2)] = value();
     else if (a == "--release-on-exit")
       body["release_on_exit"] = true;
     else if (a == "--pool")
@@ -140,6 +152,11 @@ nlohmann::json create_body(const std::vector<std::string>& args) {
       usage_error("create: unknown option '" + a + "'");
   }
   if (!net.empty()) body["network"] = net;
+  if (is_standing != !standing.empty())
+    usage_error(
+        "a standing berth needs --standing and its container (--lxc NAME, --runc ID or "
+        "--apptainer NAME)");
+  if (is_standing) body["standing"] = standing;
   return body;
 }
 
@@ -176,6 +193,25 @@ int main(int argc, char** argv) {
   if (cmd == "slurm") return berth::ctl::slurm_command(socket, args, json);
   if (cmd == "oci-hook") return berth::ctl::oci_hook(socket, args);
   if (cmd == "cdi") return berth::ctl::cdi_command(socket, args);
+  if (cmd == "standing-start") {
+    nlohmann::json b = nlohmann::json::object();
+    for (size_t i = 1; i + 1 < args.size(); i += 2) {
+      if (args[i] != "--lxc" && args[i] != "--lxcpath" && args[i] != "--runc" &&
+          args[i] != "--apptainer")
+        usage_error("standing-start (--lxc NAME [--lxcpath P] | --runc ID | --apptainer NAME)");
+      b[args[i].substr(2)] = args[i + 1];
+    }
+    if (b.empty() || args.size() % 2 == 0)
+      usage_error("standing-start (--lxc NAME [--lxcpath P] | --runc ID | --apptainer NAME)");
+    auto res = berth::net::unix_request(socket, "POST", "/v1/standing/start", b.dump(),
+                                        std::chrono::seconds(60));
+    if (!res) {
+      std::fprintf(stderr, "berthctl: %s\n", res.error().message.c_str());
+      return 3;
+    }
+    std::fputs(res->body.c_str(), stdout);
+    return res->status == 200 ? 0 : 1;
+  }
   if (cmd == "check-driver") {
     std::string query;
     for (size_t i = 1; i + 1 < args.size(); i += 2) {

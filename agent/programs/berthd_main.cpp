@@ -27,6 +27,7 @@
 #include "agent/app/machine_watch.hpp"
 #include "agent/app/metrics.hpp"
 #include "agent/app/service_notify.hpp"
+#include "agent/app/standing.hpp"
 #include "agent/app/usage_view.hpp"
 #include "agent/app/worker.hpp"
 #include "agent/host/container.hpp"
@@ -319,6 +320,10 @@ int run(const std::string& path, bool recover) {
   };
   // Reconciliation is done and every socket listens: only now is berthd ready.
   notify.ready(counts());
+  // Standing berths: created from the config and attached where their container runs; after
+  // READY, since attaching resolves containers through their runtimes (async children).
+  berth::agent::StandingAttacher standing(io, api, engine, bus);
+  standing.start(config.standing);
   notify.start_watchdog();
   bus.subscribe([&](const berth::agent::BusEvent& e) {
     if (e.body.value("type", "") == "berth") notify.status(counts());

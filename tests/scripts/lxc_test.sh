@@ -116,5 +116,45 @@ grep -q "target_not_found" <<<"$msg" && pass "an unknown container is refused" |
 [ "$(ctl --json show manual/bob | jq -r .berth.state)" = reserved ] && pass "refusals leave the berth reserved" || fail "bob's berth: $(ctl --json show manual/bob)"
 ctl release manual/bob >/dev/null
 
+# ---- a standing berth follows its container ------------------------------------------------------
+state_of() { ctl --json show "$1" 2>/dev/null | jq -r .berth.state; }
+wait_state() {  # OWNER STATE SECS
+  local i
+  for ((i = 0; i < $3 * 10; i++)); do [ "$(state_of "$1")" = "$2" ] && return 0; sleep 0.1; done
+  return 1
+}
+cat >"$D/start-host.sh" <<SH
+#!/bin/sh
+BERTHCTL="$BERTHCTL --socket $SOCK" exec "$repo/packaging/lxc/berth-start-host"
+SH
+chmod +x "$D/start-host.sh"
+echo "lxc.hook.start-host = $D/start-host.sh" >>"$LXC_PATH/alice/config"
+ln -sfn libcuda.so.535.104.05 "$lib/libcuda.so.1"
+ctl create lab/alice --gpu-ids 5 --cpus 1 --standing --lxc alice --lxcpath "$LXC_PATH" >/dev/null || fail "create lab/alice"
+wait_state lab/alice attached 5 && pass "a standing berth is attached to its running container at once" || fail "lab/alice: $(state_of lab/alice)"
+opens alice nvidia5 && pass "alice opens nvidia5" || fail "alice cannot open nvidia5"
+lxc_down alice
+wait_state lab/alice reserved 3 && pass "container stopped: detached, reservation kept" || fail "after stop: $(state_of lab/alice)"
+lxc_up alice
+wait_state lab/alice attached 10 && pass "container started again: attached again, no call made" || fail "after start: $(state_of lab/alice)"
+opens alice nvidia5 && pass "alice opens nvidia5 again" || fail "alice cannot open nvidia5 after its restart"
+berthd_stop
+lxc_down alice
+berthd_start "$D/berthd.json" "$SOCK" || fail "berthd did not restart"
+wait_state lab/alice reserved 3 && pass "berthd restarted while the container was stopped: reserved" || fail "after berthd restart: $(state_of lab/alice)"
+lxc_up alice
+wait_state lab/alice attached 10 && pass "...and the container's start attaches it" || fail "after start: $(state_of lab/alice)"
+ctl release lab/alice >/dev/null || fail "release lab/alice"
+opens alice nvidia5 && fail "alice still opens nvidia5 after release" || pass "released: nvidia5 is gone from alice"
+# From the config: created and attached at berthd's start.
+lxc_up bob
+berthd_stop
+jq --arg p "$LXC_PATH" '.standing = [{"owner": "lab/bob", "target": {"lxc": "bob", "lxcpath": $p}, "request": {"gpu_ids": ["6", "7"], "cpus": 1}}]' \
+  "$D/berthd.json" >"$D/standing.json"
+berthd_start "$D/standing.json" "$SOCK" || fail "berthd with a standing entry did not start"
+wait_state lab/bob attached 5 && pass "a standing entry of the config is attached at start" || fail "lab/bob: $(state_of lab/bob)"
+opens bob nvidia6 && pass "bob opens nvidia6" || fail "bob cannot open nvidia6"
+ctl release lab/bob >/dev/null
+
 echo "lxc_test: $failures failures"
 [ "$failures" = 0 ]

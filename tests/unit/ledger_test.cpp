@@ -421,3 +421,25 @@ TEST(Ledger, SharedControlNodesStayUntilTheLastBerthInTheContainerLeaves) {
 
 }  // namespace
 }  // namespace berth
+
+namespace berth {
+namespace {
+
+// A standing berth follows its container: its exit detaches it and keeps the reservation, for
+// every owner kind.
+TEST(Ledger, AStandingBerthIsKeptWhenItsContainerExits) {
+  for (const char* owner : {"lab/alice", "manual/standing", "github/7"}) {
+    testing::LedgerDriver d(context());
+    BerthRequest r;
+    r.gpu_count = 1;
+    r.cpu_count = 1;
+    r.standing = StandingTarget{"alice", "", "", ""};
+    ASSERT_FALSE(d.one(event::Create{1, owner, r}));
+    ASSERT_FALSE(d.one(event::Attach{2, owner, target()}));
+    d.run(event::TargetExited{owner, target()});
+    EXPECT_EQ(d.ledger.berths.at(owner).state, BerthState::reserved) << owner;
+  }
+}
+
+}  // namespace
+}  // namespace berth

@@ -74,3 +74,32 @@ TEST(Owner, AcceptsTheThreeKinds) {
 }
 
 }  // namespace berth
+
+namespace berth {
+namespace {
+
+TEST(Request, AStandingBerthNamesExactlyOneContainer) {
+  auto r = parse_request(nlohmann::json::parse(
+      R"({"gpus": 1, "standing": {"lxc": "alice", "lxcpath": "/var/lib/lxc"}})"));
+  ASSERT_TRUE(r) << r.error().message;
+  ASSERT_TRUE(r->standing);
+  EXPECT_EQ(r->standing->lxc, "alice");
+  nlohmann::json back = *r;
+  EXPECT_EQ(back["standing"],
+            nlohmann::json::parse(R"({"lxc": "alice", "lxcpath": "/var/lib/lxc"})"));
+  EXPECT_EQ(*parse_request(back), *r);
+  for (const char* bad :
+       {R"({"standing": {}})", R"({"standing": {"lxc": "a", "runc": "b"}})",
+        R"({"standing": {"lxcpath": "/x"}})", R"({"standing": {"lxc": "a", "lxcpath": "x"}})",
+        R"({"standing": {"pid": "7"}})", R"({"standing": "alice"})"}) {
+    auto e = parse_request(nlohmann::json::parse(bad));
+    EXPECT_FALSE(e) << bad;
+    if (!e) {
+      EXPECT_NE(e.error().message.find("standing"), std::string::npos) << e.error().message;
+    }
+  }
+  EXPECT_TRUE(validate_owner("lab/alice"));
+}
+
+}  // namespace
+}  // namespace berth

@@ -1,0 +1,71 @@
+#include "agent/app/standing.hpp"
+
+#include <spdlog/spdlog.h>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <nlohmann/json.hpp>
+
+namespace berth::agent {
+namespace asio = boost::asio;
+
+StandingAttacher::StandingAttacher(asio::io_context& io, ControlApi& api, const Engine& engine,
+                                   EventBus& bus)
+    : io_(io), api_(api), engine_(engine), bus_(bus) {}
+
+StandingAttacher::~StandingAttacher() {
+  if (subscription_) bus_.unsubscribe(subscription_);
+}
+
+void StandingAttacher::attach(const std::string& owner) {
+  if (!in_flight_.insert(owner).second) return;  // one attempt at a time per berth
+  asio::co_spawn(
+      io_,
+      [this, owner]() -> asio::awaitable<void> {
+        try {
+          co_await api_.attach_standing(owner);
+        } catch (const std::exception& e) {
+          spdlog::error("BERTH_STANDING {}: {}", owner, e.what());
+        }
+        in_flight_.erase(owner);
+      },
+      asio::detached);
+}
+
+void StandingAttacher::start(const std::vector<StandingEntry>& entries) {
+  subscription_ = bus_.subscribe([this](const BusEvent& ev) {
+    const std::string type = ev.body.value("type", "");
+    if (type == "berth" && ev.body.value("state", "") == "reserved" &&
+        ev.body.value("message", "") == "created") {
+      const std::string owner = ev.body.value("owner", "");
+      auto it = engine_.ledger().berths.find(owner);
+      if (it != engine_.ledger().berths.end() && it->second.request.standing) attach(owner);
+    } else if (type == "inventory") {
+      // A device came back (a GPU reset, a re-plug): degraded standing berths attach again.
+      for (const auto& [owner, b] : engine_.ledger().berths)
+        if (b.request.standing && b.state == BerthState::degraded) attach(owner);
+    }
+  });
+  asio::co_spawn(
+      io_,
+      [this, entries]() -> asio::awaitable<void> {
+        for (const auto& e : entries) {
+          net::Request req{boost::beast::http::verb::put, "/v1/berths/" + e.owner, 11};
+          nlohmann::json body = e.request;
+          req.body() = body.dump();
+          net::Peer root;
+          root.uid = 0;
+          root.gid = 0;
+          auto reply = co_await api_.handle(std::move(req), root);
+          if (reply.response.result_int() >= 400)
+            spdlog::error("BERTH_STANDING {} from the config not created: {}", e.owner,
+                          reply.response.body());
+        }
+        for (const auto& [owner, b] : engine_.ledger().berths)
+          if (b.request.standing &&
+              (b.state == BerthState::reserved || b.state == BerthState::degraded))
+            attach(owner);
+      },
+      asio::detached);
+}
+
+}  // namespace berth::agent
