@@ -31,6 +31,17 @@ void StandingAttacher::attach(const std::string& owner) {
       asio::detached);
 }
 
+void StandingAttacher::attach_degraded_with_devices_back() {
+  const auto& inv = engine_.context().inventory;
+  for (const auto& [owner, b] : engine_.ledger().berths) {
+    if (!b.request.standing || b.state != BerthState::degraded) continue;
+    bool all_back = true;
+    for (const auto& g : b.placement.gpus) all_back = all_back && inv.gpu_by_pci(g);
+    for (const auto& v : b.placement.vfs) all_back = all_back && inv.vf_by_pci(v);
+    if (all_back) attach(owner);
+  }
+}
+
 void StandingAttacher::start(const std::vector<StandingEntry>& entries) {
   subscription_ = bus_.subscribe([this](const BusEvent& ev) {
     const std::string type = ev.body.value("type", "");
@@ -39,10 +50,11 @@ void StandingAttacher::start(const std::vector<StandingEntry>& entries) {
       const std::string owner = ev.body.value("owner", "");
       auto it = engine_.ledger().berths.find(owner);
       if (it != engine_.ledger().berths.end() && it->second.request.standing) attach(owner);
-    } else if (type == "inventory") {
-      // A device came back (a GPU reset, a re-plug): degraded standing berths attach again.
-      for (const auto& [owner, b] : engine_.ledger().berths)
-        if (b.request.standing && b.state == BerthState::degraded) attach(owner);
+    } else if (type == "inventory" || type == "warning") {
+      // A device came back (a GPU reset, a re-plug): degraded standing berths whose devices are
+      // all on the node again attach again. Checked after the engine has taken the new
+      // inventory (the bus may hear of it first).
+      asio::post(io_, [this] { attach_degraded_with_devices_back(); });
     }
   });
   asio::co_spawn(

@@ -29,6 +29,7 @@ class StandingAttacher {
 
  private:
   void attach(const std::string& owner);
+  void attach_degraded_with_devices_back();
 
   boost::asio::io_context& io_;
   ControlApi& api_;

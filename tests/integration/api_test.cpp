@@ -964,6 +964,34 @@ TEST_F(ApiTest, UeventsReachBerthdAndAGpuThatFallsOffTheBusDegradesItsBerth) {
   EXPECT_NE(stream.find("\"type\":\"inventory\""), std::string::npos);
 }
 
+TEST_F(ApiTest, AStandingBerthIsAttachedAgainWhenItsGpuComesBack) {
+  stop();
+  const fs::path sys = dir_ / "sys";
+  ASSERT_EQ(sh("cp -a " + std::string(BERTH_FIXTURES) + "/two-socket/sys " + sys.string()).rc, 0);
+  json config = json::parse(std::ifstream(config_));
+  config["sysfs_root"] = sys.string();
+  config["udev_source"] = "kernel";
+  std::ofstream(config_) << config.dump(2);
+  start();
+  auto c = call("PUT", "/v1/berths/lab/12",
+                json{{"gpus", 1}, {"standing", {{"runc", container_->id()}}}}.dump());
+  ASSERT_EQ(c.status, 200u) << c.body.dump();
+  auto state = [&] { return call("GET", "/v1/berths/lab/12").body["berth"]["state"]; };
+  EXPECT_TRUE(within(3000, [&] { return state() == "attached"; })) << "not attached on create";
+  const std::string pci = c.body["berth"]["gpus"][0]["pci"];
+  fs::rename(sys / "bus/pci/devices" / pci, dir_ / "gpu-away");
+  ASSERT_EQ(sh("ip link add bue1 type veth peer name bue1p").rc, 0);
+  EXPECT_TRUE(within(2000, [&] { return state() == "degraded"; })) << state();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(state(), "degraded") << "attached again while its GPU is still gone";
+  fs::rename(dir_ / "gpu-away", sys / "bus/pci/devices" / pci);
+  ASSERT_EQ(sh("echo change > /sys/class/misc/fuse/uevent").rc, 0);
+  EXPECT_TRUE(within(3000, [&] { return state() == "attached"; }))
+      << "not attached again without a call: " << call("GET", "/v1/berths/lab/12").body.dump();
+  sh("ip link del bue1");
+  EXPECT_EQ(call("DELETE", "/v1/berths/lab/12").status, 200u);
+}
+
 TEST_F(ApiTest, BerthctlEventsPrintsTheStreamLikeIpMonitor) {
   const uint64_t seq = call("GET", "/v1/health").body["events"];
   ASSERT_EQ(call("PUT", "/v1/berths/manual/ev", R"({"gpus": 1})").status, 200u);
