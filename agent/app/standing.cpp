@@ -1,5 +1,7 @@
 #include "agent/app/standing.hpp"
 
+#include <map>
+
 #include <spdlog/spdlog.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -61,21 +63,55 @@ void StandingAttacher::start(const std::vector<StandingEntry>& entries) {
       io_,
       [this, entries]() -> asio::awaitable<void> {
         for (const auto& e : entries) {
-          net::Request req{boost::beast::http::verb::put, "/v1/berths/" + e.owner, 11};
           nlohmann::json body = e.request;
-          req.body() = body.dump();
-          net::Peer root;
-          root.uid = 0;
-          root.gid = 0;
-          auto reply = co_await api_.handle(std::move(req), root);
-          if (reply.response.result_int() >= 400)
-            spdlog::error("BERTH_STANDING {} from the config not created: {}", e.owner,
-                          reply.response.body());
+          co_await call(boost::beast::http::verb::put, e.owner, body.dump());
         }
         for (const auto& [owner, b] : engine_.ledger().berths)
           if (b.request.standing &&
               (b.state == BerthState::reserved || b.state == BerthState::degraded))
             attach(owner);
+      },
+      asio::detached);
+}
+
+asio::awaitable<bool> StandingAttacher::call(boost::beast::http::verb method,
+                                             const std::string& owner, const std::string& body) {
+  net::Request req{method, "/v1/berths/" + owner, 11};
+  req.body() = body;
+  net::Peer root;
+  root.uid = 0;
+  root.gid = 0;
+  auto reply = co_await api_.handle(std::move(req), root);
+  if (reply.response.result_int() >= 400) {
+    spdlog::error("BERTH_STANDING {} {} from the config failed: {}", std::string(to_string(method)),
+                  owner, reply.response.body());
+    co_return false;
+  }
+  co_return true;
+}
+
+void StandingAttacher::reload(const std::vector<StandingEntry>& before,
+                              const std::vector<StandingEntry>& after) {
+  std::map<std::string, BerthRequest> old_entries, new_entries;
+  for (const auto& e : before) old_entries[e.owner] = e.request;
+  for (const auto& e : after) new_entries[e.owner] = e.request;
+  asio::co_spawn(
+      io_,
+      [this, old_entries, new_entries]() -> asio::awaitable<void> {
+        for (const auto& [owner, request] : old_entries) {
+          auto next = new_entries.find(owner);
+          if (next != new_entries.end() && next->second == request) continue;  // unchanged
+          spdlog::info("BERTH_STANDING {} {} by the reloaded config", owner,
+                       next == new_entries.end() ? "removed" : "changed");
+          co_await call(boost::beast::http::verb::delete_, owner, "");
+        }
+        for (const auto& [owner, request] : new_entries) {
+          auto prev = old_entries.find(owner);
+          if (prev != old_entries.end() && prev->second == request) continue;
+          nlohmann::json body = request;
+          // The create's "created" event attaches it where its container runs.
+          co_await call(boost::beast::http::verb::put, owner, body.dump());
+        }
       },
       asio::detached);
 }

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 
 #include "agent/app/config.hpp"
@@ -26,10 +27,15 @@ class StandingAttacher {
   // Creates the config's standing berths (idempotent) and attaches every standing berth whose
   // container runs; from then on follows the event stream.
   void start(const std::vector<StandingEntry>& entries);
+  // SIGHUP: entries removed from the config are released, changed ones released and created
+  // again (then attached), new ones created; the others are not touched.
+  void reload(const std::vector<StandingEntry>& before, const std::vector<StandingEntry>& after);
 
  private:
   void attach(const std::string& owner);
   void attach_degraded_with_devices_back();
+  boost::asio::awaitable<bool> call(boost::beast::http::verb method, const std::string& owner,
+                                    const std::string& body);
 
   boost::asio::io_context& io_;
   ControlApi& api_;

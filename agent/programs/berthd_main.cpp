@@ -380,6 +380,8 @@ int run(const std::string& path, bool recover) {
       }
       config.log_level = next->log_level;
       config.slurm = next->slurm;
+      standing.reload(config.standing, next->standing);
+      config.standing = next->standing;
       spdlog::set_level(spdlog::level::from_str(config.log_level));
       spdlog::info("BERTH_RELOADED {} (log_level {})", path, config.log_level);
       bus.publish("reload", {{"message", "config reloaded"}, {"log_level", config.log_level}});

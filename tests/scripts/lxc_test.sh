@@ -138,10 +138,11 @@ wait_state lab/alice reserved 3 && pass "container stopped: detached, reservatio
 lxc_up alice
 wait_state lab/alice attached 10 && pass "container started again: attached again, no call made" || fail "after start: $(state_of lab/alice)"
 opens alice nvidia5 && pass "alice opens nvidia5 again" || fail "alice cannot open nvidia5 after its restart"
-berthd_stop
+kill -9 "$BERTHD_PID" && wait "$BERTHD_PID" 2>/dev/null
+BERTHD_PID=
 lxc_down alice
 berthd_start "$D/berthd.json" "$SOCK" || fail "berthd did not restart"
-wait_state lab/alice reserved 3 && pass "berthd restarted while the container was stopped: reserved" || fail "after berthd restart: $(state_of lab/alice)"
+wait_state lab/alice reserved 3 && pass "berthd killed (-9) and restarted while the container was stopped: reserved" || fail "after berthd restart: $(state_of lab/alice)"
 lxc_up alice
 wait_state lab/alice attached 10 && pass "...and the container's start attaches it" || fail "after start: $(state_of lab/alice)"
 ctl release lab/alice >/dev/null || fail "release lab/alice"
@@ -154,6 +155,22 @@ jq --arg p "$LXC_PATH" '.standing = [{"owner": "lab/bob", "target": {"lxc": "bob
 berthd_start "$D/standing.json" "$SOCK" || fail "berthd with a standing entry did not start"
 wait_state lab/bob attached 5 && pass "a standing entry of the config is attached at start" || fail "lab/bob: $(state_of lab/bob)"
 opens bob nvidia6 && pass "bob opens nvidia6" || fail "bob cannot open nvidia6"
+# SIGHUP: only what changed is detached and attached again.
+bob_before=$(ctl --json show lab/bob | jq -c '.berth | {target, steps_applied}')
+jq --arg p "$LXC_PATH" '.standing += [{"owner": "lab/alice-cfg", "target": {"lxc": "alice", "lxcpath": $p}, "request": {"gpu_ids": ["3"], "cpus": 1}}]' \
+  "$D/standing.json" >"$D/standing2.json" && mv "$D/standing2.json" "$D/standing.json"
+kill -HUP "$BERTHD_PID"
+wait_state lab/alice-cfg attached 5 && pass "SIGHUP: a new standing entry is attached" || fail "lab/alice-cfg: $(state_of lab/alice-cfg)"
+[ "$(ctl --json show lab/bob | jq -c '.berth | {target, steps_applied}')" = "$bob_before" ] &&
+  pass "SIGHUP: the unchanged entry was not touched" || fail "lab/bob changed: $(ctl --json show lab/bob | jq -c .berth.target)"
+jq --arg p "$LXC_PATH" '.standing = [{"owner": "lab/bob", "target": {"lxc": "bob", "lxcpath": $p}, "request": {"gpu_ids": ["4"], "cpus": 1}}]' \
+  "$D/standing.json" >"$D/standing2.json" && mv "$D/standing2.json" "$D/standing.json"
+kill -HUP "$BERTHD_PID"
+wait_state lab/alice-cfg released 5 && pass "SIGHUP: a removed entry is released" || fail "removed: $(state_of lab/alice-cfg)"
+for ((i = 0; i < 50; i++)); do opens bob nvidia4 && break; sleep 0.1; done
+opens bob nvidia4 && ! opens bob nvidia6 && [ "$(state_of lab/bob)" = attached ] &&
+  pass "SIGHUP: a changed entry is attached again with its new GPU" || fail "changed lab/bob: $(state_of lab/bob)"
+opens alice nvidia3 && fail "alice still opens nvidia3" || pass "and what the removed entry held is gone"
 ctl release lab/bob >/dev/null
 
 echo "lxc_test: $failures failures"
