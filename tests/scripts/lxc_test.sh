@@ -173,5 +173,24 @@ opens bob nvidia4 && ! opens bob nvidia6 && [ "$(state_of lab/bob)" = attached ]
 opens alice nvidia3 && fail "alice still opens nvidia3" || pass "and what the removed entry held is gone"
 ctl release lab/bob >/dev/null
 
+# ---- the container changes between resolve and attach ---------------------------------------------
+# An lxc-info that names alice's init first and bob's the second time, as if alice had been
+# restarted (or renamed) in between: the attach is refused, nothing is given to either.
+lxc_up alice
+cat >"$D/racy-lxc-info" <<SH
+#!/bin/sh
+n=\$(cat "$D/racy.count" 2>/dev/null || echo 0); echo \$((n + 1)) >"$D/racy.count"
+if [ "\$n" = 0 ]; then lxc-info "\$@"; else lxc-info -P "$LXC_PATH" -n bob -H -p; fi
+SH
+chmod +x "$D/racy-lxc-info"
+berthd_stop
+jq --arg l "$D/racy-lxc-info" '.lxc_info = $l | del(.standing)' "$D/standing.json" >"$D/racy.json"
+berthd_start "$D/racy.json" "$SOCK" || fail "berthd with the racy lxc-info did not start"
+ctl create manual/race --gpu-ids 2 --cpus 1 >/dev/null
+msg=$(ctl attach manual/race --lxc alice --lxcpath "$LXC_PATH" 2>&1)
+grep -q "changed while it was being attached" <<<"$msg" && pass "a container that changes between resolve and attach is refused: $msg" || fail "race: $msg"
+opens alice nvidia2 || opens bob nvidia2 && fail "the raced attach gave nvidia2 to a container" || pass "neither container got the GPU"
+[ "$(state_of manual/race)" = reserved ] && pass "the berth stays reserved" || fail "race berth: $(state_of manual/race)"
+
 echo "lxc_test: $failures failures"
 [ "$failures" = 0 ]
