@@ -94,6 +94,21 @@ class ApiTest : public ::testing::Test {
     pid_ = 0;
   }
 
+  // Restarts berthd on a copy of the fixture's sysfs that the test can change, as hot-plug
+  // changes a real /sys, with raw kernel uevents (no udevd here). Empty when the copy failed.
+  fs::path restart_on_a_sysfs_copy() {
+    stop();
+    const fs::path sys = dir_ / "sys";
+    if (sh("cp -a " + std::string(BERTH_FIXTURES) + "/two-socket/sys " + sys.string()).rc != 0)
+      return {};
+    json config = json::parse(std::ifstream(config_));
+    config["sysfs_root"] = sys.string();
+    config["udev_source"] = "kernel";
+    std::ofstream(config_) << config.dump(2);
+    start();
+    return sys;
+  }
+
   struct Reply {
     unsigned status = 0;
     json body;
@@ -920,15 +935,8 @@ TEST_F(ApiTest, CrashLoopLeaksNothingAndLosesNothing) {
 }
 
 TEST_F(ApiTest, UeventsReachBerthdAndAGpuThatFallsOffTheBusDegradesItsBerth) {
-  // A copy of the fixture that the test can change, as hot-plug changes a real /sys.
-  stop();
-  const fs::path sys = dir_ / "sys";
-  ASSERT_EQ(sh("cp -a " + std::string(BERTH_FIXTURES) + "/two-socket/sys " + sys.string()).rc, 0);
-  json config = json::parse(std::ifstream(config_));
-  config["sysfs_root"] = sys.string();
-  config["udev_source"] = "kernel";  // no udevd here: raw kernel uevents
-  std::ofstream(config_) << config.dump(2);
-  start();
+  const fs::path sys = restart_on_a_sysfs_copy();
+  ASSERT_FALSE(sys.empty());
   ASSERT_EQ(call("PUT", "/v1/berths/slurm/11", R"({"gpus": 1})").status, 200u);
   auto a = call("POST", "/v1/berths/slurm/11/attach", json{{"runc", container_->id()}}.dump());
   ASSERT_EQ(a.status, 200u) << a.body.dump();
@@ -965,14 +973,8 @@ TEST_F(ApiTest, UeventsReachBerthdAndAGpuThatFallsOffTheBusDegradesItsBerth) {
 }
 
 TEST_F(ApiTest, AStandingBerthIsAttachedAgainWhenItsGpuComesBack) {
-  stop();
-  const fs::path sys = dir_ / "sys";
-  ASSERT_EQ(sh("cp -a " + std::string(BERTH_FIXTURES) + "/two-socket/sys " + sys.string()).rc, 0);
-  json config = json::parse(std::ifstream(config_));
-  config["sysfs_root"] = sys.string();
-  config["udev_source"] = "kernel";
-  std::ofstream(config_) << config.dump(2);
-  start();
+  const fs::path sys = restart_on_a_sysfs_copy();
+  ASSERT_FALSE(sys.empty());
   auto c = call("PUT", "/v1/berths/lab/12",
                 json{{"gpus", 1}, {"standing", {{"runc", container_->id()}}}}.dump());
   ASSERT_EQ(c.status, 200u) << c.body.dump();
