@@ -25,9 +25,9 @@ namespace http = boost::beast::http;
 namespace {
 
 net::Response error_response(const net::Request& req, ErrorCode code, const std::string& message) {
-  nlohmann::json body = {{"error", {{"code", to_string(code)}, {"message", message}}}};
-  return net::json_response(static_cast<unsigned>(http_status(code)), body.dump() + "\n",
-                            req.version(), req.keep_alive());
+  return net::json_response(static_cast<unsigned>(http_status(code)),
+                            net::error_body(to_string(code), message), req.version(),
+                            req.keep_alive());
 }
 
 net::Response ok_response(const net::Request& req, const nlohmann::json& body,
