@@ -38,6 +38,8 @@ std::string_view to_string(ErrorCode code) {
       return "method_not_allowed";
     case ErrorCode::driver_mismatch:
       return "driver_mismatch";
+    case ErrorCode::bad_signature:
+      return "bad_signature";
     case ErrorCode::internal:
       return "internal";
   }
@@ -50,6 +52,8 @@ int http_status(ErrorCode code) {
     case ErrorCode::bad_json:
     case ErrorCode::bad_address:
       return 400;
+    case ErrorCode::bad_signature:
+      return 401;
     case ErrorCode::forbidden:
       return 403;
     case ErrorCode::unknown_owner:

@@ -23,6 +23,7 @@ enum class ErrorCode {
   not_found,         // no such API route
   method_not_allowed,
   driver_mismatch,  // the container's user-space driver differs from the host's (policy refuse)
+  bad_signature,    // a webhook delivery without a valid X-Hub-Signature-256
   internal,
 };
 

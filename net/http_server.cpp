@@ -18,6 +18,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -25,6 +26,7 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 #include <nlohmann/json.hpp>
 
 #include "net/rate_limited_log.hpp"
@@ -114,6 +116,7 @@ struct Server : std::enable_shared_from_this<Server<Protocol>> {
   Limits limits;
   Handler handler;
   std::string name;
+  std::shared_ptr<asio::ssl::context> tls;  // TCP only: HTTPS when set
   int reserve = -1;  // a descriptor given up to accept and close a connection when out of them
   size_t connections = 0;
   std::map<std::string, size_t> per_peer;
@@ -146,10 +149,11 @@ struct Server : std::enable_shared_from_this<Server<Protocol>> {
     return std::chrono::milliseconds(static_cast<long>(-b.tokens / limits.peer_rate * 1000) + 1);
   }
 
-  asio::awaitable<void> reply_and_close(stream_type& stream, unsigned status, std::string_view code,
+  template <class Stream>
+  asio::awaitable<void> reply_and_close(Stream& stream, unsigned status, std::string_view code,
                                         std::string_view message) {
     auto res = json_response(status, error_body(code, message), 11, false);
-    stream.expires_after(limits.write_timeout);
+    beast::get_lowest_layer(stream).expires_after(limits.write_timeout);
     co_await http::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
   }
 
@@ -176,6 +180,28 @@ struct Server : std::enable_shared_from_this<Server<Protocol>> {
       });
       co_return;
     }
+    if constexpr (std::is_same_v<Protocol, tcp>) {
+      if (tls) {
+        beast::ssl_stream<stream_type> secure(std::move(stream), *tls);
+        beast::get_lowest_layer(secure).expires_after(limits.read_timeout);
+        auto [ec] = co_await secure.async_handshake(asio::ssl::stream_base::server,
+                                                    asio::as_tuple(asio::use_awaitable));
+        if (ec) {
+          log.warn("BERTH_TLS_HANDSHAKE_FAILED",
+                   [&] { return name + ": " + peer.address + ": " + ec.message(); });
+          co_return;
+        }
+        co_await serve(secure, peer, key);
+        co_return;
+      }
+    }
+    co_await serve(stream, peer, key);
+  }
+
+  // Requests one at a time on one connection (plain or TLS), until the peer closes or fails.
+  template <class Stream>
+  asio::awaitable<void> serve(Stream& stream, const Peer& peer, const std::string& key) {
+    auto& lowest = beast::get_lowest_layer(stream);
     const bool paced = !(peer.local && peer.uid == 0);
     asio::steady_timer turn(stream.get_executor());
     beast::flat_buffer buffer;
@@ -185,12 +211,12 @@ struct Server : std::enable_shared_from_this<Server<Protocol>> {
       parser.body_limit(limits.body_limit);
       parser.header_limit(static_cast<uint32_t>(limits.header_limit));
       // Wait for the next request's first byte (idle), then give the whole request a deadline.
-      stream.expires_after(first ? limits.read_timeout : limits.idle_timeout);
+      lowest.expires_after(first ? limits.read_timeout : limits.idle_timeout);
       auto [hec, hn] = co_await http::async_read_header(stream, buffer, parser,
                                                         asio::as_tuple(asio::use_awaitable));
       beast::error_code ec = hec;
       if (!ec) {
-        stream.expires_after(limits.read_timeout);
+        lowest.expires_after(limits.read_timeout);
         auto [bec, bn] =
             co_await http::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
         ec = bec;
@@ -226,7 +252,7 @@ struct Server : std::enable_shared_from_this<Server<Protocol>> {
       }
       Response& res = reply.response;
       res.keep_alive(keep_alive);
-      stream.expires_after(limits.write_timeout);
+      lowest.expires_after(limits.write_timeout);
       auto [wec, wn] = co_await http::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
       if (wec == beast::error::timeout)
         log.warn("BERTH_HTTP_TIMEOUT",
@@ -234,13 +260,15 @@ struct Server : std::enable_shared_from_this<Server<Protocol>> {
       if (wec || !keep_alive) break;
     }
     beast::error_code ignored;
-    stream.socket().shutdown(socket_type::shutdown_send, ignored);
+    lowest.socket().shutdown(socket_type::shutdown_send, ignored);
   }
 
   // The head without a length, then each chunk as it comes; the body ends when the connection
   // closes (HTTP/1.1, Connection: close). A reader whose write has not finished in
   // write_timeout is dropped.
-  asio::awaitable<void> stream_out(stream_type& stream, Reply& reply) {
+  template <class Stream>
+  asio::awaitable<void> stream_out(Stream& stream, Reply& reply) {
+    auto& lowest = beast::get_lowest_layer(stream);
     std::string head = "HTTP/1.1 " + std::to_string(reply.response.result_int()) + " " +
                        std::string(reply.response.reason()) + "\r\n";
     for (const auto& f : reply.response) {
@@ -249,14 +277,14 @@ struct Server : std::enable_shared_from_this<Server<Protocol>> {
     }
     head += "Connection: close\r\n\r\n";
     auto write = [&](const std::string& text) -> asio::awaitable<boost::system::error_code> {
-      stream.expires_after(limits.write_timeout);
+      lowest.expires_after(limits.write_timeout);
       auto [e, n] = co_await asio::async_write(stream, asio::buffer(text),
                                                asio::as_tuple(asio::use_awaitable));
       co_return e;
     };
     auto ec = co_await write(head);
     while (!ec) {
-      stream.expires_never();  // waiting for the next event is not the peer's fault
+      lowest.expires_never();  // waiting for the next event is not the peer's fault
       auto chunk = co_await reply.stream->next();
       if (!chunk) break;
       ec = co_await write(*chunk);
@@ -388,6 +416,19 @@ Expected<std::unique_ptr<TcpHttpServer>> TcpHttpServer::listen(asio::io_context&
   const std::string where = options.address + ":" + std::to_string(options.port);
   auto impl = std::make_shared<Impl>();
   impl->server = std::make_shared<Server<tcp>>(io, options.limits, std::move(handler), where);
+  if (!options.tls_cert.empty()) {
+    auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
+    ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                     asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                     asio::ssl::context::no_tlsv1_1);
+    ctx->use_certificate_chain_file(options.tls_cert, ec);
+    if (ec)
+      return make_error(ErrorCode::internal,
+                        "TLS certificate " + options.tls_cert + ": " + ec.message());
+    ctx->use_private_key_file(options.tls_key, asio::ssl::context::pem, ec);
+    if (ec) return make_error(ErrorCode::internal, "TLS key " + options.tls_key + ": " + ec.message());
+    impl->server->tls = std::move(ctx);
+  }
   auto& acceptor = impl->server->acceptor;
   tcp::endpoint ep(address, options.port);
   acceptor.open(ep.protocol(), ec);

@@ -86,6 +86,7 @@ struct TcpServerOptions {
   std::string address = "127.0.0.1";
   uint16_t port = 0;  // 0: any free port (tests)
   Limits limits = {};
+  std::string tls_cert = {}, tls_key = {};  // PEM files: HTTPS (Asio SSL) when set
 };
 
 class TcpHttpServer {

@@ -50,6 +50,7 @@ Expected<Config> parse_config(const std::string& text, const std::string& base_d
                                             "udev_source",
                                             "udev_subsystems",
                                             "slurm",
+                                            "github",
                                             "http",
                                             "driver_check",
                                             "standing"};
@@ -191,6 +192,11 @@ Expected<Config> parse_config(const std::string& text, const std::string& base_d
     auto s = parse_slurm_config(j["slurm"]);
     if (!s) return make_error(s.error().code, "config field " + s.error().message);
     c.slurm = *s;
+  }
+  if (j.contains("github")) {
+    auto g = parse_github_config(j["github"], base_dir);
+    if (!g) return g.error();
+    c.github = std::move(*g);
   }
   if (j.contains("pools")) {
     if (!j["pools"].is_array()) return config_error("pools", "must be an array of pools");

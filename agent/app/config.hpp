@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/app/github_config.hpp"
 #include "core/expected.hpp"
 #include "core/pool.hpp"
 #include "core/slurm.hpp"
@@ -42,6 +43,7 @@ struct Config {
   unsigned netlink_rcvbuf = 4 << 20;
   std::string udev_source = "auto";  // auto (udev when udevd runs, else kernel), udev, kernel, off
   std::optional<SlurmConfig> slurm;
+  std::optional<GithubConfig> github;  // the CI webhook front door
   std::vector<StandingEntry> standing;
   // Where berthd keeps its CDI spec (e.g. /var/run/cdi/berth.json); empty: none is written.
   std::string cdi_spec;

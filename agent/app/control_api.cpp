@@ -382,6 +382,18 @@ std::vector<std::string> ControlApi::standing_for(const StandingTarget& t) const
   return out;
 }
 
+asio::awaitable<net::Response> ControlApi::as_root(http::verb method, std::string target,
+                                                   std::string body) {
+  net::Request req{method, target, 11};
+  req.body() = std::move(body);
+  req.prepare_payload();
+  net::Peer root;
+  root.uid = 0;
+  root.gid = 0;
+  auto reply = co_await handle(std::move(req), root);
+  co_return std::move(reply.response);
+}
+
 asio::awaitable<net::Response> ControlApi::attach_standing(const std::string& owner) {
   net::Request req{http::verb::post, "/v1/berths/" + owner + "/attach", 11};
   auto it = engine_.ledger().berths.find(owner);
@@ -486,6 +498,13 @@ asio::awaitable<net::Reply> ControlApi::handle(net::Request req, net::Peer peer)
       nlohmann::json health = {{"status", "ok"}, {"berths", engine_.ledger().berths.size()}};
       if (health_) health.update(health_());
       co_return ok_response(req, health);
+    }
+    if (parts.size() == 2 && parts[1] == "runners") {
+      if (mutating) co_return error_response(req, ErrorCode::method_not_allowed, "use GET");
+      if (!runners_)
+        co_return error_response(req, ErrorCode::not_found,
+                                 "no CI runners here: berthd's config has no \"github\" section");
+      co_return ok_response(req, runners_());
     }
     if (parts.size() == 2 && parts[1] == "events") {
       if (mutating) co_return error_response(req, ErrorCode::method_not_allowed, "use GET");

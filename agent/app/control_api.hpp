@@ -18,6 +18,7 @@
 //   GET    /v1/check-driver?pid=|runc=|lxc=|apptainer=   host vs container NVIDIA driver
 //   GET    /v1/cdi                         the CDI spec of the reserved berths
 //   POST   /v1/standing/start              a container started: attach its standing berths
+//   GET    /v1/runners                     CI runners: queued, starting, running, finished
 //   GET    /v1/links                       berthd's view of the host's links (from netlink)
 #include <functional>
 #include <optional>
@@ -53,6 +54,11 @@ class ControlApi {
   void set_health(std::function<nlohmann::json()> health) { health_ = std::move(health); }
   void set_metrics(Metrics* metrics) { metrics_ = metrics; }
   void set_usage(const UsageView* usage) { usage_ = usage; }
+  // GET /v1/runners (the CI webhook front door's runners), when it is configured.
+  void set_runners(std::function<nlohmann::json()> runners) { runners_ = std::move(runners); }
+  // A request as root on the unix socket would make it: for berthd's own front doors.
+  boost::asio::awaitable<net::Response> as_root(boost::beast::http::verb method,
+                                                std::string target, std::string body);
 
  private:
   boost::asio::awaitable<net::Response> attach(const net::Request& req, const std::string& owner,
@@ -78,6 +84,7 @@ class ControlApi {
   EventBus& bus_;
   std::function<nlohmann::json()> links_;
   std::function<nlohmann::json()> health_;
+  std::function<nlohmann::json()> runners_;
   Metrics* metrics_ = nullptr;
   const UsageView* usage_ = nullptr;
 };

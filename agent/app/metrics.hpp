@@ -34,6 +34,8 @@ class Metrics {
   void step_failed(const std::string& step);
   // A webhook request ended with `result` (accepted, ignored, bad_signature, ...).
   void webhook(const std::string& result);
+  // A CI runner was started, failed to start, exited by itself or was reaped.
+  void runner(const std::string& event);
 
   // Counters kept elsewhere, read at scrape time.
   struct Sources {
@@ -51,6 +53,7 @@ class Metrics {
   prometheus::Family<prometheus::Counter>* step_failures_;
   prometheus::Family<prometheus::Counter>* events_;
   prometheus::Family<prometheus::Counter>* webhooks_;
+  prometheus::Family<prometheus::Counter>* runners_;
   prometheus::Counter* resyncs_;
 };
 

@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
@@ -27,7 +28,9 @@ namespace asio = boost::asio;
 using namespace asio::experimental::awaitable_operators;
 
 asio::awaitable<ChildResult> run_child(std::vector<std::string> argv,
-                                       std::chrono::milliseconds timeout) {
+                                       std::chrono::milliseconds timeout,
+                                       std::string output_path,
+                                       std::vector<std::string> extra_env) {
   auto ex = co_await asio::this_coro::executor;
   ChildResult result;
   int fds[2];
@@ -39,15 +42,27 @@ asio::awaitable<ChildResult> run_child(std::vector<std::string> argv,
   UniqueFd write_end(fds[1]);
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, write_end.get(), STDOUT_FILENO);
-  posix_spawn_file_actions_adddup2(&actions, write_end.get(), STDERR_FILENO);
+  if (output_path.empty()) {
+    posix_spawn_file_actions_adddup2(&actions, write_end.get(), STDOUT_FILENO);
+    posix_spawn_file_actions_adddup2(&actions, write_end.get(), STDERR_FILENO);
+  } else {
+    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, output_path.c_str(),
+                                     O_WRONLY | O_CREAT | O_APPEND, 0600);
+    posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
+  }
   posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+  // Sockets and files Asio opened without O_CLOEXEC stay in berthd.
+  posix_spawn_file_actions_addclosefrom_np(&actions, 3);
   std::vector<char*> args;
   args.reserve(argv.size() + 1);
   for (auto& a : argv) args.push_back(a.data());
   args.push_back(nullptr);
+  std::vector<char*> envp;
+  for (char** e = environ; *e; ++e) envp.push_back(*e);
+  for (auto& e : extra_env) envp.push_back(e.data());
+  envp.push_back(nullptr);
   pid_t pid = 0;
-  int rc = ::posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), environ);
+  int rc = ::posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
   write_end.reset();
   if (rc != 0) {
@@ -71,18 +86,24 @@ asio::awaitable<ChildResult> run_child(std::vector<std::string> argv,
     auto [ec] = co_await deadline.async_wait(asio::as_tuple(asio::use_awaitable));
     (void)ec;
   };
-  auto first = co_await (read_all() || expire());
+  // The child's end: output closed (the pipe), or its exit (an output file), within the timeout.
+  std::optional<asio::posix::stream_descriptor> exit_watch;
+  if (pidfd) exit_watch.emplace(ex, pidfd.release());
+  auto exited = [&]() -> asio::awaitable<void> {
+    if (!exit_watch) co_return;
+    auto [ec] = co_await exit_watch->async_wait(asio::posix::stream_descriptor::wait_read,
+                                                asio::as_tuple(asio::use_awaitable));
+    (void)ec;
+  };
+  auto first = output_path.empty() ? co_await (read_all() || expire())
+                                   : co_await (exited() || expire());
   if (first.index() == 1) {
-    ::syscall(SYS_pidfd_send_signal, pidfd.get(), SIGKILL, nullptr, 0);
+    if (exit_watch)
+      ::syscall(SYS_pidfd_send_signal, exit_watch->native_handle(), SIGKILL, nullptr, 0);
     result.error = argv[0] + " did not finish within " + std::to_string(timeout.count()) + " ms";
   }
-  // Output closed: the child is exiting. Wait for it through its pidfd without blocking.
-  if (pidfd) {
-    asio::posix::stream_descriptor exit_watch(ex, pidfd.release());
-    auto [ec] = co_await exit_watch.async_wait(asio::posix::stream_descriptor::wait_read,
-                                               asio::as_tuple(asio::use_awaitable));
-    (void)ec;
-  }
+  // Wait for it through its pidfd without blocking.
+  if (output_path.empty() || first.index() == 1) co_await exited();
   int status = 0;
   if (::waitpid(pid, &status, 0) == pid && WIFEXITED(status) && result.error.empty())
     result.exit_code = WEXITSTATUS(status);

@@ -16,7 +16,13 @@ struct ChildResult {
   std::string error;   // why it could not start or finish
 };
 
+// `output_path`: the child's stdout and stderr go to this file (appended) instead of a pipe, for
+// a command that leaves a process holding them (runc create). No descriptor of berthd's but 0-2
+// reaches the child. `extra_env` (KEY=VALUE) is added to berthd's environment for the child, so
+// a secret travels there rather than in its argv, which every user can read.
 boost::asio::awaitable<ChildResult> run_child(std::vector<std::string> argv,
-                                              std::chrono::milliseconds timeout);
+                                              std::chrono::milliseconds timeout,
+                                              std::string output_path = {},
+                                              std::vector<std::string> extra_env = {});
 
 }  // namespace berth::agent

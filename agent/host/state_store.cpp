@@ -65,6 +65,16 @@ Status write_atomically(const std::string& path, const std::string& text, bool d
   return ok_status();
 }
 
+}  // namespace
+
+Status write_file_durably(const std::string& path, const std::string& text) {
+  if (auto d = make_dir(fs::path(path).parent_path().string(), true); !d) return d;
+  if (auto w = write_atomically(path, text, true); !w) return w;
+  return fsync_dir(fs::path(path).parent_path().string());
+}
+
+namespace {
+
 // Owners are validated (kind/id of [A-Za-z0-9._-], never "." or ".."), so they map to paths 1:1.
 std::string record_in(const std::string& root, const std::string& owner) {
   return root + "/berths/" + owner + ".json";

@@ -28,6 +28,9 @@ struct RecordWrite {
 
 // True when `path` (or the nearest existing parent) is on a tmpfs.
 bool is_tmpfs(const std::string& path);
+// `text` to `path` through a temporary file, renamed over it; file and directory fsynced (the
+// directory is made when missing, mode 0700).
+Status write_file_durably(const std::string& path, const std::string& text);
 
 class StateStore {
  public:

@@ -92,6 +92,27 @@ std::string format_berth_list(const nlohmann::json& berths) {
   return table(rows);
 }
 
+std::string format_runners(const nlohmann::json& doc) {
+  auto when = [&](const nlohmann::json& r, const char* k) {
+    const int64_t t = r.value(k, int64_t{0});
+    return t ? std::to_string(t) : std::string("-");
+  };
+  std::vector<Row> rows{{"JOB", "STATE", "FLAVOR", "RUNNER", "BERTH", "REPO", "QUEUED", "STARTED",
+                         "FINISHED", "OUTCOME"}};
+  for (const auto& r : doc["runners"])
+    rows.push_back({str(r["job_id"]), str(r["state"]), str(r["flavor"]), str(r["runner_name"]),
+                    r.value("backend", "local") == "slurm"
+                        ? "slurm:" + str(r.value("backend_id", nlohmann::json()))
+                        : str(r["berth"]),
+                    str(r["repo"]), when(r, "queued_at"), when(r, "started_at"),
+                    when(r, "finished_at"), str(r.value("outcome", nlohmann::json()))});
+  std::string out = table(rows);
+  out += std::to_string(doc.value("active", 0)) + " active, " +
+         std::to_string(doc.value("queued", 0)) + " queued, max_runners " +
+         std::to_string(doc.value("max_runners", 0)) + " (times: seconds since the epoch)\n";
+  return out;
+}
+
 std::string format_berth(const nlohmann::json& b) {
   std::ostringstream out;
   out << "owner:   " << str(b["owner"]) << "\n"

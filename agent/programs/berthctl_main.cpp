@@ -19,6 +19,8 @@ constexpr const char* kUsage = R"(usage: berthctl [--socket PATH] [--json] COMMA
 Commands (each maps to one call of berthd's API, see docs/api.md):
   inventory                      devices by NUMA node, free or held by whom
   list                           every berth
+  runners                        CI runners from GitHub webhooks: queued (in order), starting,
+                                 running, finished; flavor, job, runner name, berth, times
   show OWNER                     one berth
   create OWNER [options]         reserve a berth (repeating the same create is harmless)
       --gpus N | --gpu-ids LIST  N GPUs, or these GPUs (indexes or PCI addresses, comma separated)
@@ -275,9 +277,9 @@ int main(int argc, char** argv) {
     }
     return *status == 200 ? 0 : 1;
   }
-  if (cmd == "inventory" || cmd == "list") {
+  if (cmd == "inventory" || cmd == "list" || cmd == "runners") {
     if (args.size() != 1) usage_error(cmd + " takes no arguments");
-    target = cmd == "inventory" ? "/v1/inventory" : "/v1/berths";
+    target = cmd == "inventory" ? "/v1/inventory" : cmd == "runners" ? "/v1/runners" : "/v1/berths";
   } else if (cmd == "show") {
     target = "/v1/berths/" + owner_arg();
     if (args.size() != 2) usage_error("show takes only OWNER");
@@ -343,6 +345,8 @@ int main(int argc, char** argv) {
     std::fputs(berth::ctl::format_inventory(doc).c_str(), stdout);
   else if (cmd == "list")
     std::fputs(berth::ctl::format_berth_list(doc["berths"]).c_str(), stdout);
+  else if (cmd == "runners")
+    std::fputs(berth::ctl::format_runners(doc).c_str(), stdout);
   else
     std::fputs(berth::ctl::format_berth(doc["berth"]).c_str(), stdout);
   return 0;

@@ -26,6 +26,7 @@
 #include "agent/app/event_bus.hpp"
 #include "agent/app/machine_watch.hpp"
 #include "agent/app/metrics.hpp"
+#include "agent/app/runner_service.hpp"
 #include "agent/app/service_notify.hpp"
 #include "agent/app/standing.hpp"
 #include "agent/app/usage_view.hpp"
@@ -102,6 +103,16 @@ int check_config(const std::string& path) {
   std::printf("config %s is valid: %zu NUMA nodes, %zu GPUs, %zu HCAs, %zu VFs, %zu pools\n",
               path.c_str(), inv.numa_nodes.size(), inv.gpus.size(), inv.hcas.size(), inv.vfs.size(),
               p->config.pools.size());
+  if (const auto& g = p->config.github) {
+    auto secrets = berth::agent::read_secrets(*g);
+    if (!secrets) {
+      std::fprintf(stderr, "berthd: %s\n", secrets.error().message.c_str());
+      return 1;
+    }
+    std::printf("github: webhook listener %s (%s), %zu flavors, max_runners %u, registration %s\n",
+                g->listen.c_str(), g->tls_cert.empty() ? "HTTP" : "HTTPS",
+                g->settings.flavors.size(), g->settings.max_runners, g->registration.c_str());
+  }
   for (const auto& w : p->discovery.warnings) std::printf("warning: %s\n", w.c_str());
   return 0;
 }
@@ -130,6 +141,7 @@ std::optional<std::string> needs_restart(const berth::agent::Config& a,
                   c.cdi_hook,    c.lxc_info,       c.apptainer};
     j["mode"] = c.control_socket_mode;
     j["http"] = {c.http_listen, c.http_status_page};
+    j["github"] = c.github ? c.github->raw : "";
     j["group"] = c.control_group.value_or("");
     j["iommu"] = c.passthrough_iommu_groups;
     j["netlink"] = {c.netlink_resync_s, c.netlink_rcvbuf, c.udev_source, c.udev_subsystems};
@@ -295,6 +307,50 @@ int run(const std::string& path, bool recover) {
     spdlog::info("BERTH_HTTP_LISTENING {} (read-only; status page {})", config.http_listen,
                  page ? "on" : "off");
   }
+  // The CI webhook front door: its own TCP listener (25 MiB bodies, GitHub's limit), the same
+  // server code and reactor.
+  std::unique_ptr<berth::agent::RunnerService> runners;
+  std::unique_ptr<berth::net::TcpHttpServer> webhook_server;
+  if (config.github) {
+    const auto& g = *config.github;
+    auto secrets = berth::agent::read_secrets(g);
+    if (!secrets) {
+      std::fprintf(stderr, "berthd: %s\n", secrets.error().message.c_str());
+      return 1;
+    }
+    runners = std::make_unique<berth::agent::RunnerService>(io, config, std::move(*secrets), api,
+                                                            worker, bus, metrics);
+    if (auto loaded = runners->load(); !loaded) {
+      std::fprintf(stderr, "berthd: %s\n", loaded.error().message.c_str());
+      return 1;
+    }
+    api.set_runners([&runners] { return runners->view(); });
+    const auto colon = g.listen.rfind(':');
+    berth::net::TcpServerOptions opts;
+    opts.address = g.listen.substr(0, colon);
+    opts.port = static_cast<uint16_t>(std::stoul(g.listen.substr(colon + 1)));
+    opts.limits.body_limit = 25u << 20;
+    opts.limits.header_limit = 16u << 10;
+    opts.limits.max_connections = g.max_connections;
+    opts.limits.max_per_peer = std::min<size_t>(32, g.max_connections);
+    opts.limits.peer_rate = g.rate_per_peer;
+    opts.limits.peer_burst = g.rate_per_peer * 2;
+    opts.tls_cert = g.tls_cert;
+    opts.tls_key = g.tls_key;
+    auto* service = runners.get();
+    auto listening = berth::net::TcpHttpServer::listen(
+        io, opts, [service](berth::net::Request req, berth::net::Peer peer) {
+          return service->handle(std::move(req), std::move(peer));
+        });
+    if (!listening) {
+      std::fprintf(stderr, "berthd: github.listen: %s\n", listening.error().message.c_str());
+      return 1;
+    }
+    webhook_server = std::move(*listening);
+    spdlog::info("BERTH_WEBHOOK_LISTENING {} ({}; {} flavors, max_runners {}, registration {})",
+                 g.listen, g.tls_cert.empty() ? "HTTP" : "HTTPS", g.settings.flavors.size(),
+                 g.settings.max_runners, g.registration);
+  }
   berth::agent::MachineWatch machine(io, worker, config, engine, actuator, bus);
   machine_ptr = &machine;
   if (auto s = machine.start(); !s) {
@@ -324,6 +380,7 @@ int run(const std::string& path, bool recover) {
   // READY, since attaching resolves containers through their runtimes (async children).
   berth::agent::StandingAttacher standing(io, api, engine, bus);
   standing.start(config.standing);
+  if (runners) runners->start();
   notify.start_watchdog();
   bus.subscribe([&](const berth::agent::BusEvent& e) {
     if (e.body.value("type", "") == "berth") notify.status(counts());
@@ -350,6 +407,8 @@ int run(const std::string& path, bool recover) {
     notify.stopping();
     (*server)->stop();
     if (tcp_server) tcp_server->stop();
+    if (webhook_server) webhook_server->stop();
+    if (runners) runners->stop();
     machine.stop();
     deadline = std::chrono::steady_clock::now() + std::chrono::seconds(4);
     wait_idle();
