@@ -88,7 +88,8 @@ Expected<Flavor> parse_flavor(const json& f, size_t index) {
   fl.max = *max;
   fl.request = f.value("request", json::object());
   if (!fl.request.is_object()) return field_error(where + "request", "must be an object");
-  if (auto r = parse_request(fl.request); !r) return field_error(where + "request", r.error().message);
+  if (auto r = parse_request(fl.request); !r)
+    return field_error(where + "request", r.error().message);
   auto backend = get<std::string>(f, "backend", where, "local");
   if (!backend) return backend.error();
   if (*backend == "slurm") {
@@ -184,11 +185,16 @@ Runner* ours_named(Book& book, const std::string& name) {
 
 std::string_view to_string(State s) {
   switch (s) {
-    case State::queued: return "queued";
-    case State::starting: return "starting";
-    case State::running: return "running";
-    case State::stopping: return "stopping";
-    case State::finished: return "finished";
+    case State::queued:
+      return "queued";
+    case State::starting:
+      return "starting";
+    case State::running:
+      return "running";
+    case State::stopping:
+      return "stopping";
+    case State::finished:
+      return "finished";
   }
   return "finished";
 }
@@ -303,8 +309,7 @@ Expected<Job> parse_workflow_job(const json& p) {
     if (j.id == 0) return make_error(ErrorCode::bad_request, "workflow_job.id is 0");
     return j;
   } catch (const json::exception& e) {
-    return make_error(ErrorCode::bad_request,
-                      std::string("workflow_job payload: ") + e.what());
+    return make_error(ErrorCode::bad_request, std::string("workflow_job payload: ") + e.what());
   }
 }
 
@@ -412,8 +417,9 @@ Outcome on_delivery(Book& book, const Settings& s, const Delivery& d, int64_t no
       t.state = State::finished;
       t.tombstone = true;
       t.queued_at = t.finished_at = now;
-      t.outcome = action == "completed" ? "completed before it was queued here"
-                                        : "taken by " + job.runner_name + " before it was queued here";
+      t.outcome = action == "completed"
+                      ? "completed before it was queued here"
+                      : "taken by " + job.runner_name + " before it was queued here";
       it = book.runners.emplace(job.id, std::move(t)).first;
     }
     Runner& r = it->second;
@@ -423,7 +429,8 @@ Outcome on_delivery(Book& book, const Settings& s, const Delivery& d, int64_t no
       r.taken_by = job.runner_name;
       if (runner) runner->took_job = job.id;
       // Taken by someone else's runner while ours still waited: ours is not needed.
-      if (r.state == State::queued && runner != &r) stop(r, "taken by " + job.runner_name, out.actions);
+      if (r.state == State::queued && runner != &r)
+        stop(r, "taken by " + job.runner_name, out.actions);
       if (r.state == State::finished && !r.finished_at) r.finished_at = now;
       out.reason = "job " + jid + " runs on " + job.runner_name;
       append(out.actions, schedule(book, s, now));
@@ -520,7 +527,8 @@ Outcome on_tick(Book& book, const Settings& s, int64_t now) {
     } else if ((r.state == State::starting || r.state == State::running) && r.took_job == 0 &&
                age > s.reap_after_s) {
       stop(r,
-           std::string("reaped: ") + (r.state == State::starting ? "never started" : "took no job") +
+           std::string("reaped: ") +
+               (r.state == State::starting ? "never started" : "took no job") +
                " within reap_after_s (" + std::to_string(s.reap_after_s) + " s)",
            out.actions);
       out.changed = true;

@@ -61,8 +61,8 @@ struct Flavor {
 struct Settings {
   std::vector<Flavor> flavors;
   unsigned max_runners = 4;
-  int64_t reap_after_s = 600;      // started but no job taken by then: reaped
-  int64_t max_runtime_s = 25200;   // took a job and never finished (GitHub's 6 h, and then some)
+  int64_t reap_after_s = 600;       // started but no job taken by then: reaped
+  int64_t max_runtime_s = 25200;    // took a job and never finished (GitHub's 6 h, and then some)
   int64_t queue_timeout_s = 86400;  // GitHub drops a job queued for 24 h
   int64_t keep_finished_s = 7 * 86400;  // finished runners kept as tombstones (dedupe, listing)
   size_t deliveries_kept = 10000;
@@ -102,10 +102,10 @@ struct Runner {
   Job job;
   std::string flavor;
   State state = State::queued;
-  uint64_t seq = 0;  // FIFO order
-  std::string name;  // the runner's name at GitHub (ours)
-  uint64_t took_job = 0;  // the job its runner was seen taking
-  std::string taken_by;   // the runner that took this job (ours or not)
+  uint64_t seq = 0;            // FIFO order
+  std::string name;            // the runner's name at GitHub (ours)
+  uint64_t took_job = 0;       // the job its runner was seen taking
+  std::string taken_by;        // the runner that took this job (ours or not)
   std::set<std::string> seen;  // actions delivered for this job
   int64_t queued_at = 0, started_at = 0, running_at = 0, finished_at = 0;
   std::string outcome;     // why it finished or is stopping

@@ -28,12 +28,9 @@ json capabilities() {
 Placeholders placeholders_for(const Runner& r, const std::string& jit_config) {
   std::string labels;
   for (const auto& l : r.job.labels) labels += (labels.empty() ? "" : ",") + l;
-  return {{"job_id", std::to_string(r.job.id)},
-          {"run_id", std::to_string(r.job.run_id)},
-          {"repo", plain(r.job.repo)},
-          {"labels", plain(labels)},
-          {"runner_name", plain(r.name)},
-          {"jit_config", plain(jit_config)}};
+  return {{"job_id", std::to_string(r.job.id)}, {"run_id", std::to_string(r.job.run_id)},
+          {"repo", plain(r.job.repo)},          {"labels", plain(labels)},
+          {"runner_name", plain(r.name)},       {"jit_config", plain(jit_config)}};
 }
 
 std::string expand(const std::string& text, const Placeholders& values) {
@@ -106,7 +103,6 @@ json runner_oci_config(const RunnerTemplate& t, const Placeholders& values,
             {"env", env},
             {"cwd", t.cwd},
             {"capabilities", capabilities()},
-            {"rlimits", {{{"type", "RLIMIT_NOFILE"}, {"hard", 65536}, {"soft", 65536}}}},
             {"noNewPrivileges", true}}},
           {"root", {{"path", t.rootfs}, {"readonly", true}}},
           {"hostname", hostname},

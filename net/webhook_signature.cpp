@@ -10,10 +10,14 @@ namespace berth::net {
 
 std::string_view to_string(SignatureCheck c) {
   switch (c) {
-    case SignatureCheck::valid: return "valid";
-    case SignatureCheck::missing: return "missing";
-    case SignatureCheck::malformed: return "malformed";
-    case SignatureCheck::mismatch: return "mismatch";
+    case SignatureCheck::valid:
+      return "valid";
+    case SignatureCheck::missing:
+      return "missing";
+    case SignatureCheck::malformed:
+      return "malformed";
+    case SignatureCheck::mismatch:
+      return "mismatch";
   }
   return "mismatch";
 }

@@ -37,13 +37,15 @@ Expected<std::string> read_secret(const std::string& path, const std::string& fi
   }
   if (st.st_mode & (S_IRWXG | S_IRWXO)) {
     ::close(fd);
-    return field_error(field, path + " is readable by group or others (mode " +
-                                  std::to_string(st.st_mode & 0777) +
-                                  " octal " + [&] {
-                                    char b[8];
-                                    std::snprintf(b, sizeof b, "%03o", st.st_mode & 0777);
-                                    return std::string(b);
-                                  }() + "); chmod 600 it");
+    return field_error(
+        field, path + " is readable by group or others (mode " + std::to_string(st.st_mode & 0777) +
+                   " octal " +
+                   [&] {
+                     char b[8];
+                     std::snprintf(b, sizeof b, "%03o", st.st_mode & 0777);
+                     return std::string(b);
+                   }() +
+                   "); chmod 600 it");
   }
   char buf[4096];
   ssize_t n;
@@ -104,8 +106,7 @@ Expected<GithubConfig> parse_github_config(const nlohmann::json& j, const std::s
         return field_error(k, "must be \"none\", \"app\" or \"token\"");
     } else if (k == "api_url") {
       s = str(c.api_url);
-      if (s && !c.api_url.starts_with("https://"))
-        return field_error(k, "must be an https:// URL");
+      if (s && !c.api_url.starts_with("https://")) return field_error(k, "must be an https:// URL");
       while (s && c.api_url.ends_with('/')) c.api_url.pop_back();
     } else if (k == "app_id") {
       s = num(c.app_id, 1, UINT64_MAX);
@@ -125,6 +126,8 @@ Expected<GithubConfig> parse_github_config(const nlohmann::json& j, const std::s
       s = num(c.runner_group_id, 1, UINT64_MAX);
     } else if (k == "api_timeout_s") {
       s = num(c.api_timeout_s, 1, 120);
+    } else if (k == "read_timeout_s") {
+      s = num(c.read_timeout_s, 1, 60);
     } else if (k == "max_connections") {
       s = num(c.max_connections, 1, 4096);
     } else if (k == "rate_per_peer") {

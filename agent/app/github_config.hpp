@@ -13,8 +13,8 @@
 namespace berth::agent {
 
 struct GithubConfig {
-  std::string listen;  // ADDRESS:PORT of the webhook listener
-  std::string tls_cert, tls_key;  // both or neither: HTTPS; neither: HTTP behind a proxy
+  std::string listen;                // ADDRESS:PORT of the webhook listener
+  std::string tls_cert, tls_key;     // both or neither: HTTPS; neither: HTTP behind a proxy
   std::string secret_file;           // required
   std::string secret_file_previous;  // optional: the secret being rotated out
   github::Settings settings;
@@ -31,7 +31,8 @@ struct GithubConfig {
   std::string ca_file;  // CA bundle for api_url; empty: the system's
   unsigned api_timeout_s = 10;
   size_t max_connections = 64;
-  double rate_per_peer = 200;  // requests per second per sender address
+  unsigned read_timeout_s = 10;  // a whole request; slower senders are dropped
+  double rate_per_peer = 200;    // requests per second per sender address
   std::string sbatch = "sbatch", scancel = "scancel", squeue = "squeue";
   std::string raw;  // the section as given: any change to it needs a restart
 };

@@ -59,9 +59,9 @@ asio::awaitable<Expected<std::string>> GithubRegistrar::token_for(uint64_t insta
   auto jwt = net::github_app_jwt(*key + "\n", config_.app_id, now);
   if (!jwt) co_return jwt.error();
   const std::string path = "/app/installations/" + std::to_string(installation) + "/access_tokens";
-  auto r = co_await net::https_request("POST", config_.api_url + path, api_headers(*jwt), "{}",
-                                       config_.ca_file,
-                                       std::chrono::seconds(config_.api_timeout_s));
+  auto r =
+      co_await net::https_request("POST", config_.api_url + path, api_headers(*jwt), "{}",
+                                  config_.ca_file, std::chrono::seconds(config_.api_timeout_s));
   if (!r) co_return r.error();
   if (r->status != 201 && r->status != 200) co_return api_error("POST " + path, *r);
   auto j = nlohmann::json::parse(r->body, nullptr, false);
@@ -91,9 +91,9 @@ asio::awaitable<Expected<std::string>> GithubRegistrar::jit_config(const github:
                                {"runner_group_id", config_.runner_group_id},
                                {"labels", labels},
                                {"work_folder", "_work"}};
-  auto res = co_await net::https_request("POST", config_.api_url + path, api_headers(*token),
-                                         body.dump(), config_.ca_file,
-                                         std::chrono::seconds(config_.api_timeout_s));
+  auto res =
+      co_await net::https_request("POST", config_.api_url + path, api_headers(*token), body.dump(),
+                                  config_.ca_file, std::chrono::seconds(config_.api_timeout_s));
   if (!res) co_return res.error();
   if (res->status != 201 && res->status != 200) {
     if (res->status == 401) tokens_.erase(installation);

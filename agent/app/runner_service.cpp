@@ -165,7 +165,8 @@ asio::awaitable<void> RunnerService::off_reactor(std::function<void()> job) {
 
 void RunnerService::apply(github::Outcome o) {
   if (o.changed)
-    asio::co_spawn(io_, [this]() -> asio::awaitable<void> { co_await save(); }, asio::detached);
+    asio::co_spawn(
+        io_, [this]() -> asio::awaitable<void> { co_await save(); }, asio::detached);
   perform(std::move(o.actions));
 }
 
@@ -213,11 +214,10 @@ asio::awaitable<net::Reply> RunnerService::handle(net::Request req, net::Peer pe
     if (check != net::SignatureCheck::valid) {
       metrics_.webhook("bad_signature");
       const std::string why =
-          check == net::SignatureCheck::missing
-              ? "X-Hub-Signature-256 is missing"
-              : check == net::SignatureCheck::malformed
-                    ? "X-Hub-Signature-256 is not sha256= and 64 hex digits"
-                    : "X-Hub-Signature-256 does not match the body under the configured secret";
+          check == net::SignatureCheck::missing ? "X-Hub-Signature-256 is missing"
+          : check == net::SignatureCheck::malformed
+              ? "X-Hub-Signature-256 is not sha256= and 64 hex digits"
+              : "X-Hub-Signature-256 does not match the body under the configured secret";
       log_.warn("BERTH_WEBHOOK_REFUSED",
                 [&] { return "delivery from " + peer.address + " refused: " + why; });
       co_return reply_error(req, ErrorCode::bad_signature, why);
@@ -239,7 +239,9 @@ asio::awaitable<net::Reply> RunnerService::handle(net::Request req, net::Peer pe
     if (out.changed) co_await save();
     perform(std::move(out.actions));
     const std::string action = d.payload.value("action", "");
-    metrics_.webhook(out.status == 200 ? "accepted" : out.status == 202 ? "ignored" : "bad_request");
+    metrics_.webhook(out.status == 200   ? "accepted"
+                     : out.status == 202 ? "ignored"
+                                         : "bad_request");
     spdlog::info("BERTH_WEBHOOK delivery {} {}{}: {} {}", d.id.empty() ? "-" : d.id, d.event,
                  action.empty() ? "" : "." + action, out.status, out.reason);
     if (out.status >= 400) co_return reply_error(req, ErrorCode::bad_request, out.reason);
@@ -284,6 +286,23 @@ json RunnerService::view() const {
 
 // ---- starting a runner -------------------------------------------------------------------
 
+asio::awaitable<void> RunnerService::launch_failed(uint64_t job, std::string why, bool retry) {
+  const std::string owner = github::berth_owner(job);
+  if (!retry) {
+    spdlog::error("BERTH_RUNNER_START_FAILED job {}: {}", job, why);
+    metrics_.runner("start_failed");
+    bus_.publish("warning", {{"owner", owner}, {"message", "runner not started: " + why}});
+  } else {
+    spdlog::info("BERTH_RUNNER_WAITING job {}: {}", job, why);
+  }
+  co_await destroy(job);
+  if (stopping(job)) {
+    apply(github::on_stopped(book_, gh_.settings, job, now()));
+    co_return;
+  }
+  apply(github::on_start_failed(book_, gh_.settings, job, why, retry, now()));
+}
+
 asio::awaitable<void> RunnerService::launch(uint64_t job) {
   launching_.insert(job);
   struct Done {
@@ -294,23 +313,11 @@ asio::awaitable<void> RunnerService::launch(uint64_t job) {
   const std::string owner = github::berth_owner(job);
   const std::string id = runner_container_id(job);
   const std::string dir = bundle_dir(job);
-  auto fail = [&](const std::string& why, bool retry) -> asio::awaitable<void> {
-    co_await destroy(job);
-    if (!retry) {
-      spdlog::error("BERTH_RUNNER_START_FAILED job {}: {}", job, why);
-      metrics_.runner("start_failed");
-      bus_.publish("warning", {{"owner", owner}, {"message", "runner not started: " + why}});
-    } else {
-      spdlog::info("BERTH_RUNNER_WAITING job {}: {}", job, why);
-    }
-    if (stopping(job)) {
-      apply(github::on_stopped(book_, gh_.settings, job, now()));
-      co_return;
-    }
-    apply(github::on_start_failed(book_, gh_.settings, job, why, retry, now()));
-  };
   const github::Flavor* f = flavor_of(job);
-  if (!f) co_return co_await fail("its flavor is no longer configured", false);
+  if (!f) {
+    co_await launch_failed(job, "its flavor is no longer configured", false);
+    co_return;
+  }
   const github::Flavor flavor = *f;  // a reload must not pull it from under the launch
 
   std::string create_body = flavor.request.dump();
@@ -321,34 +328,61 @@ asio::awaitable<void> RunnerService::launch(uint64_t job) {
                                  ? created_body["error"].value("code", "")
                                  : "";
     const bool wait = code == "no_capacity" || code == "pool_exhausted";
-    co_return co_await fail("berth " + owner + ": " + first_line(created.body()), wait);
+    co_await launch_failed(job, "berth " + owner + ": " + first_line(created.body()), wait);
+    co_return;
   }
-  if (stopping(job)) co_return co_await fail("stopped while starting", false);
+  if (stopping(job)) {
+    co_await launch_failed(job, "stopped while starting", false);
+    co_return;
+  }
   const json view = created_body.value("berth", created_body);
 
   const github::Runner runner = book_.runners.at(job);
   auto jit = co_await registrar_.jit_config(runner);
-  if (!jit) co_return co_await fail("registration: " + jit.error().message, false);
-  if (stopping(job)) co_return co_await fail("stopped while starting", false);
+  if (!jit) {
+    co_await launch_failed(job, "registration: " + jit.error().message, false);
+    co_return;
+  }
+  if (stopping(job)) {
+    co_await launch_failed(job, "stopped while starting", false);
+    co_return;
+  }
 
   const auto spec = github::runner_oci_config(
       flavor.runner, github::placeholders_for(book_.runners.at(job), *jit),
       {view.value("cpus", ""), view.value("mems", "")}, book_.runners.at(job).name);
   Status written = ok_status();
-  co_await off_reactor([&] { written = write_bundle(dir, spec); });
-  if (!written) co_return co_await fail(written.error().message, false);
+  std::function<void()> write = [&] { written = write_bundle(dir, spec); };
+  co_await off_reactor(std::move(write));
+  if (!written) {
+    co_await launch_failed(job, written.error().message, false);
+    co_return;
+  }
 
   auto pid = co_await runc_create(runc_, id, dir);
-  if (!pid) co_return co_await fail(pid.error().message, false);
+  if (!pid) {
+    co_await launch_failed(job, pid.error().message, false);
+    co_return;
+  }
   // Devices, VF and cpuset go in while the container waits at its exec: the runner's first
   // instruction already sees them.
   std::string attach_body = json{{"runc", id}}.dump();
   auto attached =
       co_await api_.as_root(http::verb::post, "/v1/berths/" + owner + "/attach", attach_body);
-  if (attached.result_int() >= 400)
-    co_return co_await fail("attach: " + first_line(attached.body()), false);
-  if (stopping(job)) co_return co_await fail("stopped while starting", false);
-  if (auto s = co_await runc_start(runc_, id); !s) co_return co_await fail(s.error().message, false);
+  if (attached.result_int() >= 400) {
+    co_await launch_failed(job, "attach: " + first_line(attached.body()), false);
+    co_return;
+  }
+  if (stopping(job)) {
+    co_await launch_failed(job, "stopped while starting", false);
+    co_return;
+  }
+  // (No co_await in an if's init-statement: GCC 12 destroys its temporaries twice.)
+  auto started = co_await runc_start(runc_, id);
+  if (!started) {
+    co_await launch_failed(job, started.error().message, false);
+    co_return;
+  }
   watch_exit(job, *pid);
   metrics_.runner("started");
   spdlog::info("BERTH_RUNNER_STARTED job {} runner {} container {} pid {} flavor {}", job,
@@ -380,8 +414,7 @@ asio::awaitable<void> RunnerService::launch_slurm(uint64_t job) {
     co_return;
   }
   const auto values = github::placeholders_for(book_.runners.at(job), *jit);
-  std::vector<std::string> argv{gh_.sbatch, "--parsable", "--job-name",
-                                runner_container_id(job),
+  std::vector<std::string> argv{gh_.sbatch, "--parsable", "--job-name", runner_container_id(job),
                                 "--gres=gpu:" + std::to_string(flavor.slurm.gpus)};
   if (!flavor.slurm.partition.empty()) argv.push_back("--partition=" + flavor.slurm.partition);
   for (const auto& a : flavor.slurm.sbatch_args) argv.push_back(github::expand(a, values));
@@ -407,7 +440,8 @@ asio::awaitable<void> RunnerService::launch_slurm(uint64_t job) {
   }
   metrics_.runner("started");
   spdlog::info("BERTH_RUNNER_STARTED job {} runner {} as Slurm job {} (partition {}, gpu:{})", job,
-               r.name, slurm_id, flavor.slurm.partition.empty() ? "default" : flavor.slurm.partition,
+               r.name, slurm_id,
+               flavor.slurm.partition.empty() ? "default" : flavor.slurm.partition,
                flavor.slurm.gpus);
   apply(github::on_started(book_, gh_.settings, job, now(), slurm_id));
 }
@@ -437,21 +471,27 @@ asio::awaitable<bool> RunnerService::release_berth(uint64_t job) {
 asio::awaitable<void> RunnerService::destroy(uint64_t job) {
   exits_.erase(job);
   const std::string id = runner_container_id(job);
-  if (auto status = co_await runc_status(runc_, id); status && *status == "running") {
-    // A grace period for the runner to stop its job step cleanly.
+  // The berth first, while the container's namespaces live: its VF comes back to the host by
+  // berth's hand, not by the kernel's when the namespace dies, and its devices leave before the
+  // runner is signalled.
+  co_await release_berth(job);
+  auto status = co_await runc_status(runc_, id);
+  if (status && *status == "running") {
+    // A grace period for the runner to end its job step cleanly.
     (void)co_await runc_kill(runc_, id, SIGTERM);
     for (int i = 0; i < 50; ++i) {
       asio::steady_timer pause(io_, 100ms);
       co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
-      auto s = co_await runc_status(runc_, id);
-      if (!s || *s != "running") break;
+      auto now_status = co_await runc_status(runc_, id);
+      if (!now_status || *now_status != "running") break;
     }
   }
-  if (auto d = co_await runc_delete(runc_, id); !d)
-    spdlog::error("BERTH_RUNNER_DELETE_FAILED {}: {}", id, d.error().message);
-  co_await release_berth(job);
+  auto deleted = co_await runc_delete(runc_, id);
+  if (!deleted) spdlog::error("BERTH_RUNNER_DELETE_FAILED {}: {}", id, deleted.error().message);
   const std::string dir = bundle_dir(job);
-  co_await off_reactor([dir] { remove_bundle(dir); });
+  // Named, not a temporary in the co_await: GCC 12 destroys such temporaries twice.
+  std::function<void()> remove = [dir] { remove_bundle(dir); };
+  co_await off_reactor(std::move(remove));
 }
 
 asio::awaitable<void> RunnerService::teardown(uint64_t job) {
@@ -562,14 +602,14 @@ asio::awaitable<void> RunnerService::tick_loop() {
       std::string state = q.output;
       while (!state.empty() && std::isspace(static_cast<unsigned char>(state.back())))
         state.pop_back();
-      const bool gone = (q.exit_code == 0 && state.empty()) ||
-                        state == "COMPLETED" || state == "FAILED" || state == "CANCELLED" ||
-                        state == "TIMEOUT" || q.output.find("Invalid job id") != std::string::npos;
+      const bool gone = (q.exit_code == 0 && state.empty()) || state == "COMPLETED" ||
+                        state == "FAILED" || state == "CANCELLED" || state == "TIMEOUT" ||
+                        q.output.find("Invalid job id") != std::string::npos;
       if (gone && book_.runners.count(job) &&
           book_.runners.at(job).state == github::State::running) {
         metrics_.runner("exited");
-        apply(github::on_exited(book_, gh_.settings, job, "Slurm job " + slurm_id + " ended",
-                                now()));
+        apply(
+            github::on_exited(book_, gh_.settings, job, "Slurm job " + slurm_id + " ended", now()));
       }
     }
     tick_.expires_after(period);

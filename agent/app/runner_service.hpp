@@ -63,6 +63,8 @@ class RunnerService {
   boost::asio::awaitable<void> off_reactor(std::function<void()> job);
   boost::asio::awaitable<void> launch(uint64_t job);
   boost::asio::awaitable<void> launch_slurm(uint64_t job);
+  // Logs why, removes what the launch made, and puts the runner back in line or finishes it.
+  boost::asio::awaitable<void> launch_failed(uint64_t job, std::string why, bool retry);
   boost::asio::awaitable<void> teardown(uint64_t job);
   // Container, berth and bundle gone (each step tolerant of what is already gone).
   boost::asio::awaitable<void> destroy(uint64_t job);

@@ -332,6 +332,7 @@ int run(const std::string& path, bool recover) {
     opts.limits.body_limit = 25u << 20;
     opts.limits.header_limit = 16u << 10;
     opts.limits.max_connections = g.max_connections;
+    opts.limits.read_timeout = std::chrono::seconds(g.read_timeout_s);
     opts.limits.max_per_peer = std::min<size_t>(32, g.max_connections);
     opts.limits.peer_rate = g.rate_per_peer;
     opts.limits.peer_burst = g.rate_per_peer * 2;

@@ -39,11 +39,11 @@ Settings settings(json flavors, unsigned max_runners = 4) {
 
 Delivery job_event(const std::string& action, uint64_t id, json labels,
                    const std::string& runner = "", const std::string& delivery = "") {
-  json p = {{"action", action},
-            {"workflow_job",
-             {{"id", id}, {"run_id", 7}, {"labels", labels}, {"runner_name", runner}}},
-            {"repository", {{"full_name", "octo/repo"}, {"owner", {{"login", "octo"}}}}},
-            {"installation", {{"id", 99}}}};
+  json p = {
+      {"action", action},
+      {"workflow_job", {{"id", id}, {"run_id", 7}, {"labels", labels}, {"runner_name", runner}}},
+      {"repository", {{"full_name", "octo/repo"}, {"owner", {{"login", "octo"}}}}},
+      {"installation", {{"id", 99}}}};
   return {delivery.empty() ? action + "-" + std::to_string(id) : delivery, "workflow_job", p};
 }
 
@@ -59,7 +59,8 @@ size_t stops(const Outcome& o) {
 }
 
 TEST(GithubFlavors, FewestLabelsWinAndSelfHostedIsImplicitAndCaseIsIgnored) {
-  auto s = settings(json::array({flavor("big", {"gpu", "a100", "x8"}), flavor("small", {"gpu", "a100"})}));
+  auto s = settings(
+      json::array({flavor("big", {"gpu", "a100", "x8"}), flavor("small", {"gpu", "a100"})}));
   auto m = match_flavor(s.flavors, {"self-hosted", "GPU", "a100"});
   ASSERT_TRUE(m.flavor);
   EXPECT_EQ(m.flavor->name, "small");
@@ -78,12 +79,16 @@ TEST(GithubFlavors, ExactFlavorsTakeOnlyTheirOwnLabels) {
 }
 
 TEST(GithubFlavors, TiesAreFoundAtLoad) {
-  auto tie = parse_settings({{"flavors", json::array({flavor("a", {"gpu", "x"}), flavor("b", {"gpu", "y"})})}});
+  auto tie = parse_settings(
+      {{"flavors", json::array({flavor("a", {"gpu", "x"}), flavor("b", {"gpu", "y"})})}});
   ASSERT_FALSE(tie);
   EXPECT_NE(tie.error().message.find("flavors 'a' and 'b' tie"), std::string::npos);
-  EXPECT_TRUE(parse_settings({{"flavors", json::array({flavor("a", {"gpu", "x"}), flavor("b", {"cpu", "y"})})}}));
-  EXPECT_TRUE(parse_settings({{"flavors", json::array({flavor("a", {"gpu", "x"}, true), flavor("b", {"gpu", "y"}, true)})}}));
-  EXPECT_FALSE(parse_settings({{"flavors", json::array({flavor("a", {"gpu"}), flavor("a", {"cpu"})})}}));
+  EXPECT_TRUE(parse_settings(
+      {{"flavors", json::array({flavor("a", {"gpu", "x"}), flavor("b", {"cpu", "y"})})}}));
+  EXPECT_TRUE(parse_settings({{"flavors", json::array({flavor("a", {"gpu", "x"}, true),
+                                                       flavor("b", {"gpu", "y"}, true)})}}));
+  EXPECT_FALSE(
+      parse_settings({{"flavors", json::array({flavor("a", {"gpu"}), flavor("a", {"cpu"})})}}));
 }
 
 TEST(GithubFlavors, BadFlavorsNameTheirField) {
@@ -262,8 +267,7 @@ TEST(GithubRunnerSpec, PlaceholdersCpusetMemoryAndNamespaces) {
   RunnerTemplate t = s.flavors[0].runner;
   t.env = {"JOB={job_id}", "LABELS={labels}"};
   t.memory_mb = 512;
-  auto spec = runner_oci_config(t, placeholders_for(r, "SECRETJIT"),
-                                {"0-3", "0"}, "berth-5");
+  auto spec = runner_oci_config(t, placeholders_for(r, "SECRETJIT"), {"0-3", "0"}, "berth-5");
   EXPECT_EQ(spec["process"]["args"], json({"/run.sh", "SECRETJIT"}));
   EXPECT_EQ(spec["process"]["env"][1], "JOB=5");
   EXPECT_EQ(spec["process"]["env"][2], "LABELS=gpu,a_b_rm") << "payload text reached a shell";
