@@ -33,7 +33,10 @@ asio::awaitable<Expected<HttpsResponse>> https_request(std::string method, std::
     port = authority.substr(colon + 1);
   }
   auto fail = [&](const std::string& what, const beast::error_code& ec) {
-    return make_error(ErrorCode::internal, method + " " + url + ": " + what + ": " + ec.message());
+    const std::string why = ec == beast::error::timeout
+                                ? "timed out after " + std::to_string(timeout.count()) + " s"
+                                : ec.message();
+    return make_error(ErrorCode::internal, method + " " + url + ": " + what + ": " + why);
   };
   asio::ssl::context tls(asio::ssl::context::tls_client);
   beast::error_code ec;

@@ -69,7 +69,7 @@ write_config() {  # MAX_RUNNERS REAP_AFTER_S
                   "env": ["RUNNER_NAME={runner_name}", "JIT={jit_config}", "REPO={repo}"], "memory_mb": 256}},
       {"name": "gpu-only", "labels": ["gpu-only"], "request": {"gpus": 1},
        "runner": {"rootfs": "$D/rootfs", "args": ["sh", "-c", $(jq -Rn --arg c "$runner_cmd" '$c')],
-                  "env": ["RUNNER_NAME={runner_name}"]}}
+                  "env": ["RUNNER_NAME={runner_name}", "JIT={jit_config}"]}}
     ]
   }
 }
@@ -203,6 +203,57 @@ check_wait "the listener serves again when the flood stops" 10 \
   '[ "$(curl -s -o /dev/null -w %{http_code} http://127.0.0.1:$PORT/v1/health)" = 200 ]'
 
 berthd_stop
+
+# --- registration as a GitHub App against a local HTTPS API; the listener itself on TLS ----------
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+  -keyout "$D/tls.key" -out "$D/tls.crt" 2>/dev/null
+openssl genrsa -out "$D/app.pem" 2048 2>/dev/null && chmod 600 "$D/app.pem"
+openssl rsa -in "$D/app.pem" -pubout -out "$D/app.pub" 2>/dev/null
+API_PORT=$((PORT + 1))
+node "$repo/tests/webhook/github_api.mjs" "$API_PORT" "$D/tls.crt" "$D/tls.key" "$D/app.pub" "$D/api_mode" "$D/api.log" &
+api_pid=$!
+trap 'kill $api_pid 2>/dev/null; cleanup' EXIT
+jq --arg crt "$D/tls.crt" --arg key "$D/tls.key" --arg pem "$D/app.pem" --arg api "https://127.0.0.1:$API_PORT" \
+  '.github += {tls: {cert: $crt, key: $key}, registration: "app", app_id: 4242, private_key_file: $pem,
+               api_url: $api, ca_file: $crt, api_timeout_s: 2, reap_after_s: 600}' "$CONF" >"$CONF.new" && mv "$CONF.new" "$CONF"
+berthd_start "$CONF" "$SOCK" || exit 1
+URL=https://127.0.0.1:$PORT/v1/webhooks/github
+export NODE_EXTRA_CA_CERTS=$D/tls.crt
+check_eq "the listener speaks TLS" "$(send ping - | cut -d' ' -f1)" 200
+check_match "... and not plain HTTP" "$(curl -s -o /dev/null -w %{http_code} --max-time 3 http://127.0.0.1:$PORT/v1/health)" '^000$'
+send workflow_job queued --id 3001 --labels self-hosted,gpu-only >/dev/null
+check_wait "a registered runner runs" 20 '[ "$(runner_state 3001)" = running ]'
+check_contains "... with its JIT config in its environment" "$(cat "$D/run/runners/3001/output.log")" "jit=JIT-berth-3001"
+jwt=$(grep access_tokens "$D/api.log" | head -1)
+check_eq "the JWT verified (RS256, iss, iat, exp <= 10 min)" "$(jq -r '.jwt.ok' <<<"$jwt")" true
+check_eq "... for the delivery's installation" "$(jq -r '.path' <<<"$jwt")" /app/installations/3456996/access_tokens
+check_match "... exp - iat at most 600 s" "$(jq -r '.jwt.claims.exp - .jwt.claims.iat' <<<"$jwt")" '^(540|600)$'
+jit=$(grep generate-jitconfig "$D/api.log" | head -1)
+check_eq "generate-jitconfig for the repository" "$(jq -r .path <<<"$jit")" \
+  /repos/Codertocat/Hello-World/actions/runners/generate-jitconfig
+check_eq "... with the runner's name and the job's labels" "$(jq -c '[.body.name, .body.labels]' <<<"$jit")" \
+  '["berth-3001",["self-hosted","gpu-only"]]'
+send workflow_job completed --id 3001 --runner berth-3001 >/dev/null
+check_wait "... torn down on completed" 20 '[ "$(runner_state 3001)" = finished ] && [ -z "$(containers)" ]'
+n=3100
+for mode in 401 422 timeout; do
+  n=$((n + 1))
+  echo "$mode" >"$D/api_mode"
+  send workflow_job queued --id $n --labels self-hosted,gpu-only >/dev/null
+  check_wait "API $mode: the runner ends, not started" 20 '[ "$(runner_state $n)" = finished ]'
+  outcome=$(runners_json | jq -r --arg j $n '.runners[] | select(.job_id == ($j | tonumber)) | .outcome')
+  case $mode in
+    401) want="401 Bad credentials" ;;
+    422) want="422 Validation Failed" ;;
+    timeout) want="timed out" ;;
+  esac
+  check_contains "API $mode: the outcome says why" "$outcome" "$want"
+  check_contains "API $mode: ... in a log line" "$(grep "BERTH_RUNNER_START_FAILED job $n" "${CONF%.json}.log")" "$want"
+  check_match "API $mode: its berth is released" "$(ctl --json show github/$n 2>/dev/null | jq -r .berth.state)" '^(released|)$'
+  check_eq "API $mode: no container" "$(containers)" ""
+done
+berthd_stop
+
 standins_restore
 check_eq "in the end the host is as before" "$(host_snapshot)" "$before"
 checks_done webhook_test

@@ -7,6 +7,7 @@
 //   node deliver.mjs refusals URL SECRET     every refusal case, as "CASE STATUS" lines
 //   node deliver.mjs flood HOST PORT SECONDS  connections that pipeline and never read
 import http from "node:http";
+import https from "node:https";
 import net from "node:net";
 import { randomUUID } from "node:crypto";
 import { createRequire } from "node:module";
@@ -25,7 +26,8 @@ function example(event, action, index = 0) {
 
 function post(url, body, headers) {
   return new Promise((resolve) => {
-    const req = http.request(url, { method: "POST", headers }, (res) => {
+    const client = url.startsWith("https:") ? https : http;
+    const req = client.request(url, { method: "POST", headers }, (res) => {
       let text = "";
       res.on("data", (c) => (text += c));
       res.on("end", () => resolve({ status: res.statusCode, body: text.trim() }));
