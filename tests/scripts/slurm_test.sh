@@ -65,6 +65,7 @@ bundle_template "$D"
 cat >"$D/job.sh" <<SH
 #!/bin/bash
 id=berth-job\$SLURM_JOB_ID
+env | grep '^BERTH_' >"$D/job\$SLURM_JOB_ID.env"
 b=$D/bundle-\$SLURM_JOB_ID
 rm -rf "\$b" && mkdir -p "\$b" && cp -a "$D/rootfs" "\$b/rootfs"
 jq --arg job "\$SLURM_JOB_ID" --arg ctl "$BERTHCTL" --arg sock "$SOCK" \
@@ -223,6 +224,50 @@ SLURM_JOB_ID=9004 "$BERTHCTL" --socket "$SOCK" slurm epilog --config "$CONF" >/d
 runc delete -f berth-job-own >/dev/null 2>&1
 echo '{"ociVersion":"1.0.2","id":"plain","pid":1,"bundle":"/nonexistent"}' | "$BERTHCTL" --socket "$SOCK" oci-hook &&
   pass "a container without an owner: the hook does nothing" || fail "the hook failed a container without an owner"
+
+# ---- a CI runner sent through Slurm (github flavor with backend slurm) ---------------------------
+if command -v node >/dev/null && { [ -d "$repo/tests/webhook/node_modules/@octokit" ] ||
+    (cd "$repo/tests/webhook" && npm ci --no-audit --no-fund >"$D/npm.log" 2>&1); }; then
+  berthd_stop
+  cp "$CONF" "$CONF.plain"
+  printf 'slurm-secret' >"$D/secret" && chmod 600 "$D/secret"
+  wport=$((20000 + RANDOM % 20000))
+  jq --arg port "127.0.0.1:$wport" --arg secret "$D/secret" --arg script "$D/job.sh" --arg out "$D/out-%j.log" \
+    '. + {github: {listen: $port, secret_file: $secret, max_runners: 2,
+                   flavors: [{name: "slurm-gpu", labels: ["gpu-slurm"], backend: "slurm",
+                              slurm: {gpus: 2, script: $script, sbatch_args: ["-o", $out]}}]}}' \
+    "$CONF.plain" >"$CONF"
+  berthd_start "$CONF" "$SOCK" || fail "berthd with a github section did not start"
+  deliver() { node "$repo/tests/webhook/deliver.mjs" send "http://127.0.0.1:$wport/v1/webhooks/github" slurm-secret "$@"; }
+  deliver workflow_job queued --id 5001 --labels self-hosted,gpu-slurm >/dev/null
+  sj=
+  for ((i = 0; i < 100; i++)); do
+    sj=$(ctl --json runners | jq -r '.runners[] | select(.job_id == 5001 and .state == "running") | .backend_id')
+    [ -n "$sj" ] && break
+    sleep 0.2
+  done
+  if [ -n "$sj" ]; then pass "queued -> Slurm job $sj"; else fail "no Slurm job for the runner: $(ctl --json runners)"; fi
+  job_info=$(scontrol show job "$sj" 2>&1)
+  grep -qE 'gres[/:]gpu[:=]2' <<<"$job_info" && pass "... with --gres=gpu:2" || fail "Slurm job $sj lacks gres gpu:2: $job_info"
+  grep -q "JobName=berth-runner-5001" <<<"$job_info" && pass "... named berth-runner-5001" || fail "job name: $job_info"
+  wait_file "$D/job$sj.started" || fail "the runner's Slurm job $sj did not start"
+  grep -q "BERTH_RUNNER_NAME=berth-5001" "$D/job$sj.env" 2>/dev/null && pass "... its script got the runner's name" || fail "runner env: $(cat "$D/job$sj.env" 2>&1)"
+  [ "$(state_of "$sj")" = attached ] && pass "the prolog and the OCI hook attached the runner's berth slurm/$sj" || fail "berth slurm/$sj is '$(state_of "$sj")'"
+  opened=$(grep -c '^open' "$D/job$sj.inside")
+  [ "$opened" = 2 ] && pass "... its container opens its 2 GPUs" || fail "the runner's container opens $opened GPUs: $(cat "$D/job$sj.inside")"
+  deliver workflow_job completed --id 5001 --runner berth-5001 >/dev/null
+  slurm_wait_state "$sj" 30 CANCELLED && pass "completed -> scancel" || fail "Slurm job $sj not cancelled"
+  wait_berth "$sj" released 15 && pass "... and the epilog released its berth" || fail "slurm/$sj is '$(state_of "$sj")'"
+  for ((i = 0; i < 50; i++)); do [ "$(ctl --json runners | jq -r '.runners[0].state')" = finished ] && break; sleep 0.2; done
+  [ "$(ctl --json runners | jq -r '.runners[0].state')" = finished ] && pass "... the runner finished" || fail "runner: $(ctl --json runners)"
+  runc delete -f "berth-job$sj" >/dev/null 2>&1  # the cancelled job script could not
+  host_is_clean "a CI runner through Slurm"
+  berthd_stop
+  mv "$CONF.plain" "$CONF"
+  berthd_start "$CONF" "$SOCK" || fail "berthd did not start again"
+else
+  echo "SKIP (one case): a CI runner through Slurm: node/npm or the npm registry is missing"
+fi
 
 # ---- berthd not running ------------------------------------------------------------------------
 berthd_stop
