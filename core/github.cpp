@@ -146,7 +146,22 @@ Expected<Flavor> parse_flavor(const json& f, size_t index) {
 void push_delivery(Book& book, const Settings& s, const std::string& id) {
   if (id.empty()) return;
   book.deliveries.push_back(id);
-  while (book.deliveries.size() > s.deliveries_kept) book.deliveries.pop_front();
+  book.delivery_index.insert(id);
+  book.new_deliveries.push_back(id);
+  while (book.deliveries.size() > s.deliveries_kept) {
+    book.delivery_index.erase(book.deliveries.front());
+    book.deliveries.pop_front();
+  }
+}
+
+void touch(Book& book, const Runner& r) {
+  book.dirty.insert(r.job.id);
+  book.unindexed.insert(r.job.id);
+}
+
+void reindex_all(Book& book) {
+  for (const auto& [id, r] : book.runners) book.unindexed.insert(id);
+  sync_index(book);
 }
 
 Outcome reply(unsigned status, std::string reason, bool changed = true) {
@@ -158,7 +173,9 @@ Outcome reply(unsigned status, std::string reason, bool changed = true) {
 }
 
 // Marks an active runner stopping and asks for its teardown.
-void stop(Runner& r, const std::string& why, std::vector<Action>& actions) {
+void stop(Book& book, Runner& r, const std::string& why, std::vector<Action>& actions) {
+  if (r.state == State::queued || r.state == State::starting || r.state == State::running)
+    touch(book, r);
   if (r.state == State::queued) {
     r.state = State::finished;
     r.outcome = why;
@@ -313,6 +330,23 @@ Expected<Job> parse_workflow_job(const json& p) {
   }
 }
 
+json parse_delivery_body(const std::string& body) {
+  // Keys kept by depth (the parent is not known to the callback, so each depth has one list).
+  static const std::set<std::string> top{"action", "workflow_job", "repository", "installation"};
+  static const std::set<std::string> second{"id",        "run_id", "labels", "runner_name",
+                                            "full_name", "owner"};
+  static const std::set<std::string> third{"login"};
+  auto keep = [](int depth, json::parse_event_t event, json& parsed) {
+    if (event != json::parse_event_t::key) return true;
+    const auto& key = parsed.get_ref<const std::string&>();
+    if (depth == 1) return top.count(key) > 0;
+    if (depth == 2) return second.count(key) > 0;
+    if (depth == 3) return third.count(key) > 0;
+    return false;
+  };
+  return json::parse(body, keep, false);
+}
+
 std::string berth_owner(uint64_t job_id) {
   return "github/" + std::to_string(job_id);
 }
@@ -321,22 +355,37 @@ std::string runner_name(const Settings& s, uint64_t job_id) {
   return s.runner_prefix + "-" + std::to_string(job_id);
 }
 
+void sync_index(Book& book) {
+  for (uint64_t id : book.unindexed) {
+    if (auto q = book.queued_seq.find(id); q != book.queued_seq.end()) {
+      book.queue.erase({q->second, id});
+      book.queued_seq.erase(q);
+    }
+    book.active.erase(id);
+    auto it = book.runners.find(id);
+    if (it == book.runners.end()) continue;
+    if (it->second.state == State::queued) {
+      book.queue.insert({it->second.seq, id});
+      book.queued_seq[id] = it->second.seq;
+    } else if (active(it->second.state)) {
+      book.active.insert(id);
+    }
+  }
+  book.unindexed.clear();
+}
+
 std::vector<Action> schedule(Book& book, const Settings& s, int64_t now) {
   std::vector<Action> actions;
-  size_t running = 0;
+  sync_index(book);
+  size_t running = book.active.size();
+  if (running >= s.max_runners) return actions;
   std::map<std::string, size_t> per_flavor;
-  for (const auto& [id, r] : book.runners)
-    if (active(r.state)) {
-      ++running;
-      ++per_flavor[r.flavor];
-    }
-  std::vector<Runner*> queue;
-  for (auto& [id, r] : book.runners)
-    if (r.state == State::queued) queue.push_back(&r);
-  std::sort(queue.begin(), queue.end(), [](auto* a, auto* b) { return a->seq < b->seq; });
+  for (uint64_t id : book.active) ++per_flavor[book.runners.at(id).flavor];
   std::set<std::string> held;  // FIFO within a flavor: one waiting holds the ones behind it
-  for (Runner* r : queue) {
-    if (running >= s.max_runners) break;
+  // The queue index does not change in this loop (touch() defers it to the next sync).
+  for (const auto& [seq, id] : book.queue) {
+    if (running >= s.max_runners || held.size() >= s.flavors.size()) break;
+    Runner* r = &book.runners.at(id);
     if (held.count(r->flavor)) continue;
     if (r->retry_at > now) {
       held.insert(r->flavor);
@@ -345,6 +394,7 @@ std::vector<Action> schedule(Book& book, const Settings& s, int64_t now) {
     auto f = std::find_if(s.flavors.begin(), s.flavors.end(),
                           [&](const Flavor& x) { return x.name == r->flavor; });
     if (f == s.flavors.end()) {
+      touch(book, *r);
       r->state = State::finished;
       r->finished_at = now;
       r->outcome = "flavor '" + r->flavor + "' is no longer configured";
@@ -354,12 +404,14 @@ std::vector<Action> schedule(Book& book, const Settings& s, int64_t now) {
       held.insert(r->flavor);
       continue;
     }
+    touch(book, *r);
     r->state = State::starting;
     r->started_at = now;
     ++running;
     ++per_flavor[r->flavor];
     actions.push_back(gh::Start{r->job.id});
   }
+  sync_index(book);
   return actions;
 }
 
@@ -367,8 +419,7 @@ Outcome on_delivery(Book& book, const Settings& s, const Delivery& d, int64_t no
   if (d.event == "ping") return reply(200, "pong", false);
   if (d.event != "workflow_job")
     return reply(202, "event '" + d.event + "' is not handled; only workflow_job and ping", false);
-  if (!d.id.empty() &&
-      std::find(book.deliveries.begin(), book.deliveries.end(), d.id) != book.deliveries.end())
+  if (!d.id.empty() && book.delivery_index.count(d.id))
     return reply(200, "delivery " + d.id + " was already handled", false);
   auto parsed = parse_workflow_job(d.payload);
   if (!parsed) return reply(400, parsed.error().message, false);
@@ -385,6 +436,7 @@ Outcome on_delivery(Book& book, const Settings& s, const Delivery& d, int64_t no
   if (action == "queued") {
     if (it != book.runners.end()) {
       it->second.seen.insert(action);
+      touch(book, it->second);
       out.reason = "job " + jid + " was already " +
                    (it->second.seen.count("completed") ? "completed" : "taken") +
                    "; no runner started";
@@ -403,7 +455,7 @@ Outcome on_delivery(Book& book, const Settings& s, const Delivery& d, int64_t no
     r.name = runner_name(s, job.id);
     r.queued_at = now;
     r.seen.insert(action);
-    book.runners.emplace(job.id, std::move(r));
+    touch(book, book.runners.emplace(job.id, std::move(r)).first->second);
     out.actions = schedule(book, s, now);
     const Runner& mine = book.runners.at(job.id);
     out.reason = "job " + jid + " takes flavor " + mine.flavor + ": runner " + mine.name + " " +
@@ -424,20 +476,24 @@ Outcome on_delivery(Book& book, const Settings& s, const Delivery& d, int64_t no
     }
     Runner& r = it->second;
     r.seen.insert(action);
+    touch(book, r);
     Runner* runner = ours_named(book, job.runner_name);
     if (action == "in_progress") {
       r.taken_by = job.runner_name;
-      if (runner) runner->took_job = job.id;
+      if (runner) {
+        runner->took_job = job.id;
+        touch(book, *runner);
+      }
       // Taken by someone else's runner while ours still waited: ours is not needed.
       if (r.state == State::queued && runner != &r)
-        stop(r, "taken by " + job.runner_name, out.actions);
+        stop(book, r, "taken by " + job.runner_name, out.actions);
       if (r.state == State::finished && !r.finished_at) r.finished_at = now;
       out.reason = "job " + jid + " runs on " + job.runner_name;
       append(out.actions, schedule(book, s, now));
       return out;
     }
-    if (runner && runner != &r) stop(*runner, "job " + jid + " completed", out.actions);
-    if (r.took_job == 0 || r.took_job == job.id) stop(r, "job " + jid + " completed", out.actions);
+    if (runner && runner != &r) stop(book, *runner, "job " + jid + " completed", out.actions);
+    if (r.took_job == 0 || r.took_job == job.id) stop(book, r, "job " + jid + " completed", out.actions);
     if (r.state == State::finished && !r.finished_at) r.finished_at = now;
     out.reason = "job " + jid + " completed";
     append(out.actions, schedule(book, s, now));
@@ -455,6 +511,7 @@ Outcome on_started(Book& book, const Settings& s, uint64_t job_id, int64_t now,
   if (it == book.runners.end()) return out;
   Runner& r = it->second;
   out.changed = true;
+  touch(book, r);
   if (!backend_id.empty()) r.backend_id = backend_id;
   if (r.state == State::starting) {
     r.state = State::running;
@@ -473,6 +530,7 @@ Outcome on_start_failed(Book& book, const Settings& s, uint64_t job_id, const st
   if (it == book.runners.end()) return out;
   Runner& r = it->second;
   out.changed = true;
+  touch(book, r);
   if (retry && r.state == State::starting) {
     r.state = State::queued;  // keeps its seq: its place in line
     r.retry_at = now + 5;
@@ -492,7 +550,7 @@ Outcome on_exited(Book& book, const Settings& s, uint64_t job_id, const std::str
   auto it = book.runners.find(job_id);
   if (it == book.runners.end()) return out;
   out.changed = true;
-  stop(it->second, why, out.actions);
+  stop(book, it->second, why, out.actions);
   (void)s;
   (void)now;
   return out;
@@ -504,6 +562,7 @@ Outcome on_stopped(Book& book, const Settings& s, uint64_t job_id, int64_t now) 
   if (it == book.runners.end()) return out;
   Runner& r = it->second;
   out.changed = true;
+  touch(book, r);
   r.state = State::finished;
   r.finished_at = now;
   out.actions = schedule(book, s, now);
@@ -515,29 +574,44 @@ Outcome on_tick(Book& book, const Settings& s, int64_t now) {
   for (auto it = book.runners.begin(); it != book.runners.end();) {
     Runner& r = it->second;
     if (r.state == State::finished && now - r.finished_at > s.keep_finished_s) {
+      book.dirty.insert(it->first);  // gone from the book: the journal forgets it
+      book.unindexed.insert(it->first);
       it = book.runners.erase(it);
       out.changed = true;
       continue;
     }
     const int64_t age = now - r.started_at;
     if (r.state == State::queued && now - r.queued_at > s.queue_timeout_s) {
-      stop(r, "queued longer than queue_timeout_s", out.actions);
+      stop(book, r, "queued longer than queue_timeout_s", out.actions);
       r.finished_at = now;
       out.changed = true;
     } else if ((r.state == State::starting || r.state == State::running) && r.took_job == 0 &&
                age > s.reap_after_s) {
-      stop(r,
+      stop(book, r,
            std::string("reaped: ") +
                (r.state == State::starting ? "never started" : "took no job") +
                " within reap_after_s (" + std::to_string(s.reap_after_s) + " s)",
            out.actions);
       out.changed = true;
     } else if (r.state == State::running && r.took_job != 0 && age > s.max_runtime_s) {
-      stop(r, "reaped: ran longer than max_runtime_s (" + std::to_string(s.max_runtime_s) + " s)",
+      stop(book, r, "reaped: ran longer than max_runtime_s (" + std::to_string(s.max_runtime_s) + " s)",
            out.actions);
       out.changed = true;
     }
     ++it;
+  }
+  // Bounded memory: beyond finished_kept, the oldest finished runners are forgotten first.
+  std::vector<std::pair<int64_t, uint64_t>> finished;
+  for (const auto& [id, r] : book.runners)
+    if (r.state == State::finished) finished.emplace_back(r.finished_at, id);
+  if (finished.size() > s.finished_kept) {
+    std::sort(finished.begin(), finished.end());
+    for (size_t i = 0; i < finished.size() - s.finished_kept; ++i) {
+      book.runners.erase(finished[i].second);
+      book.dirty.insert(finished[i].second);
+      book.unindexed.insert(finished[i].second);
+    }
+    out.changed = true;
   }
   auto started = schedule(book, s, now);
   if (!started.empty()) out.changed = true;
@@ -581,49 +655,117 @@ json book_to_json(const Book& book) {
           {"deliveries", book.deliveries}};
 }
 
+Expected<Runner> runner_from_json(const json& x) {
+  try {
+    Runner r;
+    r.job.id = x.at("job_id").get<uint64_t>();
+    r.job.run_id = x.value("run_id", uint64_t{0});
+    r.job.repo = x.value("repo", "");
+    r.job.owner = x.value("repo_owner", "");
+    r.job.installation_id = x.value("installation_id", uint64_t{0});
+    r.job.labels = x.value("labels", std::vector<std::string>{});
+    r.flavor = x.value("flavor", "");
+    const std::string state = x.at("state").get<std::string>();
+    static const std::map<std::string, State> states{{"queued", State::queued},
+                                                     {"starting", State::starting},
+                                                     {"running", State::running},
+                                                     {"stopping", State::stopping},
+                                                     {"finished", State::finished}};
+    auto st = states.find(state);
+    if (st == states.end())
+      return make_error(ErrorCode::bad_request, "runner state '" + state + "' is unknown");
+    r.state = st->second;
+    r.seq = x.value("seq", uint64_t{0});
+    r.name = x.value("runner_name", "");
+    r.seen = x.value("seen", std::set<std::string>{});
+    r.queued_at = x.value("queued_at", int64_t{0});
+    r.started_at = x.value("started_at", int64_t{0});
+    r.running_at = x.value("running_at", int64_t{0});
+    r.finished_at = x.value("finished_at", int64_t{0});
+    r.took_job = x.value("took_job", uint64_t{0});
+    r.taken_by = x.value("taken_by", "");
+    r.outcome = x.value("outcome", "");
+    r.backend_id = x.value("backend_id", "");
+    r.retry_at = x.value("retry_at", int64_t{0});
+    r.tombstone = x.value("tombstone", false);
+    return r;
+  } catch (const json::exception& e) {
+    return make_error(ErrorCode::bad_request, std::string("runner record: ") + e.what());
+  }
+}
+
 Expected<Book> book_from_json(const json& j) {
   try {
     Book b;
     b.next_seq = j.at("next_seq").get<uint64_t>();
-    for (const auto& d : j.at("deliveries")) b.deliveries.push_back(d.get<std::string>());
-    for (const auto& x : j.at("runners")) {
-      Runner r;
-      r.job.id = x.at("job_id").get<uint64_t>();
-      r.job.run_id = x.value("run_id", uint64_t{0});
-      r.job.repo = x.value("repo", "");
-      r.job.owner = x.value("repo_owner", "");
-      r.job.installation_id = x.value("installation_id", uint64_t{0});
-      r.job.labels = x.value("labels", std::vector<std::string>{});
-      r.flavor = x.value("flavor", "");
-      const std::string state = x.at("state").get<std::string>();
-      static const std::map<std::string, State> states{{"queued", State::queued},
-                                                       {"starting", State::starting},
-                                                       {"running", State::running},
-                                                       {"stopping", State::stopping},
-                                                       {"finished", State::finished}};
-      auto st = states.find(state);
-      if (st == states.end())
-        return make_error(ErrorCode::bad_request, "runner state '" + state + "' is unknown");
-      r.state = st->second;
-      r.seq = x.value("seq", uint64_t{0});
-      r.name = x.value("runner_name", "");
-      r.seen = x.value("seen", std::set<std::string>{});
-      r.queued_at = x.value("queued_at", int64_t{0});
-      r.started_at = x.value("started_at", int64_t{0});
-      r.running_at = x.value("running_at", int64_t{0});
-      r.finished_at = x.value("finished_at", int64_t{0});
-      r.took_job = x.value("took_job", uint64_t{0});
-      r.taken_by = x.value("taken_by", "");
-      r.outcome = x.value("outcome", "");
-      r.backend_id = x.value("backend_id", "");
-      r.retry_at = x.value("retry_at", int64_t{0});
-      r.tombstone = x.value("tombstone", false);
-      b.runners.emplace(r.job.id, std::move(r));
+    for (const auto& d : j.at("deliveries")) {
+      b.deliveries.push_back(d.get<std::string>());
+      b.delivery_index.insert(b.deliveries.back());
     }
+    for (const auto& x : j.at("runners")) {
+      auto r = runner_from_json(x);
+      if (!r) return r.error();
+      const uint64_t id = r->job.id;
+      b.runners.emplace(id, std::move(*r));
+    }
+    reindex_all(b);
     return b;
   } catch (const json::exception& e) {
     return make_error(ErrorCode::bad_request, std::string("runner book: ") + e.what());
   }
+}
+
+std::string take_journal(Book& book) {
+  std::string out;
+  for (uint64_t id : book.dirty) {
+    auto it = book.runners.find(id);
+    const json line = it == book.runners.end() ? json{{"forget", id}}
+                                               : json{{"runner", runner_to_json(it->second)}};
+    out += line.dump() + "\n";
+  }
+  for (const auto& d : book.new_deliveries) out += json{{"delivery", d}}.dump() + "\n";
+  book.dirty.clear();
+  book.new_deliveries.clear();
+  return out;
+}
+
+Expected<size_t> replay_journal(Book& book, const std::string& text, size_t deliveries_kept) {
+  size_t applied = 0;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    auto nl = text.find('\n', pos);
+    const bool last = nl == std::string::npos;
+    const std::string line = text.substr(pos, last ? std::string::npos : nl - pos);
+    pos = last ? text.size() : nl + 1;
+    if (line.empty()) continue;
+    auto j = json::parse(line, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) {
+      if (last) break;  // a write cut short by a crash: it was never acknowledged
+      return make_error(ErrorCode::bad_request, "journal line " + std::to_string(applied + 1) +
+                                                    " is not JSON");
+    }
+    if (j.contains("runner")) {
+      auto r = runner_from_json(j["runner"]);
+      if (!r) return r.error();
+      book.next_seq = std::max(book.next_seq, r->seq + 1);
+      const uint64_t id = r->job.id;
+      book.runners.insert_or_assign(id, std::move(*r));
+      book.unindexed.insert(id);
+    } else if (j.contains("forget")) {
+      book.runners.erase(j["forget"].get<uint64_t>());
+      book.unindexed.insert(j["forget"].get<uint64_t>());
+    } else if (j.contains("delivery")) {
+      book.deliveries.push_back(j["delivery"].get<std::string>());
+      book.delivery_index.insert(book.deliveries.back());
+      while (book.deliveries.size() > deliveries_kept) {
+        book.delivery_index.erase(book.deliveries.front());
+        book.deliveries.pop_front();
+      }
+    }
+    ++applied;
+  }
+  sync_index(book);
+  return applied;
 }
 
 }  // namespace berth::github

@@ -66,6 +66,7 @@ struct Settings {
   int64_t queue_timeout_s = 86400;  // GitHub drops a job queued for 24 h
   int64_t keep_finished_s = 7 * 86400;  // finished runners kept as tombstones (dedupe, listing)
   size_t deliveries_kept = 10000;
+  size_t finished_kept = 10000;  // finished runners kept at most (oldest forgotten first)
   std::string runner_prefix = "berth";  // runner names: <prefix>-<job id>
 };
 
@@ -94,6 +95,10 @@ struct Job {
   std::string runner_name;  // may be set on any action; meaningful on in_progress/completed
 };
 Expected<Job> parse_workflow_job(const nlohmann::json& payload);
+// The delivery's body parsed keeping only what parse_workflow_job and on_delivery read (action,
+// the job's id, run_id, labels and runner_name, the repository's name and owner, the
+// installation id): a payload of many kilobytes becomes a handful of nodes. Discarded: not JSON.
+nlohmann::json parse_delivery_body(const std::string& body);
 
 enum class State { queued, starting, running, stopping, finished };
 std::string_view to_string(State s);
@@ -117,8 +122,21 @@ struct Runner {
 struct Book {
   std::map<uint64_t, Runner> runners;  // by job id
   std::deque<std::string> deliveries;  // replay record, newest last
+  std::set<std::string> delivery_index;  // the same ids, for lookup
   uint64_t next_seq = 1;
+  // What changed since the adapter last took it (not persisted): runners changed or forgotten,
+  // deliveries recorded. The adapter journals exactly these.
+  std::set<uint64_t> dirty;
+  std::vector<std::string> new_deliveries;
+  // Indexes kept in step with `runners` (sync_index): the queue in FIFO order and the runners
+  // that hold capacity, so a delivery costs the same with ten thousand jobs queued.
+  std::set<std::pair<uint64_t, uint64_t>> queue;  // (seq, job id)
+  std::map<uint64_t, uint64_t> queued_seq;        // job id -> its seq in `queue`
+  std::set<uint64_t> active;                      // starting, running, stopping
+  std::set<uint64_t> unindexed;                   // changed since the indexes were synced
 };
+// Brings the indexes up to date with the runners changed since (all of them after a load).
+void sync_index(Book& book);
 
 namespace gh {
 struct Start {
@@ -170,5 +188,13 @@ std::string runner_name(const Settings& s, uint64_t job_id);
 nlohmann::json book_to_json(const Book& book);
 Expected<Book> book_from_json(const nlohmann::json& j);
 nlohmann::json runner_to_json(const Runner& r);
+Expected<Runner> runner_from_json(const nlohmann::json& j);
+// The journal: one JSON line per change ({"runner": ...}, {"forget": id}, {"delivery": id}),
+// appended after each batch of events and folded into a snapshot (book_to_json) now and then.
+// take_journal drains book.dirty and book.new_deliveries into those lines.
+std::string take_journal(Book& book);
+// Applies journal lines over a book read from its snapshot; a torn last line (a crash during the
+// append, never acknowledged) is ignored. Returns how many lines were applied.
+Expected<size_t> replay_journal(Book& book, const std::string& text, size_t deliveries_kept);
 
 }  // namespace berth::github

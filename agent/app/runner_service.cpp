@@ -60,6 +60,7 @@ RunnerService::RunnerService(asio::io_context& io, const Config& config,
       registrar_(*config.github),
       runc_{config.runc, config.runc_root},
       path_(config.state_dir + "/github/runners.json"),
+      journal_path_(config.state_dir + "/github/runners.journal"),
       tick_(io) {}
 
 RunnerService::~RunnerService() = default;
@@ -71,16 +72,32 @@ int64_t RunnerService::now() const {
 }
 
 Status RunnerService::load() {
-  std::ifstream in(path_);
-  if (!in) return ok_status();  // first start
-  std::stringstream ss;
-  ss << in.rdbuf();
-  auto j = json::parse(ss.str(), nullptr, false);
-  if (j.is_discarded())
-    return make_error(ErrorCode::internal, "runner book " + path_ + " is not valid JSON");
-  auto book = github::book_from_json(j);
-  if (!book) return make_error(ErrorCode::internal, path_ + ": " + book.error().message);
-  book_ = std::move(*book);
+  auto read = [](const std::string& path, std::string& text) {
+    std::ifstream in(path);
+    if (!in) return false;
+    std::stringstream ss;
+    ss << in.rdbuf();
+    text = ss.str();
+    return true;
+  };
+  std::string text;
+  if (read(path_, text)) {
+    auto j = json::parse(text, nullptr, false);
+    if (j.is_discarded())
+      return make_error(ErrorCode::internal, "runner book " + path_ + " is not valid JSON");
+    auto book = github::book_from_json(j);
+    if (!book) return make_error(ErrorCode::internal, path_ + ": " + book.error().message);
+    book_ = std::move(*book);
+  }
+  if (read(journal_path_, text)) {
+    auto applied = github::replay_journal(book_, text, gh_.settings.deliveries_kept);
+    if (!applied)
+      return make_error(ErrorCode::internal, journal_path_ + ": " + applied.error().message);
+    journal_lines_ = *applied;
+  }
+  book_.dirty.clear();
+  book_.new_deliveries.clear();
+  compact_ = true;  // the first write folds the journal into a fresh snapshot
   return ok_status();
 }
 
@@ -131,23 +148,43 @@ asio::awaitable<void> RunnerService::save() {
 void RunnerService::write_next() {
   writing_ = true;
   const uint64_t gen = requested_;
-  worker_.post([this, gen, text = github::book_to_json(book_).dump()] {
-    auto written = write_file_durably(path_, text);
-    std::string error = written ? "" : written.error().message;
-    asio::post(io_, [this, gen, error] {
-      if (!error.empty()) spdlog::error("BERTH_RUNNER_BOOK_WRITE_FAILED {}", error);
-      written_ = gen;
-      writing_ = false;
-      for (auto it = waiters_.begin(); it != waiters_.end();) {
-        if (it->first <= gen) {
-          it->second->cancel();
-          it = waiters_.erase(it);
-        } else {
-          ++it;
-        }
+  auto finish = [this, gen](std::string error) {
+    if (!error.empty()) spdlog::error("BERTH_RUNNER_BOOK_WRITE_FAILED {}", error);
+    written_ = gen;
+    writing_ = false;
+    for (auto it = waiters_.begin(); it != waiters_.end();) {
+      if (it->first <= gen) {
+        it->second->cancel();
+        it = waiters_.erase(it);
+      } else {
+        ++it;
       }
-      if (requested_ > written_) write_next();
+    }
+    if (requested_ > written_) write_next();
+  };
+  if (compact_ || journal_lines_ > 4096 + 2 * book_.runners.size()) {
+    // The whole book as a snapshot, then an empty journal: serialized on the worker from a copy.
+    (void)github::take_journal(book_);
+    compact_ = false;
+    journal_lines_ = 0;
+    worker_.post([this, finish, book = book_] {
+      auto written = write_file_durably(path_, github::book_to_json(book).dump());
+      if (written) written = truncate_durably(journal_path_);
+      std::string error = written ? "" : written.error().message;
+      asio::post(io_, [finish, error] { finish(error); });
     });
+    return;
+  }
+  std::string lines = github::take_journal(book_);
+  if (lines.empty()) {
+    asio::post(io_, [finish] { finish({}); });
+    return;
+  }
+  journal_lines_ += static_cast<size_t>(std::count(lines.begin(), lines.end(), '\n'));
+  worker_.post([this, finish, lines = std::move(lines)] {
+    auto appended = append_durably(journal_path_, lines);
+    std::string error = appended ? "" : appended.error().message;
+    asio::post(io_, [finish, error] { finish(error); });
   });
 }
 
@@ -225,7 +262,7 @@ asio::awaitable<net::Reply> RunnerService::handle(net::Request req, net::Peer pe
     github::Delivery d;
     d.id = std::string(req["X-GitHub-Delivery"]);
     d.event = std::string(req["X-GitHub-Event"]);
-    d.payload = json::parse(req.body(), nullptr, false);
+    d.payload = github::parse_delivery_body(req.body());
     if (d.payload.is_discarded() || !d.payload.is_object()) {
       metrics_.webhook("bad_request");
       co_return reply_error(req, ErrorCode::bad_json, "the delivery's body is not a JSON object");

@@ -8,8 +8,10 @@
 //             Stop:  runc kill/delete -> release the berth -> on_stopped -> the queue moves
 //   the runner's exit (pidfd) -> on_exited -> Stop;  a timer -> on_tick (reaping)
 //
-// The book (runners, queue, delivery record) lives in <state_dir>/github/runners.json, so a
-// restart loses nothing and starts nothing twice.
+// The book (runners, queue, delivery record) lives in <state_dir>/github/: a snapshot
+// (runners.json) and a journal of changes since (runners.journal, appended and fdatasynced once
+// per batch, folded into the snapshot now and then), so a restart loses nothing and starts
+// nothing twice, and a delivery costs one small append however long the queue.
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -86,7 +88,10 @@ class RunnerService {
   Metrics& metrics_;
   GithubRegistrar registrar_;
   RuncTool runc_;
-  std::string path_;
+  std::string path_;          // the snapshot
+  std::string journal_path_;  // changes since the snapshot, one JSON line each
+  size_t journal_lines_ = 0;
+  bool compact_ = false;
   github::Book book_;
   std::set<uint64_t> launching_;
   std::set<uint64_t> tearing_down_;

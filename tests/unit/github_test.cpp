@@ -246,6 +246,26 @@ TEST(GithubBook, AStolenRunnerIsStoppedByTheJobItTook) {
   EXPECT_EQ(b.runners.at(2).state, State::running);
 }
 
+TEST(GithubBook, TheFilteredParseKeepsWhatTheBookReads) {
+  auto full = job_event("in_progress", 42, {"gpu", "x"}, "berth-42").payload;
+  full["workflow_job"]["steps"] = json::array({{{"name", "a"}, {"number", 1}}});
+  full["sender"] = {{"login", "someone"}, {"id", 5}};
+  auto kept = parse_delivery_body(full.dump());
+  ASSERT_FALSE(kept.is_discarded());
+  EXPECT_FALSE(kept.contains("sender"));
+  EXPECT_FALSE(kept["workflow_job"].contains("steps"));
+  auto a = parse_workflow_job(full), b = parse_workflow_job(kept);
+  ASSERT_TRUE(a && b);
+  EXPECT_EQ(a->id, b->id);
+  EXPECT_EQ(a->labels, b->labels);
+  EXPECT_EQ(a->runner_name, b->runner_name);
+  EXPECT_EQ(a->repo, b->repo);
+  EXPECT_EQ(a->owner, b->owner);
+  EXPECT_EQ(a->installation_id, b->installation_id);
+  EXPECT_EQ(kept["action"], "in_progress");
+  EXPECT_TRUE(parse_delivery_body("{not json").is_discarded());
+}
+
 TEST(GithubBook, SurvivesARoundTripThroughJson) {
   auto s = settings(json::array({flavor("gpu", {"gpu"})}), 1);
   Book b;
@@ -398,3 +418,42 @@ TEST(GithubConfig, ListenerNeedsASecretAndTheSecretMustBePrivate) {
 
 }  // namespace
 }  // namespace berth::agent
+
+namespace berth::github {
+namespace {
+
+TEST(GithubJournal, ReplayOverTheSnapshotGivesTheSameBookAndATornLastLineIsIgnored) {
+  using nlohmann::json;
+  auto s = parse_settings({{"flavors", json::array({{{"name", "gpu"},
+                                                     {"labels", {"gpu"}},
+                                                     {"request", {{"gpus", 1}}},
+                                                     {"runner", {{"rootfs", "/r"}, {"args", {"/x"}}}}}})},
+                           {"max_runners", 1}});
+  ASSERT_TRUE(s);
+  auto event = [](const std::string& action, uint64_t id) {
+    return Delivery{action + std::to_string(id), "workflow_job",
+                    json{{"action", action},
+                         {"workflow_job", {{"id", id}, {"labels", {"gpu"}}, {"runner_name", ""}}}}};
+  };
+  Book live;
+  (void)on_delivery(live, *s, event("queued", 1), 1);
+  const json snapshot = book_to_json(live);
+  (void)take_journal(live);
+  std::string journal;
+  (void)on_delivery(live, *s, event("queued", 2), 2);
+  (void)on_started(live, *s, 1, 3);
+  journal += take_journal(live);
+  (void)on_exited(live, *s, 1, "exited", 4);
+  (void)on_stopped(live, *s, 1, 5);
+  journal += take_journal(live);
+  auto back = book_from_json(snapshot);
+  ASSERT_TRUE(back);
+  auto applied = replay_journal(*back, journal + "{\"runner\": {\"job_", 10000);
+  ASSERT_TRUE(applied) << applied.error().message;
+  EXPECT_EQ(book_to_json(*back), book_to_json(live));
+  EXPECT_EQ(back->runners.at(2).state, State::starting);
+  EXPECT_FALSE(replay_journal(*back, "garbage\n{}\n", 10000));
+}
+
+}  // namespace
+}  // namespace berth::github
