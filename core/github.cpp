@@ -333,8 +333,8 @@ Expected<Job> parse_workflow_job(const json& p) {
 json parse_delivery_body(const std::string& body) {
   // Keys kept by depth (the parent is not known to the callback, so each depth has one list).
   static const std::set<std::string> top{"action", "workflow_job", "repository", "installation"};
-  static const std::set<std::string> second{"id",        "run_id", "labels", "runner_name",
-                                            "full_name", "owner"};
+  static const std::set<std::string> second{"id",          "run_id",    "labels",
+                                            "runner_name", "full_name", "owner"};
   static const std::set<std::string> third{"login"};
   auto keep = [](int depth, json::parse_event_t event, json& parsed) {
     if (event != json::parse_event_t::key) return true;
@@ -493,7 +493,8 @@ Outcome on_delivery(Book& book, const Settings& s, const Delivery& d, int64_t no
       return out;
     }
     if (runner && runner != &r) stop(book, *runner, "job " + jid + " completed", out.actions);
-    if (r.took_job == 0 || r.took_job == job.id) stop(book, r, "job " + jid + " completed", out.actions);
+    if (r.took_job == 0 || r.took_job == job.id)
+      stop(book, r, "job " + jid + " completed", out.actions);
     if (r.state == State::finished && !r.finished_at) r.finished_at = now;
     out.reason = "job " + jid + " completed";
     append(out.actions, schedule(book, s, now));
@@ -594,7 +595,8 @@ Outcome on_tick(Book& book, const Settings& s, int64_t now) {
            out.actions);
       out.changed = true;
     } else if (r.state == State::running && r.took_job != 0 && age > s.max_runtime_s) {
-      stop(book, r, "reaped: ran longer than max_runtime_s (" + std::to_string(s.max_runtime_s) + " s)",
+      stop(book, r,
+           "reaped: ran longer than max_runtime_s (" + std::to_string(s.max_runtime_s) + " s)",
            out.actions);
       out.changed = true;
     }
@@ -741,8 +743,8 @@ Expected<size_t> replay_journal(Book& book, const std::string& text, size_t deli
     auto j = json::parse(line, nullptr, false);
     if (j.is_discarded() || !j.is_object()) {
       if (last) break;  // a write cut short by a crash: it was never acknowledged
-      return make_error(ErrorCode::bad_request, "journal line " + std::to_string(applied + 1) +
-                                                    " is not JSON");
+      return make_error(ErrorCode::bad_request,
+                        "journal line " + std::to_string(applied + 1) + " is not JSON");
     }
     if (j.contains("runner")) {
       auto r = runner_from_json(j["runner"]);

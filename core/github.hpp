@@ -66,7 +66,7 @@ struct Settings {
   int64_t queue_timeout_s = 86400;  // GitHub drops a job queued for 24 h
   int64_t keep_finished_s = 7 * 86400;  // finished runners kept as tombstones (dedupe, listing)
   size_t deliveries_kept = 10000;
-  size_t finished_kept = 10000;  // finished runners kept at most (oldest forgotten first)
+  size_t finished_kept = 10000;         // finished runners kept at most (oldest forgotten first)
   std::string runner_prefix = "berth";  // runner names: <prefix>-<job id>
 };
 
@@ -120,8 +120,8 @@ struct Runner {
 };
 
 struct Book {
-  std::map<uint64_t, Runner> runners;  // by job id
-  std::deque<std::string> deliveries;  // replay record, newest last
+  std::map<uint64_t, Runner> runners;    // by job id
+  std::deque<std::string> deliveries;    // replay record, newest last
   std::set<std::string> delivery_index;  // the same ids, for lookup
   uint64_t next_seq = 1;
   // What changed since the adapter last took it (not persisted): runners changed or forgotten,

@@ -424,11 +424,12 @@ namespace {
 
 TEST(GithubJournal, ReplayOverTheSnapshotGivesTheSameBookAndATornLastLineIsIgnored) {
   using nlohmann::json;
-  auto s = parse_settings({{"flavors", json::array({{{"name", "gpu"},
-                                                     {"labels", {"gpu"}},
-                                                     {"request", {{"gpus", 1}}},
-                                                     {"runner", {{"rootfs", "/r"}, {"args", {"/x"}}}}}})},
-                           {"max_runners", 1}});
+  auto s = parse_settings(
+      {{"flavors", json::array({{{"name", "gpu"},
+                                 {"labels", {"gpu"}},
+                                 {"request", {{"gpus", 1}}},
+                                 {"runner", {{"rootfs", "/r"}, {"args", {"/x"}}}}}})},
+       {"max_runners", 1}});
   ASSERT_TRUE(s);
   auto event = [](const std::string& action, uint64_t id) {
     return Delivery{action + std::to_string(id), "workflow_job",
