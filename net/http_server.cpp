@@ -426,7 +426,8 @@ Expected<std::unique_ptr<TcpHttpServer>> TcpHttpServer::listen(asio::io_context&
       return make_error(ErrorCode::internal,
                         "TLS certificate " + options.tls_cert + ": " + ec.message());
     ctx->use_private_key_file(options.tls_key, asio::ssl::context::pem, ec);
-    if (ec) return make_error(ErrorCode::internal, "TLS key " + options.tls_key + ": " + ec.message());
+    if (ec)
+      return make_error(ErrorCode::internal, "TLS key " + options.tls_key + ": " + ec.message());
     impl->server->tls = std::move(ctx);
   }
   auto& acceptor = impl->server->acceptor;

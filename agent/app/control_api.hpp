@@ -57,8 +57,8 @@ class ControlApi {
   // GET /v1/runners (the CI webhook front door's runners), when it is configured.
   void set_runners(std::function<nlohmann::json()> runners) { runners_ = std::move(runners); }
   // A request as root on the unix socket would make it: for berthd's own front doors.
-  boost::asio::awaitable<net::Response> as_root(boost::beast::http::verb method,
-                                                std::string target, std::string body);
+  boost::asio::awaitable<net::Response> as_root(boost::beast::http::verb method, std::string target,
+                                                std::string body);
 
  private:
   boost::asio::awaitable<net::Response> attach(const net::Request& req, const std::string& owner,

@@ -52,10 +52,11 @@ Metrics::Metrics(const std::string& version) : registry_(std::make_shared<pm::Re
                    .Name("berth_webhook_requests_total")
                    .Help("Webhook requests by result")
                    .Register(*registry_);
-  runners_ = &pm::BuildCounter()
-                  .Name("berth_github_runners_total")
-                  .Help("CI runners by what happened to them (started, start_failed, exited, reaped)")
-                  .Register(*registry_);
+  runners_ =
+      &pm::BuildCounter()
+           .Name("berth_github_runners_total")
+           .Help("CI runners by what happened to them (started, start_failed, exited, reaped)")
+           .Register(*registry_);
   resyncs_ = &pm::BuildCounter()
                   .Name("berth_netlink_resyncs_total")
                   .Help("Full netlink link dumps after start (overruns and the periodic timer)")
@@ -72,7 +73,8 @@ Metrics::Metrics(const std::string& version) : registry_(std::make_shared<pm::Re
   for (const char* s : {"berth", "inventory", "link", "udev", "warning", "reload"})
     events_->Add({{"source", s}});
   webhooks_->Add({{"result", "accepted"}});
-  for (const char* e : {"started", "start_failed", "exited", "reaped"}) runners_->Add({{"event", e}});
+  for (const char* e : {"started", "start_failed", "exited", "reaped"})
+    runners_->Add({{"event", e}});
 }
 
 Metrics::~Metrics() = default;

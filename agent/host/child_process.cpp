@@ -28,8 +28,7 @@ namespace asio = boost::asio;
 using namespace asio::experimental::awaitable_operators;
 
 asio::awaitable<ChildResult> run_child(std::vector<std::string> argv,
-                                       std::chrono::milliseconds timeout,
-                                       std::string output_path,
+                                       std::chrono::milliseconds timeout, std::string output_path,
                                        std::vector<std::string> extra_env) {
   auto ex = co_await asio::this_coro::executor;
   ChildResult result;
@@ -95,8 +94,8 @@ asio::awaitable<ChildResult> run_child(std::vector<std::string> argv,
                                                 asio::as_tuple(asio::use_awaitable));
     (void)ec;
   };
-  auto first = output_path.empty() ? co_await (read_all() || expire())
-                                   : co_await (exited() || expire());
+  auto first =
+      output_path.empty() ? co_await (read_all() || expire()) : co_await (exited() || expire());
   if (first.index() == 1) {
     if (exit_watch)
       ::syscall(SYS_pidfd_send_signal, exit_watch->native_handle(), SIGKILL, nullptr, 0);
