@@ -64,7 +64,7 @@ TEST(Config, RelativePathsAreRelativeToTheConfigFile) {
 }
 
 TEST(Config, BundledExamplesAreValid) {
-  for (const char* name : {"two-socket-fixture.json", "gpu-node.json"}) {
+  for (const char* name : {"two-socket-fixture.json", "gpu-node.json", "github-runners.json"}) {
     auto c = load_config(std::string(BERTH_EXAMPLES) + "/" + name);
     EXPECT_TRUE(c) << name << ": " << c.error().message;
   }
