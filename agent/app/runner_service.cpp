@@ -211,7 +211,7 @@ void RunnerService::perform(std::vector<github::Action> actions) {
   for (auto& a : actions) {
     if (auto* start = std::get_if<github::gh::Start>(&a)) {
       const uint64_t job = start->job_id;
-      if (launching_.count(job)) continue;
+      if (launching_->count(job)) continue;
       const auto* f = flavor_of(job);
       auto run = f && f->backend == github::Backend::slurm ? launch_slurm(job) : launch(job);
       asio::co_spawn(io_, std::move(run), asio::detached);
@@ -224,7 +224,7 @@ void RunnerService::perform(std::vector<github::Action> actions) {
         metrics_.runner("reaped");
       }
       // A launch in flight sees the stop between its steps and tears down itself.
-      if (launching_.count(job) || tearing_down_.count(job)) continue;
+      if (launching_->count(job) || tearing_down_.count(job)) continue;
       asio::co_spawn(io_, teardown(job), asio::detached);
     }
   }
@@ -341,12 +341,16 @@ asio::awaitable<void> RunnerService::launch_failed(uint64_t job, std::string why
 }
 
 asio::awaitable<void> RunnerService::launch(uint64_t job) {
-  launching_.insert(job);
+  launching_->insert(job);
+  // Ends the launch however the coroutine ends; a frame destroyed with the io_context after the
+  // service is gone touches nothing.
   struct Done {
-    RunnerService* s;
+    std::weak_ptr<std::set<uint64_t>> launching;
     uint64_t job;
-    ~Done() { s->launching_.erase(job); }
-  } done{this, job};
+    ~Done() {
+      if (auto l = launching.lock()) l->erase(job);
+    }
+  } done{launching_, job};
   const std::string owner = github::berth_owner(job);
   const std::string id = runner_container_id(job);
   const std::string dir = bundle_dir(job);
@@ -425,16 +429,22 @@ asio::awaitable<void> RunnerService::launch(uint64_t job) {
   spdlog::info("BERTH_RUNNER_STARTED job {} runner {} container {} pid {} flavor {}", job,
                book_.runners.at(job).name, id, *pid, flavor.name);
   bus_.publish("runner", {{"owner", owner}, {"state", "running"}, {"container", id}});
+  // No longer launching before the outcome: a stop that came after the last check must run.
+  launching_->erase(job);
   apply(github::on_started(book_, gh_.settings, job, now()));
 }
 
 asio::awaitable<void> RunnerService::launch_slurm(uint64_t job) {
-  launching_.insert(job);
+  launching_->insert(job);
+  // Ends the launch however the coroutine ends; a frame destroyed with the io_context after the
+  // service is gone touches nothing.
   struct Done {
-    RunnerService* s;
+    std::weak_ptr<std::set<uint64_t>> launching;
     uint64_t job;
-    ~Done() { s->launching_.erase(job); }
-  } done{this, job};
+    ~Done() {
+      if (auto l = launching.lock()) l->erase(job);
+    }
+  } done{launching_, job};
   const github::Flavor* f = flavor_of(job);
   if (!f) {
     apply(github::on_start_failed(book_, gh_.settings, job, "flavor gone", false, now()));
@@ -480,6 +490,7 @@ asio::awaitable<void> RunnerService::launch_slurm(uint64_t job) {
                r.name, slurm_id,
                flavor.slurm.partition.empty() ? "default" : flavor.slurm.partition,
                flavor.slurm.gpus);
+  launching_->erase(job);
   apply(github::on_started(book_, gh_.settings, job, now(), slurm_id));
 }
 

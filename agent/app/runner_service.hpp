@@ -93,7 +93,7 @@ class RunnerService {
   size_t journal_lines_ = 0;
   bool compact_ = false;
   github::Book book_;
-  std::set<uint64_t> launching_;
+  std::shared_ptr<std::set<uint64_t>> launching_ = std::make_shared<std::set<uint64_t>>();
   std::set<uint64_t> tearing_down_;
   std::map<uint64_t, std::unique_ptr<boost::asio::posix::stream_descriptor>> exits_;
   // Coalesced durable writes of the book: a save() returns once a write that began after it
