@@ -330,23 +330,6 @@ Expected<Job> parse_workflow_job(const json& p) {
   }
 }
 
-json parse_delivery_body(const std::string& body) {
-  // Keys kept by depth (the parent is not known to the callback, so each depth has one list).
-  static const std::set<std::string> top{"action", "workflow_job", "repository", "installation"};
-  static const std::set<std::string> second{"id",          "run_id",    "labels",
-                                            "runner_name", "full_name", "owner"};
-  static const std::set<std::string> third{"login"};
-  auto keep = [](int depth, json::parse_event_t event, json& parsed) {
-    if (event != json::parse_event_t::key) return true;
-    const auto& key = parsed.get_ref<const std::string&>();
-    if (depth == 1) return top.count(key) > 0;
-    if (depth == 2) return second.count(key) > 0;
-    if (depth == 3) return third.count(key) > 0;
-    return false;
-  };
-  return json::parse(body, keep, false);
-}
-
 std::string berth_owner(uint64_t job_id) {
   return "github/" + std::to_string(job_id);
 }

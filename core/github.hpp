@@ -95,10 +95,6 @@ struct Job {
   std::string runner_name;  // may be set on any action; meaningful on in_progress/completed
 };
 Expected<Job> parse_workflow_job(const nlohmann::json& payload);
-// The delivery's body parsed keeping only what parse_workflow_job and on_delivery read (action,
-// the job's id, run_id, labels and runner_name, the repository's name and owner, the
-// installation id): a payload of many kilobytes becomes a handful of nodes. Discarded: not JSON.
-nlohmann::json parse_delivery_body(const std::string& body);
 
 enum class State { queued, starting, running, stopping, finished };
 std::string_view to_string(State s);

@@ -19,6 +19,7 @@
 #include "agent/host/child_process.hpp"
 #include "agent/host/state_store.hpp"
 #include "core/runner_spec.hpp"
+#include "net/webhook_payload.hpp"
 #include "net/webhook_signature.hpp"
 
 namespace berth::agent {
@@ -262,7 +263,7 @@ asio::awaitable<net::Reply> RunnerService::handle(net::Request req, net::Peer pe
     github::Delivery d;
     d.id = std::string(req["X-GitHub-Delivery"]);
     d.event = std::string(req["X-GitHub-Event"]);
-    d.payload = github::parse_delivery_body(req.body());
+    d.payload = net::parse_webhook_payload(req.body());
     if (d.payload.is_discarded() || !d.payload.is_object()) {
       metrics_.webhook("bad_request");
       co_return reply_error(req, ErrorCode::bad_json, "the delivery's body is not a JSON object");

@@ -16,6 +16,7 @@
 #include "core/github.hpp"
 #include "core/runner_spec.hpp"
 #include "net/github_jwt.hpp"
+#include "net/webhook_payload.hpp"
 #include "net/webhook_signature.hpp"
 
 namespace berth::github {
@@ -250,7 +251,7 @@ TEST(GithubBook, TheFilteredParseKeepsWhatTheBookReads) {
   auto full = job_event("in_progress", 42, {"gpu", "x"}, "berth-42").payload;
   full["workflow_job"]["steps"] = json::array({{{"name", "a"}, {"number", 1}}});
   full["sender"] = {{"login", "someone"}, {"id", 5}};
-  auto kept = parse_delivery_body(full.dump());
+  auto kept = net::parse_webhook_payload(full.dump());
   ASSERT_FALSE(kept.is_discarded());
   EXPECT_FALSE(kept.contains("sender"));
   EXPECT_FALSE(kept["workflow_job"].contains("steps"));
@@ -263,7 +264,13 @@ TEST(GithubBook, TheFilteredParseKeepsWhatTheBookReads) {
   EXPECT_EQ(a->owner, b->owner);
   EXPECT_EQ(a->installation_id, b->installation_id);
   EXPECT_EQ(kept["action"], "in_progress");
-  EXPECT_TRUE(parse_delivery_body("{not json").is_discarded());
+  EXPECT_TRUE(net::parse_webhook_payload("{not json").is_discarded());
+  EXPECT_TRUE(net::parse_webhook_payload("{\"action\": \"queued\"} trailing").is_discarded());
+  EXPECT_TRUE(net::parse_webhook_payload("[1, 2]").is_discarded());
+  EXPECT_TRUE(net::parse_webhook_payload(R"({"workflow_job": {"id": "seven"}})").is_discarded());
+  auto null_runner =
+      net::parse_webhook_payload(R"({"workflow_job": {"id": 1, "runner_name": null}})");
+  EXPECT_TRUE(null_runner["workflow_job"]["runner_name"].is_null());
 }
 
 TEST(GithubBook, SurvivesARoundTripThroughJson) {
