@@ -159,6 +159,15 @@ void touch(Book& book, const Runner& r) {
   book.unindexed.insert(r.job.id);
 }
 
+// The runner an outcome changes, marked changed; null (nothing to do) when the book has none.
+Runner* changing(Book& book, uint64_t job_id, Outcome& out) {
+  auto it = book.runners.find(job_id);
+  if (it == book.runners.end()) return nullptr;
+  out.changed = true;
+  touch(book, it->second);
+  return &it->second;
+}
+
 void reindex_all(Book& book) {
   for (const auto& [id, r] : book.runners) book.unindexed.insert(id);
   sync_index(book);
@@ -491,11 +500,9 @@ Outcome on_delivery(Book& book, const Settings& s, const Delivery& d, int64_t no
 Outcome on_started(Book& book, const Settings& s, uint64_t job_id, int64_t now,
                    const std::string& backend_id) {
   Outcome out;
-  auto it = book.runners.find(job_id);
-  if (it == book.runners.end()) return out;
-  Runner& r = it->second;
-  out.changed = true;
-  touch(book, r);
+  Runner* found = changing(book, job_id, out);
+  if (!found) return out;
+  Runner& r = *found;
   if (!backend_id.empty()) r.backend_id = backend_id;
   if (r.state == State::starting) {
     r.state = State::running;
@@ -510,11 +517,9 @@ Outcome on_started(Book& book, const Settings& s, uint64_t job_id, int64_t now,
 Outcome on_start_failed(Book& book, const Settings& s, uint64_t job_id, const std::string& why,
                         bool retry, int64_t now) {
   Outcome out;
-  auto it = book.runners.find(job_id);
-  if (it == book.runners.end()) return out;
-  Runner& r = it->second;
-  out.changed = true;
-  touch(book, r);
+  Runner* found = changing(book, job_id, out);
+  if (!found) return out;
+  Runner& r = *found;
   if (retry && r.state == State::starting) {
     r.state = State::queued;  // keeps its seq: its place in line
     r.retry_at = now + 5;
@@ -542,11 +547,9 @@ Outcome on_exited(Book& book, const Settings& s, uint64_t job_id, const std::str
 
 Outcome on_stopped(Book& book, const Settings& s, uint64_t job_id, int64_t now) {
   Outcome out;
-  auto it = book.runners.find(job_id);
-  if (it == book.runners.end()) return out;
-  Runner& r = it->second;
-  out.changed = true;
-  touch(book, r);
+  Runner* found = changing(book, job_id, out);
+  if (!found) return out;
+  Runner& r = *found;
   r.state = State::finished;
   r.finished_at = now;
   out.actions = schedule(book, s, now);

@@ -342,16 +342,7 @@ asio::awaitable<void> RunnerService::launch_failed(uint64_t job, std::string why
 }
 
 asio::awaitable<void> RunnerService::launch(uint64_t job) {
-  launching_->insert(job);
-  // Ends the launch however the coroutine ends; a frame destroyed with the io_context after the
-  // service is gone touches nothing.
-  struct Done {
-    std::weak_ptr<std::set<uint64_t>> launching;
-    uint64_t job;
-    ~Done() {
-      if (auto l = launching.lock()) l->erase(job);
-    }
-  } done{launching_, job};
+  LaunchGuard done(launching_, job);
   const std::string owner = github::berth_owner(job);
   const std::string id = runner_container_id(job);
   const std::string dir = bundle_dir(job);
@@ -436,16 +427,7 @@ asio::awaitable<void> RunnerService::launch(uint64_t job) {
 }
 
 asio::awaitable<void> RunnerService::launch_slurm(uint64_t job) {
-  launching_->insert(job);
-  // Ends the launch however the coroutine ends; a frame destroyed with the io_context after the
-  // service is gone touches nothing.
-  struct Done {
-    std::weak_ptr<std::set<uint64_t>> launching;
-    uint64_t job;
-    ~Done() {
-      if (auto l = launching.lock()) l->erase(job);
-    }
-  } done{launching_, job};
+  LaunchGuard done(launching_, job);
   const github::Flavor* f = flavor_of(job);
   if (!f) {
     apply(github::on_start_failed(book_, gh_.settings, job, "flavor gone", false, now()));

@@ -78,6 +78,22 @@ class RunnerService {
   const github::Flavor* flavor_of(uint64_t job) const;
   std::string bundle_dir(uint64_t job) const;
 
+  // Marks a launch in flight until the coroutine ends, however it ends; a frame destroyed with
+  // the io_context after the service is gone touches nothing.
+  struct LaunchGuard {
+    LaunchGuard(const std::shared_ptr<std::set<uint64_t>>& set, uint64_t id)
+        : launching(set), job(id) {
+      set->insert(id);
+    }
+    ~LaunchGuard() {
+      if (auto l = launching.lock()) l->erase(job);
+    }
+    LaunchGuard(const LaunchGuard&) = delete;
+    LaunchGuard& operator=(const LaunchGuard&) = delete;
+    std::weak_ptr<std::set<uint64_t>> launching;
+    uint64_t job;
+  };
+
   boost::asio::io_context& io_;
   const Config& config_;
   const GithubConfig& gh_;

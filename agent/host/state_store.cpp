@@ -48,17 +48,23 @@ Status make_dir(const std::string& path, bool durable) {
   return ok_status();
 }
 
+// The whole of `text` to `fd`, through short writes and EINTR.
+Status write_all(int fd, const std::string& text, const char* what, const std::string& path) {
+  size_t off = 0;
+  while (off < text.size()) {
+    ssize_t n = ::write(fd, text.data() + off, text.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return io_error(what, path);
+    off += static_cast<size_t>(n);
+  }
+  return ok_status();
+}
+
 Status write_atomically(const std::string& path, const std::string& text, bool durable) {
   const std::string tmp = path + ".tmp";
   UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   if (!fd) return io_error("cannot create", tmp);
-  size_t off = 0;
-  while (off < text.size()) {
-    ssize_t n = ::write(fd.get(), text.data() + off, text.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return io_error("cannot write", tmp);
-    off += static_cast<size_t>(n);
-  }
+  if (auto w = write_all(fd.get(), text, "cannot write", tmp); !w) return w;
   if (durable && ::fsync(fd.get()) != 0) return io_error("cannot fsync", tmp);
   fd.reset();
   if (::rename(tmp.c_str(), path.c_str()) != 0) return io_error("cannot rename onto", path);
@@ -79,13 +85,7 @@ Status append_durably(const std::string& path, const std::string& text) {
     if (auto d = make_dir(fs::path(path).parent_path().string(), true); !d) return d;
   UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
   if (!fd) return io_error("cannot open", path);
-  size_t off = 0;
-  while (off < text.size()) {
-    ssize_t n = ::write(fd.get(), text.data() + off, text.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return io_error("cannot append to", path);
-    off += static_cast<size_t>(n);
-  }
+  if (auto w = write_all(fd.get(), text, "cannot append to", path); !w) return w;
   if (::fdatasync(fd.get()) != 0) return io_error("cannot fdatasync", path);
   if (!existed) return fsync_dir(fs::path(path).parent_path().string());
   return ok_status();
