@@ -106,7 +106,8 @@ void to_json(nlohmann::json& j, const Berth& b) {
                    {"apptainer", b.target->apptainer},
                    {"driver", b.target->driver},
                    {"devices_cgroup", b.target->devices_cgroup},
-                   {"cpuset_cgroup", b.target->cpuset_cgroup}};
+                   {"cpuset_cgroup", b.target->cpuset_cgroup},
+                   {"unified_cgroup", b.target->unified_cgroup}};
   else
     j["target"] = nullptr;
   j["plan"] = nlohmann::json::array();
@@ -190,7 +191,8 @@ Expected<Berth> berth_from_json(const nlohmann::json& j) {
                         t.value("lxc", ""),
                         t.value("lxcpath", ""),
                         t.value("apptainer", ""),
-                        t.value("driver", "")};
+                        t.value("driver", ""),
+                        t.value("unified_cgroup", "")};
     }
     for (const auto& s : j.at("plan")) {
       auto step = step_from_json(s);

@@ -59,6 +59,7 @@ struct Target {
   std::string lxcpath = {};    // its lxcpath, empty for LXC's default
   std::string apptainer = {};  // apptainer instance name
   std::string driver = {};     // the driver check at attach ("mismatch: ...")
+  std::string unified_cgroup = {};  // its cgroup v2 path ("0::" line), relative to the mount
   bool operator==(const Target&) const = default;
 };
 

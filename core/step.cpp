@@ -25,7 +25,8 @@ std::string describe(const Step& s) {
             return "allow device c " + devnum(x.major, x.minor) + " in the devices cgroup";
           },
           [](const step::DenyDevice& x) {
-            return "deny device c " + devnum(x.major, x.minor) + " in the devices cgroup";
+            return "deny device c " + devnum(x.major, x.minor) + " in the devices cgroup" +
+                   (x.skip.empty() ? "" : " (not in " + x.skip + ": allowed there before)");
           },
           [](const step::SetCpuset& x) { return "set cpuset cpus=" + x.cpus + " mems=" + x.mems; },
           [](const step::MoveLinkIn& x) {
@@ -63,7 +64,10 @@ std::optional<Step> inverse(const Step& s, const std::string& undo) {
           [&](const step::AllowDevice& x) -> std::optional<Step> {
             // Denying a device the container was already allowed would take away what it had.
             if (undo == "already-allowed") return std::nullopt;
-            return step::DenyDevice{x.major, x.minor};
+            const bool v1 = undo.find("v1-already") != std::string::npos;
+            const bool v2 = undo.find("v2-already") != std::string::npos;
+            if (v1 && v2) return std::nullopt;
+            return step::DenyDevice{x.major, x.minor, v1 ? "v1" : v2 ? "v2" : ""};
           },
           [&](const step::SetCpuset&) -> std::optional<Step> {
             auto bar = undo.find('|');
@@ -103,7 +107,9 @@ nlohmann::json step_to_json(const Step& s) {
             return {{"op", "allow_device"}, {"major", x.major}, {"minor", x.minor}};
           },
           [](const step::DenyDevice& x) -> nlohmann::json {
-            return {{"op", "deny_device"}, {"major", x.major}, {"minor", x.minor}};
+            nlohmann::json j{{"op", "deny_device"}, {"major", x.major}, {"minor", x.minor}};
+            if (!x.skip.empty()) j["skip"] = x.skip;
+            return j;
           },
           [](const step::SetCpuset& x) -> nlohmann::json {
             return {{"op", "set_cpuset"}, {"cpus", x.cpus}, {"mems", x.mems}};
@@ -159,7 +165,8 @@ static Step step_from_json_unchecked(const nlohmann::json& j) {
   if (op == "allow_device")
     return step::AllowDevice{j.at("major").get<unsigned>(), j.at("minor").get<unsigned>()};
   if (op == "deny_device")
-    return step::DenyDevice{j.at("major").get<unsigned>(), j.at("minor").get<unsigned>()};
+    return step::DenyDevice{j.at("major").get<unsigned>(), j.at("minor").get<unsigned>(),
+                            j.value("skip", "")};
   if (op == "set_cpuset") return step::SetCpuset{str("cpus"), str("mems")};
   const std::string pci = j.value("pci", "");
   if (op == "move_link_in") return step::MoveLinkIn{str("host_name"), str("ifname"), pci};

@@ -20,13 +20,17 @@ struct MakeNode {
 struct RemoveNode {
   CharDevice dev;
 };
+// Both gates where the host has them: the cgroup v1 devices list and the cgroup v2 device
+// programs. Undo "already-allowed": nothing to deny; otherwise it names the gate that already
+// allowed the device ("v1-already", "v2-already") and the v2 program ids berth swapped.
 struct AllowDevice {
   unsigned major;
   unsigned minor;
-};  // undo "already-allowed": nothing to deny
+};
 struct DenyDevice {
   unsigned major;
   unsigned minor;
+  std::string skip = {};  // "v1" or "v2": a gate that allowed the device before berth did
 };
 struct SetCpuset {
   std::string cpus;

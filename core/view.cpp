@@ -25,6 +25,7 @@ nlohmann::json berth_view(const Berth& b, const Inventory& inv) {
     j["target"].erase("start_time");
     j["target"].erase("devices_cgroup");
     j["target"].erase("cpuset_cgroup");
+    j["target"].erase("unified_cgroup");
   }
   return j;
 }

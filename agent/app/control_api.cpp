@@ -215,7 +215,12 @@ asio::awaitable<net::Response> ControlApi::attach(const net::Request& req, const
   }
   if (auto c = check_is_container(target.pid, target.rootfs); !c)
     co_return error_response(req, c.error().code, c.error().message);
-  std::tie(target.devices_cgroup, target.cpuset_cgroup) = container_cgroups(target.pid);
+  {
+    auto cg = container_cgroups(target.pid);
+    target.devices_cgroup = cg.devices;
+    target.cpuset_cgroup = cg.cpuset;
+    target.unified_cgroup = cg.unified;
+  }
   // ...and again once its process is pinned by its start time: a container stopped, restarted
   // or renamed meanwhile is refused, never attached to whatever now has the pid.
   if (target.pid != 0 &&

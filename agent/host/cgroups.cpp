@@ -77,7 +77,9 @@ Status CgroupV1::write(const std::string& controller, const std::string& cgroup,
                        const std::string& file, const std::string& value) {
   auto f = open_file(controller, cgroup, file, O_WRONLY);
   if (!f) return f.error();
-  if (::write(f->get(), value.data(), value.size()) != static_cast<ssize_t>(value.size()))
+  // An empty value (cgroup v2's "inherit") still has to reach the kernel as a write.
+  const std::string text = value.empty() ? "\n" : value;
+  if (::write(f->get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()))
     return cg_error("cannot write '" + value + "' to",
                     root_ + "/" + controller + cgroup + "/" + file);
   return ok_status();
@@ -103,23 +105,23 @@ Status CgroupV1::deny_device(const std::string& cgroup, unsigned major, unsigned
                "c " + std::to_string(major) + ":" + std::to_string(minor) + " rwm");
 }
 
-Expected<std::string> CgroupV1::set_cpuset(const std::string& cgroup, const std::string& cpus,
-                                           const std::string& mems) {
+Expected<std::string> CgroupV1::set_cpuset(const std::string& controller, const std::string& cgroup,
+                                           const std::string& cpus, const std::string& mems) {
   if (cgroup.empty() || cgroup == "/")
     return make_error(ErrorCode::internal,
-                      "the container has no cpuset cgroup (v1) of its own; berth will not change "
-                      "the root cgroup");
-  auto old_cpus = read("cpuset", cgroup, "cpuset.cpus");
+                      "the container has no cpuset cgroup of its own; berth will not change the "
+                      "root cgroup");
+  auto old_cpus = read(controller, cgroup, "cpuset.cpus");
   if (!old_cpus) return old_cpus.error();
-  auto old_mems = read("cpuset", cgroup, "cpuset.mems");
+  auto old_mems = read(controller, cgroup, "cpuset.mems");
   if (!old_mems) return old_mems.error();
   auto trim = [](std::string s) {
     while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
     return s;
   };
-  if (auto s = write("cpuset", cgroup, "cpuset.cpus", cpus); !s) return s.error();
-  if (auto s = write("cpuset", cgroup, "cpuset.mems", mems); !s) {
-    (void)write("cpuset", cgroup, "cpuset.cpus", trim(*old_cpus));
+  if (auto s = write(controller, cgroup, "cpuset.cpus", cpus); !s) return s.error();
+  if (auto s = write(controller, cgroup, "cpuset.mems", mems); !s) {
+    (void)write(controller, cgroup, "cpuset.cpus", trim(*old_cpus));
     return s.error();
   }
   return trim(*old_cpus) + "|" + trim(*old_mems);

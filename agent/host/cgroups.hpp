@@ -14,9 +14,14 @@ class CgroupV1 {
   // Returns true when the device was already allowed (so denying it later would take it away).
   Expected<bool> allow_device(const std::string& cgroup, unsigned major, unsigned minor);
   Status deny_device(const std::string& cgroup, unsigned major, unsigned minor);
-  // Returns the previous "<cpus>|<mems>".
+  // Returns the previous "<cpus>|<mems>". `controller` is "cpuset" on v1; on cgroup v2 (this
+  // class rooted at the cgroup2 mount) it is ".", and an empty value means "inherit".
   Expected<std::string> set_cpuset(const std::string& cgroup, const std::string& cpus,
-                                   const std::string& mems);
+                                   const std::string& mems) {
+    return set_cpuset("cpuset", cgroup, cpus, mems);
+  }
+  Expected<std::string> set_cpuset(const std::string& controller, const std::string& cgroup,
+                                   const std::string& cpus, const std::string& mems);
 
   // True when `cgroup` (never the root cgroup) is still there under `controller`.
   bool exists(const std::string& controller, const std::string& cgroup);

@@ -94,8 +94,8 @@ Status check_owned_by(int pid, unsigned uid) {
                                               std::to_string(uid));
 }
 
-std::pair<std::string, std::string> container_cgroups(int pid) {
-  std::pair<std::string, std::string> out;
+ContainerCgroups container_cgroups(int pid) {
+  ContainerCgroups out;
   std::ifstream cg("/proc/" + std::to_string(pid) + "/cgroup");
   for (std::string line; std::getline(cg, line);) {
     // "<hierarchy>:<controllers>:<path>"; the path is relative to our own cgroup namespace.
@@ -104,8 +104,9 @@ std::pair<std::string, std::string> container_cgroups(int pid) {
     if (a == std::string::npos || b == std::string::npos) continue;
     std::string controllers = "," + line.substr(a + 1, b - a - 1) + ",";
     std::string path = line.substr(b + 1);
-    if (controllers.find(",devices,") != std::string::npos) out.first = path;
-    if (controllers.find(",cpuset,") != std::string::npos) out.second = path;
+    if (controllers.find(",devices,") != std::string::npos) out.devices = path;
+    if (controllers.find(",cpuset,") != std::string::npos) out.cpuset = path;
+    if (line.compare(0, 3, "0::") == 0) out.unified = path;
   }
   return out;
 }
@@ -144,7 +145,10 @@ Expected<ContainerHandle> open_container(const Target& target) {
     h.root = std::move(rootfs);
   }
 
-  std::tie(h.devices_cgroup, h.cpuset_cgroup) = container_cgroups(pid);
+  auto cgroups = container_cgroups(pid);
+  h.devices_cgroup = std::move(cgroups.devices);
+  h.cpuset_cgroup = std::move(cgroups.cpuset);
+  h.unified_cgroup = std::move(cgroups.unified);
   // Everything above was opened through /proc/<pid>: it belongs to the pinned process only if
   // that process is still alive now.
   if (!h.alive()) return target_gone(pid, "exited while being opened");

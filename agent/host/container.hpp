@@ -19,6 +19,7 @@ struct ContainerHandle {
   std::string
       devices_cgroup;  // cgroup v1 path relative to the controller's mount, e.g. "/berth/c1"
   std::string cpuset_cgroup;
+  std::string unified_cgroup;  // cgroup v2, relative to its mount
 
   // False once the pinned process has exited.
   bool alive() const;
@@ -37,9 +38,14 @@ Status check_is_container(int pid, const std::string& rootfs = {});
 // that uid created (a rootless container of that user).
 Status check_owned_by(int pid, unsigned uid);
 
-// The v1 devices and cpuset cgroups of `pid` (empty where the controller is not mounted), as
-// /proc/<pid>/cgroup reports them in the agent's cgroup namespace.
-std::pair<std::string, std::string> container_cgroups(int pid);
+// The cgroups of `pid` as /proc/<pid>/cgroup reports them in the agent's cgroup namespace: the v1
+// devices and cpuset controllers' (empty where not mounted) and the cgroup v2 one ("0::").
+struct ContainerCgroups {
+  std::string devices;
+  std::string cpuset;
+  std::string unified;
+};
+ContainerCgroups container_cgroups(int pid);
 
 // Pins `target.pid` and opens what attach needs. A non-zero target.start_time must match.
 Expected<ContainerHandle> open_container(const Target& target);

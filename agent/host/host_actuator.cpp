@@ -19,7 +19,80 @@ StepOutcome from(const Status& s) {
   return s ? done() : failed(s.error());
 }
 
+bool own(const std::string& cgroup) {
+  return !cgroup.empty() && cgroup != "/";
+}
+
+CgroupPaths paths_of(const ContainerHandle& h) {
+  return {h.devices_cgroup, h.cpuset_cgroup, h.unified_cgroup};
+}
+
 }  // namespace
+
+// Two gates decide device access: the v1 devices list of the container's own devices cgroup (a
+// root cgroup cannot be restricted, so there is no gate to open), and the cgroup v2 device
+// programs on its own cgroup. Both are opened; a container with neither of its own is refused.
+StepOutcome HostActuator::allow_device(const CgroupPaths& cg, const step::AllowDevice& s) {
+  auto v2 = host_.cgroups.allow_program(cg.unified, s.major, s.minor);
+  if (!v2) return failed(v2.error());
+  const bool v1 = own(cg.devices);
+  if (!v1 && !v2->present)
+    return failed(make_error(
+        ErrorCode::attach_failed,
+        "the container has no devices cgroup of its own: neither a cgroup v1 devices cgroup "
+        "nor a cgroup v2 device program; berth will not change the root cgroup"));
+  bool v1_already = true;
+  if (v1) {
+    auto already = host_.cgroups.allow_device(cg.devices, s.major, s.minor);
+    if (!already) {
+      if (v2->present && !v2->already)
+        (void)host_.cgroups.deny_program(cg.unified, s.major, s.minor);
+      return failed(already.error());
+    }
+    v1_already = *already;
+  }
+  const bool v2_already = !v2->present || v2->already;
+  if (v1_already && v2_already) return done("already-allowed");
+  std::string undo;
+  if (v1 && v1_already) undo = "v1-already";
+  if (v2->present && v2->already) undo = "v2-already";
+  if (!v2->note.empty()) undo += (undo.empty() ? "" : "; ") + v2->note;
+  StepOutcome out = done(undo);
+  if (!v2->note.empty()) out.note = v2->note;
+  return out;
+}
+
+StepOutcome HostActuator::deny_device(const CgroupPaths& cg, const step::DenyDevice& s) {
+  std::string note;
+  if (s.skip != "v2" && !cg.unified.empty()) {
+    auto v2 = host_.cgroups.deny_program(cg.unified, s.major, s.minor);
+    if (!v2) return failed(v2.error());
+    note = v2->note;
+  }
+  if (s.skip != "v1" && own(cg.devices))
+    if (auto st = host_.cgroups.deny_device(cg.devices, s.major, s.minor); !st)
+      return failed(st.error());
+  // Taking the rule away does not close what is already open.
+  if (!cg.unified.empty()) {
+    auto holders = host_.cgroups.holders(cg.unified, s.major, s.minor);
+    if (!holders.empty()) {
+      std::string list;
+      for (const auto& h : holders) list += (list.empty() ? "" : ", ") + h;
+      note += (note.empty() ? "" : "; ") + std::string("c ") + std::to_string(s.major) + ":" +
+              std::to_string(s.minor) + " is still open in the container: " + list;
+    }
+  }
+  StepOutcome out = done();
+  out.note = note;
+  return out;
+}
+
+// The v1 cpuset cgroup when the container has one of its own, else its cgroup v2 cgroup.
+Expected<std::string> HostActuator::set_cpuset(const CgroupPaths& cg, const step::SetCpuset& s) {
+  if (own(cg.cpuset) || !own(cg.unified))
+    return host_.cgroups.set_cpuset(cg.cpuset, s.cpus, s.mems);
+  return host_.cgroups.set_cpuset_v2(cg.unified, s.cpus, s.mems);
+}
 
 HostActuator::HostActuator(std::string cgroup_root, std::string sysfs_root)
     : real_(std::make_unique<RealHost>(std::move(cgroup_root), std::move(sysfs_root))),
@@ -117,15 +190,15 @@ StepOutcome HostActuator::run(const Step& step, const Target& target, bool rollb
     // A leftover retried after its berth let go of the container (no pid) is in the same case.
     if (rollback && (o.error().code == ErrorCode::target_not_found || target.pid <= 0)) {
       if (const auto* out = std::get_if<step::MoveLinkOut>(&step)) return recover_link(*out);
-      // Its cgroup outlives it until the runtime deletes it: take back the rules written there.
-      if (const auto* deny = std::get_if<step::DenyDevice>(&step);
-          deny && !target.devices_cgroup.empty() &&
-          host_.cgroups.exists("devices", target.devices_cgroup))
-        return from(host_.cgroups.deny_device(target.devices_cgroup, deny->major, deny->minor));
+      // Its cgroups outlive it until the runtime deletes them: take back what berth wrote there.
+      const CgroupPaths left{
+          host_.cgroups.exists("devices", target.devices_cgroup) ? target.devices_cgroup : "",
+          host_.cgroups.exists("cpuset", target.cpuset_cgroup) ? target.cpuset_cgroup : "",
+          host_.cgroups.exists("unified", target.unified_cgroup) ? target.unified_cgroup : ""};
+      if (const auto* deny = std::get_if<step::DenyDevice>(&step)) return deny_device(left, *deny);
       if (const auto* cpuset = std::get_if<step::SetCpuset>(&step);
-          cpuset && !target.cpuset_cgroup.empty() &&
-          host_.cgroups.exists("cpuset", target.cpuset_cgroup)) {
-        auto previous = host_.cgroups.set_cpuset(target.cpuset_cgroup, cpuset->cpus, cpuset->mems);
+          cpuset && (!left.cpuset.empty() || !left.unified.empty())) {
+        auto previous = set_cpuset(left, *cpuset);
         return previous ? done() : failed(previous.error());
       }
       return done();
@@ -147,15 +220,10 @@ StepOutcome HostActuator::run(const Step& step, const Target& target, bool rollb
           [&](const step::RemoveNode& s) {
             return from(host_.nodes.remove(c.handle.root.get(), s.dev));
           },
-          [&](const step::AllowDevice& s) {
-            auto already = host_.cgroups.allow_device(c.handle.devices_cgroup, s.major, s.minor);
-            return already ? done(*already ? "already-allowed" : "") : failed(already.error());
-          },
-          [&](const step::DenyDevice& s) {
-            return from(host_.cgroups.deny_device(c.handle.devices_cgroup, s.major, s.minor));
-          },
+          [&](const step::AllowDevice& s) { return allow_device(paths_of(c.handle), s); },
+          [&](const step::DenyDevice& s) { return deny_device(paths_of(c.handle), s); },
           [&](const step::SetCpuset& s) {
-            auto previous = host_.cgroups.set_cpuset(c.handle.cpuset_cgroup, s.cpus, s.mems);
+            auto previous = set_cpuset(paths_of(c.handle), s);
             return previous ? done(*previous) : failed(previous.error());
           },
           [&](const step::MoveLinkIn& s) {

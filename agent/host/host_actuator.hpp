@@ -39,6 +39,9 @@ class HostActuator : public Actuator {
 
   // Undoing a move out of a container that has exited.
   StepOutcome recover_link(const step::MoveLinkOut& s);
+  StepOutcome allow_device(const CgroupPaths& cg, const step::AllowDevice& s);
+  StepOutcome deny_device(const CgroupPaths& cg, const step::DenyDevice& s);
+  Expected<std::string> set_cpuset(const CgroupPaths& cg, const step::SetCpuset& s);
 
   std::unique_ptr<RealHost> real_;  // owned when the actuator was made for the real host
   HostSeams host_;

@@ -23,7 +23,32 @@ class RealLinkSeam : public LinkSeam {
 
 class RealCgroupSeam : public CgroupSeam {
  public:
-  explicit RealCgroupSeam(std::string root) : v1_(std::move(root)) {}
+  explicit RealCgroupSeam(const std::string& root)
+      : v1_(root),
+        unified_mount_(find_unified_mount(root)),
+        v2_(unified_mount_),
+        programs_(unified_mount_) {}
+  Expected<ProgramChange> allow_program(const std::string& unified, unsigned major,
+                                        unsigned minor) override {
+    if (unified_mount_.empty()) return ProgramChange{};
+    return programs_.allow(unified, major, minor);
+  }
+  Expected<ProgramChange> deny_program(const std::string& unified, unsigned major,
+                                       unsigned minor) override {
+    if (unified_mount_.empty()) return ProgramChange{};
+    return programs_.deny(unified, major, minor);
+  }
+  std::vector<std::string> holders(const std::string& unified, unsigned major,
+                                   unsigned minor) override {
+    if (unified_mount_.empty()) return {};
+    return programs_.holders(unified, major, minor);
+  }
+  Expected<std::string> set_cpuset_v2(const std::string& unified, const std::string& cpus,
+                                      const std::string& mems) override {
+    if (unified_mount_.empty())
+      return make_error(ErrorCode::internal, "this host has no cgroup v2 mount");
+    return v2_.set_cpuset(".", unified, cpus, mems);
+  }
   Expected<bool> allow_device(const std::string& cgroup, unsigned major, unsigned minor) override {
     return v1_.allow_device(cgroup, major, minor);
   }
@@ -35,11 +60,15 @@ class RealCgroupSeam : public CgroupSeam {
     return v1_.set_cpuset(cgroup, cpus, mems);
   }
   bool exists(const std::string& controller, const std::string& cgroup) override {
+    if (controller == "unified") return !unified_mount_.empty() && programs_.exists(cgroup);
     return v1_.exists(controller, cgroup);
   }
 
  private:
   CgroupV1 v1_;
+  std::string unified_mount_;
+  CgroupV1 v2_;  // the same files, under the cgroup2 mount
+  DevicePrograms programs_;
 };
 
 class RealDeviceNodeSeam : public DeviceNodeSeam {
@@ -57,7 +86,7 @@ class RealContainerSeam : public ContainerSeam {
 // All four, for berthd.
 struct RealHost {
   RealHost(std::string cgroup_root, std::string sysfs_root)
-      : links(std::move(sysfs_root)), cgroups(std::move(cgroup_root)) {}
+      : links(std::move(sysfs_root)), cgroups(cgroup_root) {}
   RealLinkSeam links;
   RealCgroupSeam cgroups;
   RealDeviceNodeSeam nodes;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "agent/host/container.hpp"
+#include "agent/host/device_programs.hpp"
 #include "core/expected.hpp"
 #include "core/inventory.hpp"
 #include "net/links.hpp"
@@ -27,9 +28,29 @@ class LinkSeam {
   virtual std::vector<std::string> links_of(const std::string& pci) = 0;
 };
 
+// A container's cgroups: v1 devices and cpuset (relative to their controllers' mounts), and v2
+// (relative to the cgroup2 mount). Empty where the host has none.
+struct CgroupPaths {
+  std::string devices;
+  std::string cpuset;
+  std::string unified;
+};
+
+// cgroup v1 files (devices list, cpuset) and cgroup v2 (device programs, cpuset files). A v1
+// `cgroup` is relative to the controller's mount; a v2 `unified` one to the cgroup2 mount. The
+// controller "unified" in exists() asks about the v2 cgroup.
 class CgroupSeam {
  public:
   virtual ~CgroupSeam() = default;
+  virtual Expected<ProgramChange> allow_program(const std::string& unified, unsigned major,
+                                                unsigned minor) = 0;
+  virtual Expected<ProgramChange> deny_program(const std::string& unified, unsigned major,
+                                               unsigned minor) = 0;
+  // Processes in `unified` that still hold the device open.
+  virtual std::vector<std::string> holders(const std::string& unified, unsigned major,
+                                           unsigned minor) = 0;
+  virtual Expected<std::string> set_cpuset_v2(const std::string& unified, const std::string& cpus,
+                                              const std::string& mems) = 0;
   virtual Expected<bool> allow_device(const std::string& cgroup, unsigned major,
                                       unsigned minor) = 0;
   virtual Status deny_device(const std::string& cgroup, unsigned major, unsigned minor) = 0;

@@ -109,6 +109,7 @@ class FakeCgroupSeam : public agent::CgroupSeam {
   std::map<std::string, std::set<std::string>> rules;  // cgroup -> "c M:m"
   std::map<std::string, std::string> cpusets;          // cgroup -> "cpus|mems"
   Expected<bool> allow_device(const std::string& cg, unsigned ma, unsigned mi) override {
+    if (fail.erase("allow_device")) return make_error(ErrorCode::internal, "injected");
     return !rules[cg].insert("c " + std::to_string(ma) + ":" + std::to_string(mi)).second;
   }
   Status deny_device(const std::string& cg, unsigned ma, unsigned mi) override {
@@ -122,7 +123,42 @@ class FakeCgroupSeam : public agent::CgroupSeam {
     cpusets[cg] = cpus + "|" + mems;
     return previous;
   }
-  bool exists(const std::string&, const std::string& cg) override { return rules.count(cg) > 0; }
+  bool exists(const std::string& controller, const std::string& cg) override {
+    if (controller == "unified") return programs.count(cg) > 0;
+    return rules.count(cg) > 0;
+  }
+
+  // cgroup v2: a cgroup listed here has a device program; the set holds berth's devices in it,
+  // `program_allows` what the runtime's own program allows.
+  std::map<std::string, std::set<std::string>> programs;
+  std::set<std::string> program_allows;
+  std::set<std::string> fail;  // "allow_program", "deny_program", "allow_device": fail once
+  std::map<std::string, std::string> cpusets_v2;
+  Expected<agent::ProgramChange> allow_program(const std::string& cg, unsigned ma,
+                                               unsigned mi) override {
+    if (fail.erase("allow_program")) return make_error(ErrorCode::internal, "injected");
+    if (!programs.count(cg)) return agent::ProgramChange{};
+    const std::string dev = "c " + std::to_string(ma) + ":" + std::to_string(mi);
+    if (program_allows.count(dev) || programs[cg].count(dev))
+      return agent::ProgramChange{true, true, ""};
+    programs[cg].insert(dev);
+    return agent::ProgramChange{true, false, "device program 1 -> 2"};
+  }
+  Expected<agent::ProgramChange> deny_program(const std::string& cg, unsigned ma,
+                                              unsigned mi) override {
+    if (fail.erase("deny_program")) return make_error(ErrorCode::internal, "injected");
+    if (!programs.count(cg)) return agent::ProgramChange{};
+    const bool had = programs[cg].erase("c " + std::to_string(ma) + ":" + std::to_string(mi));
+    return agent::ProgramChange{true, !had, had ? "device program 2 -> 1" : ""};
+  }
+  std::vector<std::string> holders(const std::string&, unsigned, unsigned) override { return {}; }
+  Expected<std::string> set_cpuset_v2(const std::string& cg, const std::string& cpus,
+                                      const std::string& mems) override {
+    if (!programs.count(cg)) return make_error(ErrorCode::internal, "no cgroup " + cg);
+    std::string previous = cpusets_v2.count(cg) ? cpusets_v2[cg] : "|";
+    cpusets_v2[cg] = cpus + "|" + mems;
+    return previous;
+  }
 };
 
 class FakeDeviceNodeSeam : public agent::DeviceNodeSeam {
@@ -164,6 +200,7 @@ class FakeContainerSeam : public agent::ContainerSeam {
     links_.by_fd[h.netns.get()] = &it->second.ns;
     h.devices_cgroup = t.devices_cgroup;
     h.cpuset_cgroup = t.cpuset_cgroup;
+    h.unified_cgroup = t.unified_cgroup;
     return h;
   }
   bool alive(const agent::ContainerHandle& h) override {

@@ -103,5 +103,85 @@ TEST(HostActuator, AVfMovesIntoTheContainerAndBackUnderItsNames) {
   EXPECT_EQ(host.links.host_ns.count("vf0"), 0u);
 }
 
+Target v2_target(int pid) {
+  Target t;
+  t.pid = pid;
+  t.start_time = 7;
+  t.devices_cgroup = "/";  // a pure v2 container: the v1 devices gate is the open root
+  t.cpuset_cgroup = "/";
+  t.unified_cgroup = "/berth/c1";
+  return t;
+}
+
+TEST(HostActuator, OnCgroupV2TheDeviceProgramIsTheGateAndItsIdsGoToTheLedger) {
+  testing::FakeHost host;
+  host.containers.add(42);
+  host.cgroups.programs["/berth/c1"] = {};
+  HostActuator a(host.seams());
+  auto out = a.run(step::AllowDevice{195, 0}, v2_target(42), false);
+  ASSERT_TRUE(out.ok) << out.error;
+  EXPECT_EQ(host.cgroups.programs["/berth/c1"].count("c 195:0"), 1u);
+  EXPECT_TRUE(host.cgroups.rules.empty()) << "the root v1 cgroup is never written";
+  EXPECT_NE(out.undo.find("device program 1 -> 2"), std::string::npos) << out.undo;
+  auto inverse_step = inverse(step::AllowDevice{195, 0}, out.undo);
+  ASSERT_TRUE(inverse_step);
+  ASSERT_TRUE(a.run(*inverse_step, v2_target(42), true).ok);
+  EXPECT_TRUE(host.cgroups.programs["/berth/c1"].empty());
+  // A cpuset goes to the v2 cgroup when there is no v1 one of its own.
+  auto cpus = a.run(step::SetCpuset{"0-3", "0"}, v2_target(42), false);
+  ASSERT_TRUE(cpus.ok) << cpus.error;
+  EXPECT_EQ(host.cgroups.cpusets_v2["/berth/c1"], "0-3|0");
+  EXPECT_EQ(cpus.undo, "|");
+}
+
+TEST(HostActuator, AGateThatAllowedTheDeviceBeforeIsLeftAloneOnDetach) {
+  testing::FakeHost host;
+  host.containers.add(42);
+  host.cgroups.programs["/berth/c1"] = {};
+  host.cgroups.rules["/berth/c1"] = {"c 195:0"};  // v1 already allows it; v2 does not
+  HostActuator a(host.seams());
+  Target t = target(42);
+  t.unified_cgroup = "/berth/c1";
+  auto out = a.run(step::AllowDevice{195, 0}, t, false);
+  ASSERT_TRUE(out.ok) << out.error;
+  auto inv = inverse(step::AllowDevice{195, 0}, out.undo);
+  ASSERT_TRUE(inv);
+  EXPECT_EQ(std::get<step::DenyDevice>(*inv).skip, "v1");
+  ASSERT_TRUE(a.run(*inv, t, true).ok);
+  EXPECT_EQ(host.cgroups.rules["/berth/c1"].count("c 195:0"), 1u);
+  EXPECT_TRUE(host.cgroups.programs["/berth/c1"].empty());
+}
+
+TEST(HostActuator, AContainerWithNoDeviceGateOfItsOwnIsRefused) {
+  testing::FakeHost host;
+  host.containers.add(42);
+  HostActuator a(host.seams());
+  auto out = a.run(step::AllowDevice{195, 0}, v2_target(42), false);
+  EXPECT_FALSE(out.ok);
+  EXPECT_NE(out.error.find("no devices cgroup of its own"), std::string::npos) << out.error;
+}
+
+TEST(HostActuator, AV1FailureAfterTheProgramChangedPutsTheProgramBack) {
+  testing::FakeHost host;
+  host.containers.add(42);
+  host.cgroups.programs["/berth/c1"] = {};
+  host.cgroups.rules["/berth/c1"] = {};
+  host.cgroups.fail.insert("allow_device");
+  HostActuator a(host.seams());
+  Target t = target(42);
+  t.unified_cgroup = "/berth/c1";
+  EXPECT_FALSE(a.run(step::AllowDevice{195, 0}, t, false).ok);
+  EXPECT_TRUE(host.cgroups.programs["/berth/c1"].empty());
+  EXPECT_TRUE(host.cgroups.rules["/berth/c1"].empty());
+}
+
+TEST(HostActuator, TheProgramOfAnExitedContainersLiveCgroupIsPutBack) {
+  testing::FakeHost host;
+  host.cgroups.programs["/berth/c1"] = {"c 195:0"};
+  HostActuator a(host.seams());
+  ASSERT_TRUE(a.run(step::DenyDevice{195, 0}, v2_target(42), true).ok);
+  EXPECT_TRUE(host.cgroups.programs["/berth/c1"].empty());
+}
+
 }  // namespace
 }  // namespace berth::agent

@@ -1,0 +1,354 @@
+#include "agent/host/device_programs.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/bpf.h>
+#include <linux/magic.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+
+#include "agent/host/safe_open.hpp"
+
+namespace berth::agent {
+namespace {
+
+constexpr int kRaceRetries = 8;
+
+long sys_bpf(int cmd, bpf_attr& attr) {
+  return ::syscall(__NR_bpf, cmd, &attr, sizeof attr);
+}
+
+Error bpf_error(const std::string& what) {
+  return make_error(ErrorCode::internal, what + ": " + std::strerror(errno));
+}
+
+struct Query {
+  uint32_t flags = 0;
+  std::vector<uint32_t> ids;
+};
+
+Expected<Query> query(int cgroup_fd, bool effective) {
+  std::vector<uint32_t> ids(64);
+  bpf_attr attr{};
+  attr.query.target_fd = static_cast<uint32_t>(cgroup_fd);
+  attr.query.attach_type = BPF_CGROUP_DEVICE;
+  attr.query.query_flags = effective ? BPF_F_QUERY_EFFECTIVE : 0;
+  attr.query.prog_ids = reinterpret_cast<uint64_t>(ids.data());
+  attr.query.prog_cnt = static_cast<uint32_t>(ids.size());
+  if (sys_bpf(BPF_PROG_QUERY, attr) != 0) return bpf_error("BPF_PROG_QUERY on the cgroup");
+  ids.resize(attr.query.prog_cnt);
+  return Query{attr.query.attach_flags, std::move(ids)};
+}
+
+UniqueFd fd_by_id(uint32_t id) {
+  bpf_attr attr{};
+  attr.prog_id = id;
+  return UniqueFd(static_cast<int>(sys_bpf(BPF_PROG_GET_FD_BY_ID, attr)));
+}
+
+struct Info {
+  uint32_t id = 0;
+  std::vector<bpf::Insn> insns;
+};
+
+Expected<Info> info_of(int prog_fd) {
+  bpf_prog_info info{};
+  bpf_attr attr{};
+  attr.info.bpf_fd = static_cast<uint32_t>(prog_fd);
+  attr.info.info_len = sizeof info;
+  attr.info.info = reinterpret_cast<uint64_t>(&info);
+  if (sys_bpf(BPF_OBJ_GET_INFO_BY_FD, attr) != 0) return bpf_error("BPF_OBJ_GET_INFO_BY_FD");
+  Info out;
+  out.id = info.id;
+  out.insns.resize(info.xlated_prog_len / sizeof(bpf::Insn));
+  const uint32_t len = info.xlated_prog_len;
+  info = bpf_prog_info{};
+  info.xlated_prog_len = len;
+  info.xlated_prog_insns = reinterpret_cast<uint64_t>(out.insns.data());
+  attr = bpf_attr{};
+  attr.info.bpf_fd = static_cast<uint32_t>(prog_fd);
+  attr.info.info_len = sizeof info;
+  attr.info.info = reinterpret_cast<uint64_t>(&info);
+  if (sys_bpf(BPF_OBJ_GET_INFO_BY_FD, attr) != 0) return bpf_error("BPF_OBJ_GET_INFO_BY_FD");
+  if (info.xlated_prog_len != len)
+    return make_error(ErrorCode::internal, "a device program changed size while being read");
+  return out;
+}
+
+void raise_memlock_once() {
+  static const bool done = [] {
+    rlimit unlimited{RLIM_INFINITY, RLIM_INFINITY};
+    (void)::setrlimit(RLIMIT_MEMLOCK, &unlimited);
+    return true;
+  }();
+  (void)done;
+}
+
+}  // namespace
+
+Expected<UniqueFd> load_device_program(const std::vector<bpf::Insn>& insns) {
+  raise_memlock_once();
+  static const char license[] = "GPL";
+  bpf_attr attr{};
+  attr.prog_type = BPF_PROG_TYPE_CGROUP_DEVICE;
+  attr.insns = reinterpret_cast<uint64_t>(insns.data());
+  attr.insn_cnt = static_cast<uint32_t>(insns.size());
+  attr.license = reinterpret_cast<uint64_t>(license);
+  std::strncpy(attr.prog_name, "berth_devices", sizeof attr.prog_name - 1);
+  UniqueFd fd(static_cast<int>(sys_bpf(BPF_PROG_LOAD, attr)));
+  if (fd) return fd;
+  const int err = errno;
+  // Again with the verifier's log, for the message.
+  std::string log(16384, '\0');
+  attr.log_level = 1;
+  attr.log_buf = reinterpret_cast<uint64_t>(log.data());
+  attr.log_size = static_cast<uint32_t>(log.size());
+  UniqueFd retry(static_cast<int>(sys_bpf(BPF_PROG_LOAD, attr)));
+  if (retry) return retry;
+  log.resize(std::strlen(log.c_str()));
+  if (log.size() > 400) log = "..." + log.substr(log.size() - 400);
+  return make_error(ErrorCode::internal,
+                    std::string("the kernel refused berth's device program (") +
+                        std::strerror(err) + "): " + log);
+}
+
+UniqueFd device_program_by_id(uint32_t id) {
+  return fd_by_id(id);
+}
+
+Status attach_device_program(int cgroup_fd, int prog_fd, int replace_fd) {
+  bpf_attr attr{};
+  attr.target_fd = static_cast<uint32_t>(cgroup_fd);
+  attr.attach_bpf_fd = static_cast<uint32_t>(prog_fd);
+  attr.attach_type = BPF_CGROUP_DEVICE;
+  attr.attach_flags = BPF_F_ALLOW_MULTI | (replace_fd >= 0 ? BPF_F_REPLACE : 0);
+  if (replace_fd >= 0) attr.replace_bpf_fd = static_cast<uint32_t>(replace_fd);
+  if (sys_bpf(BPF_PROG_ATTACH, attr) != 0) return bpf_error("BPF_PROG_ATTACH");
+  return ok_status();
+}
+
+namespace {
+
+// Puts `next` where `current` is, atomically; without BPF_F_REPLACE (kernels before 5.6), next
+// first and then current out, so the window in between only ever allows less (programs AND).
+Status swap(int cgroup_fd, uint32_t flags, int current, int next) {
+  bpf_attr attr{};
+  attr.target_fd = static_cast<uint32_t>(cgroup_fd);
+  attr.attach_bpf_fd = static_cast<uint32_t>(next);
+  attr.attach_type = BPF_CGROUP_DEVICE;
+  if (flags & BPF_F_ALLOW_MULTI) {
+    attr.attach_flags = BPF_F_ALLOW_MULTI | BPF_F_REPLACE;
+    attr.replace_bpf_fd = static_cast<uint32_t>(current);
+    if (sys_bpf(BPF_PROG_ATTACH, attr) == 0) return ok_status();
+    if (errno != EINVAL) return bpf_error("BPF_PROG_ATTACH (replace)");
+    attr.attach_flags = BPF_F_ALLOW_MULTI;
+    attr.replace_bpf_fd = 0;
+    if (sys_bpf(BPF_PROG_ATTACH, attr) != 0) return bpf_error("BPF_PROG_ATTACH");
+    bpf_attr detach{};
+    detach.target_fd = static_cast<uint32_t>(cgroup_fd);
+    detach.attach_bpf_fd = static_cast<uint32_t>(current);
+    detach.attach_type = BPF_CGROUP_DEVICE;
+    if (sys_bpf(BPF_PROG_DETACH, detach) != 0) return bpf_error("BPF_PROG_DETACH");
+    return ok_status();
+  }
+  // A single program (no ALLOW_MULTI): attaching with the same flags replaces it.
+  attr.attach_flags = flags;
+  if (sys_bpf(BPF_PROG_ATTACH, attr) != 0) return bpf_error("BPF_PROG_ATTACH");
+  return ok_status();
+}
+
+}  // namespace
+
+std::string find_unified_mount(const std::string& root) {
+  struct statfs fs {};
+  if (::statfs(root.c_str(), &fs) == 0 && fs.f_type == CGROUP2_SUPER_MAGIC) return root;
+  const std::string unified = root + "/unified";
+  if (::statfs(unified.c_str(), &fs) == 0 && fs.f_type == CGROUP2_SUPER_MAGIC) return unified;
+  return {};
+}
+
+Expected<UniqueFd> DevicePrograms::open_cgroup(const std::string& cgroup) {
+  if (mount_.empty()) return make_error(ErrorCode::internal, "this host has no cgroup v2 mount");
+  UniqueFd mount(::open(mount_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!mount) return bpf_error("cannot open " + mount_);
+  // The path comes from /proc/<pid>/cgroup: resolved strictly beneath the mount.
+  const std::string rel =
+      cgroup.empty() || cgroup == "/" ? "." : cgroup.substr(cgroup.front() == '/' ? 1 : 0);
+  UniqueFd dir = open_beneath(mount.get(), rel, O_RDONLY | O_DIRECTORY);
+  if (!dir) return bpf_error("cannot open cgroup " + mount_ + "/" + rel);
+  return dir;
+}
+
+bool DevicePrograms::exists(const std::string& cgroup) {
+  if (cgroup.empty() || cgroup == "/") return false;
+  auto dir = open_cgroup(cgroup);
+  return dir && ::faccessat(dir->get(), "cgroup.procs", F_OK, 0) == 0;
+}
+
+Expected<std::vector<uint32_t>> DevicePrograms::attached(const std::string& cgroup) {
+  auto dir = open_cgroup(cgroup);
+  if (!dir) return dir.error();
+  auto q = query(dir->get(), false);
+  if (!q) return q.error();
+  return q->ids;
+}
+
+Expected<ProgramChange> DevicePrograms::allow(const std::string& cgroup, unsigned major,
+                                              unsigned minor) {
+  return change(cgroup, {major, minor}, true);
+}
+
+Expected<ProgramChange> DevicePrograms::deny(const std::string& cgroup, unsigned major,
+                                             unsigned minor) {
+  return change(cgroup, {major, minor}, false);
+}
+
+Expected<ProgramChange> DevicePrograms::change(const std::string& cgroup, const bpf::Device& dev,
+                                               bool add) {
+  if (cgroup.empty() || cgroup == "/") return ProgramChange{};
+  auto dir = open_cgroup(cgroup);
+  if (!dir) return dir.error();
+  struct stat st {};
+  if (::fstat(dir->get(), &st) != 0) return bpf_error("cannot stat the cgroup");
+  const uint64_t cgroup_id = st.st_ino;
+  const std::string where = " on cgroup " + cgroup;
+
+  // A runtime may swap its program between our query and our replace (ENOENT): start over.
+  for (int attempt = 0; attempt < kRaceRetries; ++attempt) {
+    auto q = query(dir->get(), false);
+    if (!q) return q.error();
+    ProgramChange out;
+    out.already = true;
+    if (q->ids.empty()) {
+      if (!add) return ProgramChange{};
+      // Nothing of its own, but a parent's program still applies to it (programs AND): only that
+      // parent's owner can let the device through.
+      auto effective = query(dir->get(), true);
+      if (effective && !effective->ids.empty())
+        return make_error(ErrorCode::attach_failed,
+                          "device access for cgroup " + cgroup +
+                              " is decided by a device program on a parent cgroup; berth changes "
+                              "only the container's own cgroup");
+      return ProgramChange{};
+    }
+    out.present = true;
+    bool raced = false;
+    for (uint32_t id : q->ids) {
+      UniqueFd current = fd_by_id(id);
+      if (!current) {
+        if (errno == ENOENT) {
+          raced = true;
+          break;
+        }
+        return bpf_error("cannot open device program " + std::to_string(id) + where);
+      }
+      auto info = info_of(current.get());
+      if (!info) return info.error();
+      auto wrapped = bpf::unwrap(info->insns);
+      std::set<bpf::Device> devices = wrapped ? wrapped->devices : std::set<bpf::Device>{};
+      const std::vector<bpf::Insn>& inner = wrapped ? wrapped->inner : info->insns;
+
+      if (add) {
+        if (devices.count(dev)) continue;
+        auto allows = bpf::evaluate(
+            inner, {bpf::kDevChar, dev.first, dev.second, bpf::kAccRead | bpf::kAccWrite});
+        if (allows && *allows) continue;
+        if (auto ok = bpf::check_wrappable(inner); !ok)
+          return make_error(ok.error().code,
+                            ok.error().message + " (program " + std::to_string(id) + where + ")");
+        devices.insert(dev);
+      } else {
+        // Not berth's (the runtime replaced it meanwhile: berth's rules went with the old one),
+        // or berth's without this device: nothing to take back here.
+        if (!wrapped || !devices.erase(dev)) continue;
+      }
+      out.already = false;
+
+      const auto key = std::make_pair(cgroup_id, id);
+      auto original = originals_.find(key);
+      UniqueFd next;
+      bool restoring = false;
+      if (devices.empty() && original != originals_.end()) {
+        auto held = info_of(original->second.get());
+        if (held && held->insns == inner) {
+          next = UniqueFd(::fcntl(original->second.get(), F_DUPFD_CLOEXEC, 3));
+          restoring = static_cast<bool>(next);
+        }
+      }
+      if (!next) {
+        // After a restart berth no longer holds the original: the same instructions, loaded
+        // again, are the same program under a new id.
+        auto loaded = devices.empty() ? load_device_program(inner)
+                                      : load_device_program(bpf::wrap(devices, inner));
+        if (!loaded) return loaded.error();
+        next = std::move(*loaded);
+      }
+      if (auto s = swap(dir->get(), q->flags, current.get(), next.get()); !s) {
+        if (errno == ENOENT) {
+          raced = true;
+          break;
+        }
+        return make_error(s.error().code, s.error().message + where);
+      }
+      auto next_info = info_of(next.get());
+      const uint32_t next_id = next_info ? next_info->id : 0;
+      if (!out.note.empty()) out.note += ", ";
+      out.note += "device program " + std::to_string(id) + " -> " + std::to_string(next_id) +
+                  (restoring ? " (the runtime's own, restored)" : "");
+      // Keep the runtime's program alive for as long as a berth program stands in for it.
+      UniqueFd keep = original != originals_.end() ? std::move(original->second)
+                      : wrapped                    ? UniqueFd()
+                                                   : std::move(current);
+      if (original != originals_.end()) originals_.erase(original);
+      if (!devices.empty() && keep) originals_[{cgroup_id, next_id}] = std::move(keep);
+    }
+    if (!raced) return out;
+  }
+  return make_error(ErrorCode::busy, "the device program on cgroup " + cgroup +
+                                         " kept changing while berth replaced it; try again");
+}
+
+std::vector<std::string> DevicePrograms::holders(const std::string& cgroup, unsigned major,
+                                                 unsigned minor) {
+  std::vector<std::string> out;
+  auto dir = open_cgroup(cgroup);
+  if (!dir) return out;
+  UniqueFd procs = open_beneath(dir->get(), "cgroup.procs", O_RDONLY);
+  if (!procs) return out;
+  std::string text;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(procs.get(), buf, sizeof buf)) > 0;)
+    text.append(buf, static_cast<size_t>(n));
+  const dev_t want = makedev(major, minor);
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    const std::string pid = text.substr(start, end - start);
+    start = end + 1;
+    if (pid.empty()) continue;
+    const std::string fds = "/proc/" + pid + "/fd";
+    DIR* d = ::opendir(fds.c_str());
+    if (!d) continue;
+    while (dirent* e = ::readdir(d)) {
+      if (e->d_name[0] == '.') continue;
+      struct stat st {};
+      // fstatat through the fd's magic link describes the open file itself; nothing is opened.
+      if (::fstatat(::dirfd(d), e->d_name, &st, 0) == 0 && S_ISCHR(st.st_mode) &&
+          st.st_rdev == want)
+        out.push_back("pid " + pid + " (fd " + e->d_name + ")");
+    }
+    ::closedir(d);
+  }
+  return out;
+}
+
+}  // namespace berth::agent

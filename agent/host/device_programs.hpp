@@ -1,0 +1,58 @@
+#pragma once
+// cgroup v2 device access for a container: berth's devices wrapped in front of each device program
+// on the container's own cgroup (core/device_program.hpp), swapped in atomically with
+// BPF_F_REPLACE, and the runtime's program put back when berth's last device leaves.
+#include <cstdint>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "agent/host/unique_fd.hpp"
+#include "core/device_program.hpp"
+#include "core/expected.hpp"
+
+namespace berth::agent {
+
+struct ProgramChange {
+  bool present = false;  // the cgroup has a device program of its own (v2 decides access)
+  bool already = false;  // every such program allowed the device before berth changed anything
+  std::string note;      // "program 97 -> 101", the ids for the log and the ledger
+};
+
+// The cgroup v2 mount: `root` itself when it is cgroup2 (a pure v2 host), else `root`/unified
+// (hybrid), else empty.
+std::string find_unified_mount(const std::string& root);
+
+// Loads a device program; what a container runtime does, for tests and benchmarks too.
+Expected<UniqueFd> load_device_program(const std::vector<bpf::Insn>& insns);
+// Attaches `prog_fd` to `cgroup_fd` with BPF_F_ALLOW_MULTI, or in place of `replace_fd` (>= 0)
+// with BPF_F_REPLACE, as runc and crun do.
+Status attach_device_program(int cgroup_fd, int prog_fd, int replace_fd = -1);
+UniqueFd device_program_by_id(uint32_t id);
+
+class DevicePrograms {
+ public:
+  explicit DevicePrograms(std::string unified_mount) : mount_(std::move(unified_mount)) {}
+
+  // `cgroup` is the "0::" path of /proc/<pid>/cgroup, relative to the mount.
+  Expected<ProgramChange> allow(const std::string& cgroup, unsigned major, unsigned minor);
+  Expected<ProgramChange> deny(const std::string& cgroup, unsigned major, unsigned minor);
+  bool exists(const std::string& cgroup);
+  // The ids of the device programs attached to `cgroup` itself.
+  Expected<std::vector<uint32_t>> attached(const std::string& cgroup);
+  // "pid 123 (fd 4)" for each process in `cgroup` that still holds c major:minor open; a revoked
+  // device stays usable through descriptors opened before.
+  std::vector<std::string> holders(const std::string& cgroup, unsigned major, unsigned minor);
+
+ private:
+  Expected<UniqueFd> open_cgroup(const std::string& cgroup);
+  Expected<ProgramChange> change(const std::string& cgroup, const bpf::Device& dev, bool add);
+
+  std::string mount_;
+  // The runtime's program each berth program replaced, by (cgroup inode, berth program id): held
+  // open so that the last detach puts back exactly that program.
+  std::map<std::pair<uint64_t, uint32_t>, UniqueFd> originals_;
+};
+
+}  // namespace berth::agent

@@ -1,0 +1,190 @@
+// cgroup v2 device programs on the real kernel: a test cgroup under the cgroup2 mount with a
+// runtime-style deny-by-default program, a process in it that tries the stand-in device, and
+// berth's wrap and unwrap around that program.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "agent/host/device_programs.hpp"
+#include "tests/host/host.hpp"
+
+namespace berth::itest {
+namespace {
+
+using agent::DevicePrograms;
+using agent::UniqueFd;
+
+constexpr unsigned kFuseMajor = 10, kFuseMinor = 229;  // the stand-in GPU
+constexpr unsigned kZeroMajor = 1, kZeroMinor = 5;     // a second device berth may add
+
+// What a runtime attaches: /dev/null and mknod of anything, nothing else.
+std::vector<bpf::Insn> runtime_program() {
+  return bpf::runtime_program({{bpf::kDevChar, 1, 3}, {bpf::kDevChar, -1, -1, bpf::kAccMknod}},
+                              false);
+}
+
+class DeviceProgramTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!skip_reason.empty()) GTEST_SKIP() << skip_reason;
+    mount_ = agent::find_unified_mount("/sys/fs/cgroup");
+    if (mount_.empty())
+      GTEST_SKIP() << "no cgroup2 mount at /sys/fs/cgroup or /sys/fs/cgroup/unified";
+    dir_ = mount_ + "/" + cgroup_.substr(1);
+    std::filesystem::create_directories(dir_);
+    cg_.reset(::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    ASSERT_TRUE(cg_);
+    auto prog = agent::load_device_program(runtime_program());
+    ASSERT_TRUE(prog) << prog.error().message;
+    runtime_ = std::move(*prog);
+    auto s = agent::attach_device_program(cg_.get(), runtime_.get());
+    ASSERT_TRUE(s) << s.error().message;
+    runtime_id_ = only_program();
+  }
+  void TearDown() override {
+    cg_.reset();
+    if (!dir_.empty()) ::rmdir(dir_.c_str());  // releases whatever is still attached
+  }
+
+  uint32_t only_program() {
+    auto ids = programs_.attached(cgroup_);
+    EXPECT_TRUE(ids) << ids.error().message;
+    EXPECT_EQ(ids->size(), 1u);
+    return ids->empty() ? 0 : ids->front();
+  }
+
+  // Opens `path` from a child moved into the test cgroup: what a container process could do.
+  bool can_open(const char* path) {
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      std::ofstream(dir_ + "/cgroup.procs") << 0 << std::flush;
+      int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+      ::_exit(fd >= 0 ? 0 : 1);
+    }
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  }
+
+  std::string cgroup_ = "/berth-itest-devprog";
+  std::string mount_;
+  std::string dir_;
+  UniqueFd cg_;
+  UniqueFd runtime_;
+  uint32_t runtime_id_ = 0;
+  DevicePrograms programs_{agent::find_unified_mount("/sys/fs/cgroup")};
+};
+
+TEST_F(DeviceProgramTest, AttachAllowsTheDeviceKeepsTheOldRulesAndDetachPutsTheOriginalBack) {
+  EXPECT_FALSE(can_open("/dev/fuse"));
+  EXPECT_TRUE(can_open("/dev/null"));
+  EXPECT_FALSE(can_open("/dev/zero"));
+
+  auto a = programs_.allow(cgroup_, kFuseMajor, kFuseMinor);
+  ASSERT_TRUE(a) << a.error().message;
+  EXPECT_TRUE(a->present);
+  EXPECT_FALSE(a->already);
+  EXPECT_NE(only_program(), runtime_id_);
+  EXPECT_TRUE(can_open("/dev/fuse"));
+  EXPECT_TRUE(can_open("/dev/null")) << "what the runtime allowed is still allowed";
+  EXPECT_FALSE(can_open("/dev/zero")) << "and nothing else";
+
+  auto again = programs_.allow(cgroup_, kFuseMajor, kFuseMinor);
+  ASSERT_TRUE(again);
+  EXPECT_TRUE(again->already);
+  auto null = programs_.allow(cgroup_, 1, 3);
+  ASSERT_TRUE(null);
+  EXPECT_TRUE(null->already) << "the runtime's program already allows /dev/null";
+
+  auto d = programs_.deny(cgroup_, kFuseMajor, kFuseMinor);
+  ASSERT_TRUE(d) << d.error().message;
+  EXPECT_EQ(only_program(), runtime_id_) << "exactly the runtime's program again";
+  EXPECT_NE(d->note.find("restored"), std::string::npos) << d->note;
+  EXPECT_FALSE(can_open("/dev/fuse"));
+  EXPECT_TRUE(can_open("/dev/null"));
+}
+
+TEST_F(DeviceProgramTest, TwoBerthsOnOneCgroupLeaveInEitherOrder) {
+  for (bool fuse_first : {true, false}) {
+    ASSERT_TRUE(programs_.allow(cgroup_, kFuseMajor, kFuseMinor));
+    ASSERT_TRUE(programs_.allow(cgroup_, kZeroMajor, kZeroMinor));
+    EXPECT_TRUE(can_open("/dev/fuse"));
+    EXPECT_TRUE(can_open("/dev/zero"));
+    if (fuse_first) {
+      ASSERT_TRUE(programs_.deny(cgroup_, kFuseMajor, kFuseMinor));
+      EXPECT_FALSE(can_open("/dev/fuse"));
+      EXPECT_TRUE(can_open("/dev/zero"));
+      ASSERT_TRUE(programs_.deny(cgroup_, kZeroMajor, kZeroMinor));
+    } else {
+      ASSERT_TRUE(programs_.deny(cgroup_, kZeroMajor, kZeroMinor));
+      EXPECT_TRUE(can_open("/dev/fuse"));
+      EXPECT_FALSE(can_open("/dev/zero"));
+      ASSERT_TRUE(programs_.deny(cgroup_, kFuseMajor, kFuseMinor));
+    }
+    EXPECT_EQ(only_program(), runtime_id_);
+    EXPECT_FALSE(can_open("/dev/fuse"));
+    EXPECT_FALSE(can_open("/dev/zero"));
+    EXPECT_TRUE(can_open("/dev/null"));
+  }
+}
+
+TEST_F(DeviceProgramTest, AProgramTheRuntimeSwappedInMeanwhileIsWrappedNotClobbered) {
+  ASSERT_TRUE(programs_.allow(cgroup_, kFuseMajor, kFuseMinor));
+  // The runtime regenerates its program (say, an update that now also allows /dev/zero) and
+  // replaces berth's with it, as runc and crun do.
+  auto updated = agent::load_device_program(bpf::runtime_program(
+      {{bpf::kDevChar, 1, 3}, {bpf::kDevChar, 1, 5}, {bpf::kDevChar, -1, -1, bpf::kAccMknod}},
+      false));
+  ASSERT_TRUE(updated);
+  UniqueFd berths = agent::device_program_by_id(only_program());
+  ASSERT_TRUE(berths);
+  ASSERT_TRUE(agent::attach_device_program(cg_.get(), updated->get(), berths.get()));
+  const uint32_t updated_id = only_program();
+  EXPECT_FALSE(can_open("/dev/fuse")) << "berth's rules went with its program";
+  EXPECT_TRUE(can_open("/dev/zero"));
+
+  // Detach finds a program that is not berth's: it leaves it as it is.
+  auto d = programs_.deny(cgroup_, kFuseMajor, kFuseMinor);
+  ASSERT_TRUE(d) << d.error().message;
+  EXPECT_EQ(only_program(), updated_id);
+
+  // Attach again wraps the runtime's new program, keeping what it allows.
+  ASSERT_TRUE(programs_.allow(cgroup_, kFuseMajor, kFuseMinor));
+  EXPECT_TRUE(can_open("/dev/fuse"));
+  EXPECT_TRUE(can_open("/dev/zero"));
+  ASSERT_TRUE(programs_.deny(cgroup_, kFuseMajor, kFuseMinor));
+  EXPECT_EQ(only_program(), updated_id);
+}
+
+TEST_F(DeviceProgramTest, AProgramThatCallsHelpersIsRefusedAndLeftAttached) {
+  // bpf_get_current_uid_gid (15), then allow.
+  std::vector<bpf::Insn> calls = {bpf::Insn{bpf::kClassJmp | bpf::kCall, 0, 0, 15},
+                                  bpf::Insn{bpf::kClassAlu64 | bpf::kOpMov, 0, 0, 0},
+                                  bpf::Insn{bpf::kClassJmp | bpf::kExit, 0, 0, 0}};
+  auto prog = agent::load_device_program(calls);
+  ASSERT_TRUE(prog) << prog.error().message;
+  ASSERT_TRUE(agent::attach_device_program(cg_.get(), prog->get(), runtime_.get()));
+  const uint32_t id = only_program();
+  auto a = programs_.allow(cgroup_, kFuseMajor, kFuseMinor);
+  ASSERT_FALSE(a);
+  EXPECT_NE(a.error().message.find("calls a helper"), std::string::npos) << a.error().message;
+  EXPECT_EQ(only_program(), id);
+}
+
+TEST_F(DeviceProgramTest, ACgroupWithoutAProgramOfItsOwnIsNotV2Gated) {
+  const std::string child = cgroup_ + "/inner";
+  std::filesystem::create_directories(dir_ + "/inner");
+  auto a = programs_.allow(child, kFuseMajor, kFuseMinor);
+  ::rmdir((dir_ + "/inner").c_str());
+  ASSERT_FALSE(a) << "the parent's program decides: berth says so instead of doing nothing";
+  EXPECT_NE(a.error().message.find("parent cgroup"), std::string::npos) << a.error().message;
+}
+
+}  // namespace
+}  // namespace berth::itest
