@@ -99,12 +99,17 @@ bool same_process(const Target& a, const Target& b) {
   return a.pid == b.pid && a.start_time == b.start_time;
 }
 
+// The i-th of `count` interface names from `base`: "ib0" gives ib0, ib1, ...; "net" gives net0,
+// net1, ... Empty when a name would be longer than the kernel's 15 characters. A request's
+// ifname is at most 15 characters, so its digits fit in 64 bits.
 std::string nth_ifname(const std::string& base, int i, int count) {
   if (count == 1) return base;
   size_t digits = base.size();
   while (digits > 0 && base[digits - 1] >= '0' && base[digits - 1] <= '9') --digits;
-  int start = digits < base.size() ? std::stoi(base.substr(digits)) : 0;
-  return base.substr(0, digits) + std::to_string(start + i);
+  uint64_t start = 0;
+  for (size_t k = digits; k < base.size(); ++k) start = start * 10 + (base[k] - '0');
+  std::string name = base.substr(0, digits) + std::to_string(start + static_cast<uint64_t>(i));
+  return name.size() <= 15 ? name : std::string();
 }
 
 void Machine::on(const event::Create& e) {
@@ -158,6 +163,11 @@ void Machine::on(const event::Create& e) {
     const Vf* vf = ctx.inventory.vf_by_pci(placement->vfs[i]);
     VfBinding vb{
         vf->pci, vf->netdev, nth_ifname(net.ifname, static_cast<int>(i), e.spec.vf_count), {}, ""};
+    if (vb.ifname.empty())
+      return reply_error(e.request, e.owner, ErrorCode::bad_request,
+                         "field 'network.ifname': '" + net.ifname + "' numbered for " +
+                             std::to_string(e.spec.vf_count) +
+                             " VFs gives names longer than 15 characters");
     if (pool) {
       auto addr = next_free_address(*pool, leased[pool->name]);
       if (!addr) return reply_error(e.request, e.owner, addr.error().code, addr.error().message);

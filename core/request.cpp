@@ -6,6 +6,25 @@
 #include <nlohmann/json.hpp>
 
 namespace berth {
+bool valid_runc_id(std::string_view id) {
+  // runc's own rule (libcontainer validateID): ^[\w+.-]+$ and a clean path element.
+  return !id.empty() && id.size() <= 1024 && id.front() != '-' && id != "." && id != ".." &&
+         std::all_of(id.begin(), id.end(), [](char c) {
+           return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '_' || c == '+' || c == '-' || c == '.';
+         });
+}
+
+bool valid_container_name(std::string_view name) {
+  if (name.empty() || name.size() > 128) return false;
+  auto alnum = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+  };
+  return alnum(name.front()) && std::all_of(name.begin(), name.end(), [&](char c) {
+           return alnum(c) || c == '_' || c == '.' || c == '-';
+         });
+}
+
 namespace {
 
 Error field_error(const std::string& field, const std::string& why) {
@@ -189,6 +208,13 @@ Expected<BerthRequest> parse_request(const nlohmann::json& j) {
     for (const auto& [k, v] : t.items()) {
       if (!v.is_string() || v.get<std::string>().empty())
         return field_error("standing." + k, "must be a non-empty string");
+      const std::string value = v.get<std::string>();
+      if ((k == "lxc" || k == "apptainer") && !valid_container_name(value))
+        return field_error("standing." + k, "must be a container name ([A-Za-z0-9_.-]+)");
+      if (k == "runc" && !valid_runc_id(value))
+        return field_error("standing.runc", "must be a runc container id ([A-Za-z0-9_+.-]+)");
+      if (k == "lxcpath" && (value[0] != '/' || value.find('\0') != std::string::npos))
+        return field_error("standing.lxcpath", "must be an absolute path");
       if (k == "lxc")
         st.lxc = v.get<std::string>();
       else if (k == "lxcpath")

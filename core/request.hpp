@@ -13,6 +13,12 @@
 
 namespace berth {
 
+// runc's own rule for container ids (^[\w+-\.]+$, not "." or ".."), so an id cannot smuggle a
+// NUL, a slash or an option into the command line.
+bool valid_runc_id(std::string_view id);
+// LXC and apptainer names: [A-Za-z0-9][A-Za-z0-9_.-]*, at most 128.
+bool valid_container_name(std::string_view name);
+
 enum class NumaPolicy { single, prefer, any };
 std::string_view to_string(NumaPolicy p);
 

@@ -17,24 +17,6 @@ bool valid_pid(int64_t pid) {
 
 }  // namespace
 
-bool valid_runc_id(std::string_view id) {
-  return !id.empty() && id.size() <= 1024 && id.front() != '-' &&
-         std::all_of(id.begin(), id.end(), [](char c) {
-           return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                  c == '_' || c == '+' || c == '-' || c == '.';
-         });
-}
-
-bool valid_container_name(std::string_view name) {
-  if (name.empty() || name.size() > 128) return false;
-  auto alnum = [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-  };
-  return alnum(name.front()) && std::all_of(name.begin(), name.end(), [&](char c) {
-           return alnum(c) || c == '_' || c == '.' || c == '-';
-         });
-}
-
 Expected<int> pid_from_runc_state(const std::string& output, const std::string& id) {
   auto state = nlohmann::json::parse(output, nullptr, false);
   if (!state.is_object() || !state.contains("pid") || !state["pid"].is_number_integer() ||

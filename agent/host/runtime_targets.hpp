@@ -10,14 +10,11 @@
 #include <vector>
 
 #include "core/expected.hpp"
+#include "core/request.hpp"
 
 namespace berth::agent {
 
-// runc's own rule for container ids (^[\w+-\.]+$), so an id cannot smuggle a NUL, a slash or an
-// option into the command line.
-bool valid_runc_id(std::string_view id);
-// LXC and apptainer names: [A-Za-z0-9][A-Za-z0-9_.-]*, at most 128.
-bool valid_container_name(std::string_view name);
+// valid_runc_id and valid_container_name are in core/request.hpp.
 
 Expected<int> pid_from_runc_state(const std::string& output, const std::string& id);
 Expected<int> pid_from_lxc_info(const std::string& output, const std::string& name);

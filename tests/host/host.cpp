@@ -13,6 +13,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "agent/host/device_programs.hpp"
+
 namespace berth::itest {
 namespace fs = std::filesystem;
 
@@ -30,10 +32,62 @@ Cmd sh(const std::string& command) {
   return c;
 }
 
-RuncContainer::RuncContainer(std::string id, std::string cgroup_parent)
-    : id_(std::move(id)), parent_(std::move(cgroup_parent)) {
+const char* to_string(CgroupMode m) {
+  return m == CgroupMode::v1 ? "v1" : "v2";
+}
+
+std::string missing_for(CgroupMode m) {
+  if (m == CgroupMode::v1)
+    return fs::exists("/sys/fs/cgroup/devices/devices.allow")
+               ? ""
+               : "no cgroup v1 devices controller at /sys/fs/cgroup/devices";
+  if (agent::find_unified_mount("/sys/fs/cgroup").empty())
+    return "no cgroup2 mount at /sys/fs/cgroup or /sys/fs/cgroup/unified";
+  if (!fs::exists("/sys/fs/cgroup/cpuset/cpuset.cpus") &&
+      !fs::exists("/sys/fs/cgroup/cpuset.cpus.effective"))
+    return "no cpuset controller in either cgroup version";
+  return "";
+}
+
+namespace {
+// Pure v2 on a hybrid host: runc sees cgroup2 at /sys/fs/cgroup in a mount namespace of its own.
+// On a pure v2 host that is what /sys/fs/cgroup already is.
+std::string runc_command(CgroupMode mode) {
+  if (mode == CgroupMode::v1 || agent::find_unified_mount("/sys/fs/cgroup") == "/sys/fs/cgroup")
+    return "runc";
+  return "unshare -m --propagation private sh -c 'mount -t cgroup2 none /sys/fs/cgroup && exec "
+         "\"$0\" \"$@\"' runc";
+}
+bool hybrid() {
+  return agent::find_unified_mount("/sys/fs/cgroup") != "/sys/fs/cgroup";
+}
+}  // namespace
+
+Cmd RuncContainer::runc(const std::string& args) const {
+  return sh(runc_command(mode_) + " " + args);
+}
+
+std::string RuncContainer::cpuset_dir() const {
+  if (mode_ == CgroupMode::v2 && hybrid()) return "/sys/fs/cgroup/cpuset/berth-v2-" + id_;
+  if (mode_ == CgroupMode::v2) return "/sys/fs/cgroup" + cgroup();
+  return "/sys/fs/cgroup/cpuset" + cgroup();
+}
+
+std::string RuncContainer::device_rules() const {
+  if (mode_ == CgroupMode::v1)
+    return sh("cat /sys/fs/cgroup/devices" + cgroup() + "/devices.list").out;
+  agent::DevicePrograms programs(agent::find_unified_mount("/sys/fs/cgroup"));
+  auto ids = programs.attached(cgroup());
+  if (!ids) return ids.error().message + "\n";
+  std::string out = "device programs:";
+  for (auto id : *ids) out += " " + std::to_string(id);
+  return out + "\n";
+}
+
+RuncContainer::RuncContainer(std::string id, std::string cgroup_parent, CgroupMode mode)
+    : id_(std::move(id)), parent_(std::move(cgroup_parent)), mode_(mode) {
   bundle_ = (fs::temp_directory_path() / ("berth-bundle-" + id_)).string();
-  sh("runc delete -f " + id_);
+  runc("delete -f " + id_);
   fs::remove_all(bundle_);
   fs::create_directories(bundle_ + "/rootfs/bin");
   for (const char* d : {"dev", "proc", "sys", "tmp", "etc"})
@@ -55,9 +109,19 @@ RuncContainer::RuncContainer(std::string id, std::string cgroup_parent)
     if (set != "ambient") caps.insert(caps.end(), {"CAP_MKNOD", "CAP_NET_RAW"});
   j["linux"]["cgroupsPath"] = cgroup();
   std::ofstream(bundle_ + "/config.json") << j.dump(1);
-  auto run = sh("cd " + bundle_ + " && runc run -d " + id_ + " </dev/null >/dev/null 2>" + bundle_ +
-                "/err; cat " + bundle_ + "/err");
-  auto state = sh("runc state " + id_);
+  std::string launch = "cd " + bundle_ + " && ";
+  if (mode_ == CgroupMode::v2 && hybrid()) {
+    // runc in v2 mode leaves the v1 controllers alone: the container keeps the launcher's, so
+    // the launcher moves to the v1 devices root and to a cpuset cgroup of the container's own.
+    const std::string cpuset = cpuset_dir();
+    sh("mkdir -p " + cpuset + " && cat /sys/fs/cgroup/cpuset/cpuset.cpus > " + cpuset +
+       "/cpuset.cpus && cat /sys/fs/cgroup/cpuset/cpuset.mems > " + cpuset + "/cpuset.mems");
+    launch += "echo $$ > /sys/fs/cgroup/devices/cgroup.procs && echo $$ > " + cpuset +
+              "/cgroup.procs && ";
+  }
+  auto run = sh(launch + runc_command(mode_) + " run -d " + id_ + " </dev/null >/dev/null 2>" +
+                bundle_ + "/err; cat " + bundle_ + "/err");
+  auto state = runc("state " + id_);
   if (state.rc != 0) {
     error_ = "runc run: " + run.out;
     return;
@@ -66,12 +130,16 @@ RuncContainer::RuncContainer(std::string id, std::string cgroup_parent)
 }
 
 RuncContainer::~RuncContainer() {
-  sh("runc delete -f " + id_);
+  runc("delete -f " + id_);
+  if (mode_ == CgroupMode::v2 && hybrid()) ::rmdir(cpuset_dir().c_str());
   fs::remove_all(bundle_);
 }
 
 Cmd RuncContainer::exec(const std::string& shell_command) const {
-  return sh("runc exec " + id_ + " sh -c '" + shell_command + "'");
+  // The command goes through two shells in v2 mode: pass it in a file, not in quotes.
+  const std::string script = bundle_ + "/rootfs/tmp/.berth-exec";
+  std::ofstream(script) << shell_command << "\n";
+  return runc("exec " + id_ + " sh /tmp/.berth-exec");
 }
 
 void create_vf_standins() {
@@ -106,11 +174,9 @@ std::string snapshot(const RuncContainer& c) {
   s << "== container links\n" << sh("nsenter -t " + pid + " -n ip -o -d link show").out;
   s << "== container addresses\n" << sh("nsenter -t " + pid + " -n ip -o addr show").out;
   s << "== container routes\n" << sh("nsenter -t " + pid + " -n ip route show table all").out;
-  s << "== devices.list\n" << sh("cat /sys/fs/cgroup/devices" + c.cgroup() + "/devices.list").out;
+  s << "== device rules\n" << c.device_rules();
   s << "== cpuset\n"
-    << sh("cat /sys/fs/cgroup/cpuset" + c.cgroup() + "/cpuset.cpus /sys/fs/cgroup/cpuset" +
-          c.cgroup() + "/cpuset.mems")
-           .out;
+    << sh("cat " + c.cpuset_dir() + "/cpuset.cpus " + c.cpuset_dir() + "/cpuset.mems").out;
   s << "== container /dev\n"
     << sh("ls -ln /proc/" + pid + "/root/dev | awk '{print $1, $5, $6, $NF}'").out;
   return s.str();

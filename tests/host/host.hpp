@@ -15,13 +15,25 @@ struct Cmd {
 };
 Cmd sh(const std::string& command);
 
+// How runc manages the container's cgroups. v1: the v1 controllers (devices list, cpuset) on a
+// hybrid host. v2: runc in pure cgroup v2 mode (a private mount namespace with cgroup2 mounted at
+// /sys/fs/cgroup, as on a stock Debian 12), attaching its own device program; the container's
+// v1 devices cgroup is the open root and its cpuset a v1 cgroup of its own (this host's cpuset
+// controller is bound to v1).
+enum class CgroupMode { v1, v2 };
+const char* to_string(CgroupMode m);
+// Why `m` cannot run on this host, or empty.
+std::string missing_for(CgroupMode m);
+
 // A busybox container started with `runc run -d`, in its own network, mount and pid namespaces,
 // with CAP_MKNOD and CAP_NET_RAW so that the devices cgroup, not a missing capability, is what
 // stops it from using a device node.
 class RuncContainer {
  public:
-  // The container's cgroup is <cgroup_parent>/<id> under every v1 controller.
-  explicit RuncContainer(std::string id, std::string cgroup_parent = "/berth-test");
+  // The container's cgroup is <cgroup_parent>/<id> under every v1 controller (v1) or under the
+  // cgroup2 mount (v2).
+  explicit RuncContainer(std::string id, std::string cgroup_parent = "/berth-test",
+                         CgroupMode mode = CgroupMode::v1);
   ~RuncContainer();
   RuncContainer(const RuncContainer&) = delete;
   RuncContainer& operator=(const RuncContainer&) = delete;
@@ -31,12 +43,21 @@ class RuncContainer {
   int pid() const { return pid_; }
   const std::string& id() const { return id_; }
   std::string cgroup() const { return parent_ + "/" + id_; }
+  CgroupMode mode() const { return mode_; }
+  // The v1 cpuset cgroup directory that holds the container.
+  std::string cpuset_dir() const;
+  // What decides its device access: the v1 devices list, or the ids of the device programs on
+  // its cgroup v2 cgroup.
+  std::string device_rules() const;
   Cmd exec(const std::string& shell_command) const;
+  // `runc <args>` as this container's mode needs it.
+  Cmd runc(const std::string& args) const;
 
  private:
   std::string id_;
   std::string parent_;
   std::string bundle_;
+  CgroupMode mode_;
   std::string error_;
   int pid_ = 0;
 };

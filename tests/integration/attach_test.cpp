@@ -1,5 +1,6 @@
 // Attach and detach against the real kernel: a runc container, veth stand-ins for VFs, real char
-// devices standing in for GPUs, cgroup v1. The engine runs in-process with the host actuator.
+// devices standing in for GPUs, in both cgroup modes (runc on the v1 controllers, and runc in
+// pure v2 mode with its own device program). The engine runs in-process with the host actuator.
 #include <gtest/gtest.h>
 
 #include <boost/asio/io_context.hpp>
@@ -16,10 +17,11 @@
 namespace berth::itest {
 namespace {
 
-class AttachTest : public ::testing::Test {
+class AttachTest : public ::testing::TestWithParam<CgroupMode> {
  protected:
   void SetUp() override {
     if (!skip_reason.empty()) GTEST_SKIP() << skip_reason;
+    if (auto why = missing_for(GetParam()); !why.empty()) GTEST_SKIP() << why;
     agent::Config config;
     const std::string root = std::string(BERTH_FIXTURES) + "/two-socket";
     config.sysfs_root = root + "/sys";
@@ -32,7 +34,8 @@ class AttachTest : public ::testing::Test {
     ctx_.pools["grid"] = *parse_pool_config(nlohmann::json::parse(
         R"({"name":"grid","subnet":"10.77.0.0/24","ranges":["10.77.0.10-10.77.0.20"],"gateway":"10.77.0.1"})"));
     create_vf_standins();
-    container_.emplace("berth-itest-attach");
+    container_.emplace(std::string("berth-itest-attach-") + to_string(GetParam()), "/berth-test",
+                       GetParam());
     ASSERT_TRUE(container_->started()) << container_->error();
   }
   void TearDown() override {
@@ -64,7 +67,7 @@ class AttachTest : public ::testing::Test {
   agent::HostActuator host_{"/sys/fs/cgroup"};
 };
 
-TEST_F(AttachTest, AttachGivesDevicesNetworkAndCpusAndDetachTakesThemBack) {
+TEST_P(AttachTest, AttachGivesDevicesNetworkAndCpusAndDetachTakesThemBack) {
   const std::string before = snapshot(*container_);
   EXPECT_FALSE(can_open_gpu());
   EXPECT_FALSE(can_mknod_gpu());
@@ -78,8 +81,12 @@ TEST_F(AttachTest, AttachGivesDevicesNetworkAndCpusAndDetachTakesThemBack) {
 
   EXPECT_TRUE(can_open_gpu());
   EXPECT_TRUE(container_->exec("test -c /dev/nvidiactl").rc == 0);
-  EXPECT_EQ(sh("cat /sys/fs/cgroup/cpuset" + container_->cgroup() + "/cpuset.cpus").out, "0\n");
-  EXPECT_EQ(sh("cat /sys/fs/cgroup/cpuset" + container_->cgroup() + "/cpuset.mems").out, "0\n");
+  EXPECT_EQ(sh("cat " + container_->cpuset_dir() + "/cpuset.cpus").out, "0\n");
+  EXPECT_EQ(sh("cat " + container_->cpuset_dir() + "/cpuset.mems").out, "0\n");
+  if (GetParam() == CgroupMode::v2) {
+    EXPECT_NE(diff(before, snapshot(*container_)).find("+ device programs:"), std::string::npos)
+        << "berth's program stands in for runc's";
+  }
   EXPECT_NE(container_->exec("ip -o link show dev ib0").out.find("mtu 4000"), std::string::npos);
   auto addr = container_->exec("ip -o addr show dev ib0");
   EXPECT_NE(addr.out.find("inet 10.77.0.10/24"), std::string::npos) << addr.out;
@@ -116,7 +123,7 @@ TEST_F(AttachTest, AttachGivesDevicesNetworkAndCpusAndDetachTakesThemBack) {
   EXPECT_EQ(nv["vfs"][0]["addresses"][0], "10.77.0.10/24");
 }
 
-TEST_F(AttachTest, ForcedFailureAtEachStepLeavesTheHostAsBefore) {
+TEST_P(AttachTest, ForcedFailureAtEachStepLeavesTheHostAsBefore) {
   const std::string before = snapshot(*container_);
   size_t plan_size = 0;
   {
@@ -141,7 +148,7 @@ TEST_F(AttachTest, ForcedFailureAtEachStepLeavesTheHostAsBefore) {
   }
 }
 
-TEST_F(AttachTest, RefusesAProcessThatIsNotInAContainer) {
+TEST_P(AttachTest, RefusesAProcessThatIsNotInAContainer) {
   agent::Engine engine(io_, ctx_, {}, host_, nullptr);
   testing::call(io_, engine, event::Create{0, "manual/self", request()});
   auto [e, v] =
@@ -152,7 +159,7 @@ TEST_F(AttachTest, RefusesAProcessThatIsNotInAContainer) {
   EXPECT_TRUE(sh("ip link show bvf0x0").rc == 0);
 }
 
-TEST_F(AttachTest, RefusesAProcessThatSharesTheHostRoot) {
+TEST_P(AttachTest, RefusesAProcessThatSharesTheHostRoot) {
   // Own network and mount namespaces, but the host's root: its /dev is the host's /dev.
   auto spawned = sh("unshare --net --mount --fork sleep 60 >/dev/null 2>&1 & echo $!");
   const std::string parent = spawned.out.substr(0, spawned.out.find('\n'));
@@ -170,9 +177,9 @@ TEST_F(AttachTest, RefusesAProcessThatSharesTheHostRoot) {
   EXPECT_FALSE(std::filesystem::exists("/dev/nvidia0"));
 }
 
-TEST_F(AttachTest, RefusesToChangeTheRootCgroup) {
+TEST_P(AttachTest, RefusesToChangeTheRootCgroup) {
   // The container's init moved into the root cgroups: its rules would be the host's.
-  for (const char* c : {"devices", "cpuset"})
+  for (const char* c : {"devices", "cpuset", "unified"})
     sh("echo " + std::to_string(container_->pid()) + " > /sys/fs/cgroup/" + c + "/cgroup.procs");
   const std::string before = snapshot(*container_);
   const std::string root_rules =
@@ -190,7 +197,7 @@ TEST_F(AttachTest, RefusesToChangeTheRootCgroup) {
   EXPECT_EQ(diff(before, snapshot(*container_)), "");
 }
 
-TEST_F(AttachTest, ASymlinkPlantedInTheContainerDevIsNotFollowed) {
+TEST_P(AttachTest, ASymlinkPlantedInTheContainerDevIsNotFollowed) {
   // The container's root replaces /dev/nvidia0 with a link to a host path before attach.
   ASSERT_EQ(container_->exec("ln -s /proc/1/root/etc/berth-owned /dev/nvidia0").rc, 0);
   agent::Engine engine(io_, ctx_, {}, host_, nullptr);
@@ -210,6 +217,11 @@ TEST_F(AttachTest, ASymlinkPlantedInTheContainerDevIsNotFollowed) {
   EXPECT_FALSE(made);
   EXPECT_FALSE(std::filesystem::exists("/etc/nvidia-cap1"));
 }
+
+INSTANTIATE_TEST_SUITE_P(CgroupModes, AttachTest, ::testing::Values(CgroupMode::v1, CgroupMode::v2),
+                         [](const auto& info) {
+                           return std::string("cgroup") + to_string(info.param);
+                         });
 
 }  // namespace
 }  // namespace berth::itest

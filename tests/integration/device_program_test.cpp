@@ -4,7 +4,9 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+
 #include <unistd.h>
+#include <csignal>
 
 #include <gtest/gtest.h>
 
@@ -108,6 +110,31 @@ TEST_F(DeviceProgramTest, AttachAllowsTheDeviceKeepsTheOldRulesAndDetachPutsTheO
   EXPECT_NE(d->note.find("restored"), std::string::npos) << d->note;
   EXPECT_FALSE(can_open("/dev/fuse"));
   EXPECT_TRUE(can_open("/dev/null"));
+}
+
+TEST_F(DeviceProgramTest, DetachNamesTheProcessesThatStillHoldTheDeviceOpen) {
+  ASSERT_TRUE(programs_.allow(cgroup_, kFuseMajor, kFuseMinor));
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  pid_t holder = ::fork();
+  if (holder == 0) {
+    std::ofstream(dir_ + "/cgroup.procs") << 0 << std::flush;
+    int fd = ::open("/dev/fuse", O_RDONLY);
+    (void)::write(ready[1], fd >= 0 ? "y" : "n", 1);
+    ::pause();
+    ::_exit(0);
+  }
+  char c = 0;
+  ASSERT_EQ(::read(ready[0], &c, 1), 1);
+  EXPECT_EQ(c, 'y');
+  ASSERT_TRUE(programs_.deny(cgroup_, kFuseMajor, kFuseMinor));
+  auto holders = programs_.holders(cgroup_, kFuseMajor, kFuseMinor);
+  ::kill(holder, SIGKILL);
+  ::waitpid(holder, nullptr, 0);
+  ::close(ready[0]);
+  ::close(ready[1]);
+  ASSERT_EQ(holders.size(), 1u);
+  EXPECT_EQ(holders[0].rfind("pid " + std::to_string(holder) + " ", 0), 0u) << holders[0];
 }
 
 TEST_F(DeviceProgramTest, TwoBerthsOnOneCgroupLeaveInEitherOrder) {

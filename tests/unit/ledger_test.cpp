@@ -50,6 +50,25 @@ TEST(Ledger, CreateReservesAndAssignsAddressAndGatewayRoute) {
   EXPECT_GE(d.persists, 1);
 }
 
+TEST(Ledger, LongValidInterfaceNamesAreNumberedOrRefusedNeverThrown) {
+  testing::LedgerDriver d(context());
+  auto r = one_gpu_one_vf();
+  r.vf_count = 2;
+  r.network.pool.reset();
+  // 15 characters, all digits after the first: beyond int, within the kernel's limit.
+  r.network.ifname = "n99999999999998";
+  EXPECT_FALSE(d.one(event::Create{1, "slurm/1", r}));
+  EXPECT_EQ(d.ledger.berths.at("slurm/1").vfs[1].ifname, "n99999999999999");
+  r.network.ifname = "n99999999999999";  // the second would be n100000000000000: 16 characters
+  auto e = d.one(event::Create{2, "slurm/2", r});
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->code, ErrorCode::bad_request);
+  EXPECT_NE(e->message.find("longer than 15"), std::string::npos) << e->message;
+  EXPECT_FALSE(d.ledger.berths.count("slurm/2"));
+  r.network.ifname = "abcdefghijklmno";  // no digits: abcdefghijklmno0 is too long
+  EXPECT_TRUE(d.one(event::Create{3, "slurm/3", r}));
+}
+
 TEST(Ledger, CreateIsIdempotentAndConflictsOnADifferentRequest) {
   testing::LedgerDriver d(context());
   EXPECT_FALSE(d.one(event::Create{1, "slurm/1", one_gpu_one_vf()}));

@@ -91,7 +91,12 @@ TEST(Request, AStandingBerthNamesExactlyOneContainer) {
   for (const char* bad :
        {R"({"standing": {}})", R"({"standing": {"lxc": "a", "runc": "b"}})",
         R"({"standing": {"lxcpath": "/x"}})", R"({"standing": {"lxc": "a", "lxcpath": "x"}})",
-        R"({"standing": {"pid": "7"}})", R"({"standing": "alice"})"}) {
+        R"({"standing": {"pid": "7"}})", R"({"standing": "alice"})",
+        // A NUL byte would cut the id short on runc's command line; a slash or a leading dash
+        // would name another container or an option.
+        R"({"standing": {"runc": "c1\u0000other"}})", R"({"standing": {"runc": "../c1"}})",
+        R"({"standing": {"runc": "--root=/tmp"}})", R"({"standing": {"runc": ".."}})",
+        R"({"standing": {"lxc": "a\u0000b"}})", R"({"standing": {"apptainer": "-x"}})"}) {
     auto e = parse_request(nlohmann::json::parse(bad));
     EXPECT_FALSE(e) << bad;
     if (!e) {
