@@ -131,6 +131,16 @@ std::vector<double> repeat(int n, const std::function<double()>& fn) {
   return out;
 }
 
+// GPU only (device nodes, device rules, cpuset): in a v1 container, and in a pure-v2 one where
+// the rules are berth's program wrapped around runc's.
+json gpu_cycle(Agent& agent, itest::RuncContainer& c, const std::string& owner, int cycles) {
+  agent.call("PUT", "/v1/berths/" + owner, R"({"gpus":1})");
+  berth_cycle(agent, owner, c.pid());  // warm-up
+  auto s = summarize(repeat(cycles, [&] { return berth_cycle(agent, owner, c.pid()); }));
+  agent.call("DELETE", "/v1/berths/" + owner);
+  return to_json(s);
+}
+
 json attach_cycle(const Options& o, Agent& agent, itest::RuncContainer& c) {
   CycleTarget t{c.pid(), c.cgroup(), vf_name(0), address_of(0), kGateway};
   // berth: 1 GPU (2 device nodes), 1 VF with an address from the pool and a default route, cpuset.
@@ -152,12 +162,25 @@ json attach_cycle(const Options& o, Agent& agent, itest::RuncContainer& c) {
     return add < 0 || del < 0 ? -1 : add + del;
   }));
   auto ip = summarize(repeat(o.cycles, [&] { return ip_commands_cycle_ms(t); }));
+  json gpu_v1 = gpu_cycle(agent, c, "manual/gpu-v1", o.cycles);
+  json gpu_v2 = json();
+  if (itest::missing_for(itest::CgroupMode::v2).empty()) {
+    itest::RuncContainer v2("berth-bench-v2", "/berth-bench", itest::CgroupMode::v2);
+    if (v2.started()) gpu_v2 = gpu_cycle(agent, v2, "manual/gpu-v2", o.cycles);
+  }
   json rows = json::array({ratio_row("berth (API, GPU+VF+cpuset)", berth, berth),
                            ratio_row("kernel floor (same ops, no agent)", kernel, berth),
                            ratio_row("ip/shell commands (same ops)", ip, berth),
                            ratio_row("berth (API, VF only)", berth_net, berth),
                            ratio_row("CNI host-device+static (VF only)", cni, berth)});
   print_summary_table("attach+detach cycle, " + std::to_string(o.cycles) + " runs", rows);
+  for (auto [name, j] :
+       {std::pair<const char*, json*>{"cgroup v1", &gpu_v1}, {"cgroup v2", &gpu_v2}})
+    if (!j->is_null())
+      std::printf("  GPU only (nodes, device rules, cpuset), %s: p50 %.3f ms p99 %.3f ms\n", name,
+                  (*j)["p50_ms"].get<double>(), (*j)["p99_ms"].get<double>());
+  rows.push_back({{"name", "berth (API, GPU only, cgroup v1)"}, {"summary", gpu_v1}});
+  rows.push_back({{"name", "berth (API, GPU only, cgroup v2)"}, {"summary", gpu_v2}});
   return rows;
 }
 

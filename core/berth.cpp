@@ -89,7 +89,8 @@ void to_json(nlohmann::json& j, const Berth& b) {
                         {"netdev", v.netdev},
                         {"ifname", v.ifname},
                         {"addresses", addrs},
-                        {"pool", v.pool}});
+                        {"pool", v.pool},
+                        {"rdma", v.rdma}});
   }
   j["routes"] = nlohmann::json::array();
   for (const auto& r : b.routes)
@@ -107,7 +108,9 @@ void to_json(nlohmann::json& j, const Berth& b) {
                    {"driver", b.target->driver},
                    {"devices_cgroup", b.target->devices_cgroup},
                    {"cpuset_cgroup", b.target->cpuset_cgroup},
-                   {"unified_cgroup", b.target->unified_cgroup}};
+                   {"unified_cgroup", b.target->unified_cgroup},
+                   {"netns", b.target->netns},
+                   {"mntns", b.target->mntns}};
   else
     j["target"] = nullptr;
   j["plan"] = nlohmann::json::array();
@@ -154,11 +157,9 @@ Expected<Berth> berth_from_json(const nlohmann::json& j) {
     b.placement.numa = j.at("numa").get<std::vector<int>>();
     for (const auto& g : j.at("gpus")) b.placement.gpus.push_back(g.at("pci").get<std::string>());
     for (const auto& v : j.at("vfs")) {
-      VfBinding vb{v.at("pci").get<std::string>(),
-                   v.at("netdev").get<std::string>(),
-                   v.at("ifname").get<std::string>(),
-                   {},
-                   v.at("pool").get<std::string>()};
+      VfBinding vb{v.at("pci").get<std::string>(),    v.at("netdev").get<std::string>(),
+                   v.at("ifname").get<std::string>(), {},
+                   v.at("pool").get<std::string>(),   v.value("rdma", "")};
       for (const auto& a : v.at("addresses")) {
         auto c = parse_cidr(a.get<std::string>());
         if (!c) return c.error();
@@ -192,7 +193,9 @@ Expected<Berth> berth_from_json(const nlohmann::json& j) {
                         t.value("lxcpath", ""),
                         t.value("apptainer", ""),
                         t.value("driver", ""),
-                        t.value("unified_cgroup", "")};
+                        t.value("unified_cgroup", ""),
+                        t.value("netns", uint64_t{0}),
+                        t.value("mntns", uint64_t{0})};
     }
     for (const auto& s : j.at("plan")) {
       auto step = step_from_json(s);

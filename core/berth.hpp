@@ -40,7 +40,8 @@ struct VfBinding {
   std::string netdev;  // host name, restored on detach
   std::string ifname;  // name inside the container
   std::vector<Cidr> addresses;
-  std::string pool;  // the pool the addresses came from, empty when given
+  std::string pool;       // the pool the addresses came from, empty when given
+  std::string rdma = {};  // the RDMA device that moves with the VF, empty when it stays shared
 };
 
 struct Target {
@@ -55,11 +56,16 @@ struct Target {
   // wrote there) until its runtime deletes it, and that cleanup must not need the process.
   std::string devices_cgroup = {};
   std::string cpuset_cgroup = {};
-  std::string lxc = {};        // LXC container name, re-resolved on every attach
-  std::string lxcpath = {};    // its lxcpath, empty for LXC's default
-  std::string apptainer = {};  // apptainer instance name
-  std::string driver = {};     // the driver check at attach ("mismatch: ...")
+  std::string lxc = {};             // LXC container name, re-resolved on every attach
+  std::string lxcpath = {};         // its lxcpath, empty for LXC's default
+  std::string apptainer = {};       // apptainer instance name
+  std::string driver = {};          // the driver check at attach ("mismatch: ...")
   std::string unified_cgroup = {};  // its cgroup v2 path ("0::" line), relative to the mount
+  // Its network and mount namespaces (nsfs inodes) at attach: when the attached process exits
+  // while its container lives on (a `runc exec` process, a job step), detach finds another
+  // process of the container by these and undoes everything through it.
+  uint64_t netns = 0;
+  uint64_t mntns = 0;
   bool operator==(const Target&) const = default;
 };
 

@@ -40,6 +40,8 @@ std::string_view to_string(ErrorCode code) {
       return "driver_mismatch";
     case ErrorCode::bad_signature:
       return "bad_signature";
+    case ErrorCode::host_unsupported:
+      return "host_unsupported";
     case ErrorCode::internal:
       return "internal";
   }
@@ -68,6 +70,7 @@ int http_status(ErrorCode code) {
     case ErrorCode::driver_mismatch:
       return 409;
     case ErrorCode::unknown_pool:
+    case ErrorCode::host_unsupported:
     case ErrorCode::no_capacity:
     case ErrorCode::pool_exhausted:
       return 422;

@@ -22,8 +22,9 @@ enum class ErrorCode {
   forbidden,         // the peer may not mutate
   not_found,         // no such API route
   method_not_allowed,
-  driver_mismatch,  // the container's user-space driver differs from the host's (policy refuse)
-  bad_signature,    // a webhook delivery without a valid X-Hub-Signature-256
+  driver_mismatch,   // the container's user-space driver differs from the host's (policy refuse)
+  bad_signature,     // a webhook delivery without a valid X-Hub-Signature-256
+  host_unsupported,  // the host is not set up for what the request asks (the message names the fix)
   internal,
 };
 

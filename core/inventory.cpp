@@ -87,6 +87,7 @@ void to_json(nlohmann::json& j, const Inventory& inv) {
                    {"iommu_group", v.iommu_group},
                    {"mtu", v.mtu},
                    {"devices", v.devices}});
+  j["rdma_netns"] = inv.rdma_netns;
 }
 
 }  // namespace berth

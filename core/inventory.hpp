@@ -63,6 +63,8 @@ struct Inventory {
   std::vector<int> passthrough_groups;
   // NUMA distances, distance[i][j] indexed by position in numa_nodes; empty means 10/20.
   std::vector<std::vector<int>> distance;
+  // The RDMA subsystem's network namespace mode: "exclusive", "shared", or "none" (no RDMA).
+  std::string rdma_netns = "none";
 
   const NumaNode* numa(int id) const;
   const Gpu* gpu_by_pci(const std::string& pci) const;

@@ -168,6 +168,19 @@ void Machine::on(const event::Create& e) {
                          "field 'network.ifname': '" + net.ifname + "' numbered for " +
                              std::to_string(e.spec.vf_count) +
                              " VFs gives names longer than 15 characters");
+    if (!vf->rdma.empty() && net.rdma != "shared") {
+      if (ctx.inventory.rdma_netns == "exclusive")
+        vb.rdma = vf->rdma;
+      else if (net.rdma == "isolated")
+        return reply_error(
+            e.request, e.owner, ErrorCode::host_unsupported,
+            "network.rdma 'isolated': the RDMA subsystem is in " +
+                (ctx.inventory.rdma_netns == "none" ? std::string("no")
+                                                    : ctx.inventory.rdma_netns) +
+                " netns mode, so VF " + vf->pci + "'s RDMA device " + vf->rdma +
+                " is visible in every namespace; boot with 'options ib_core netns_mode=0' (in "
+                "/etc/modprobe.d/ib_core.conf) for exclusive mode, or ask for 'shared'");
+    }
     if (pool) {
       auto addr = next_free_address(*pool, leased[pool->name]);
       if (!addr) return reply_error(e.request, e.owner, addr.error().code, addr.error().message);

@@ -20,6 +20,7 @@ std::vector<Step> attach_plan(const Berth& b, const Inventory& inv) {
     if (const Gpu* g = inv.gpu_by_pci(pci)) add_devices(g->devices);
   for (size_t i = 0; i < b.vfs.size(); ++i) {
     const auto& v = b.vfs[i];
+    if (!v.rdma.empty()) plan.push_back(step::MoveRdmaIn{v.rdma});
     plan.push_back(step::MoveLinkIn{v.netdev, v.ifname, v.pci});
     if (b.request.network.mtu) plan.push_back(step::SetMtu{v.ifname, b.request.network.mtu});
     for (const auto& a : v.addresses) plan.push_back(step::AddAddress{v.ifname, a.to_string()});

@@ -42,13 +42,20 @@ bool valid_ifname(const std::string& name) {
 Expected<NetworkProfile> parse_network(const nlohmann::json& j) {
   NetworkProfile n;
   if (!j.is_object()) return field_error("network", "must be an object");
-  static const std::set<std::string> known{"ifname", "mtu", "pool", "address", "gateway", "routes"};
+  static const std::set<std::string> known{"ifname",  "mtu",    "pool", "address",
+                                           "gateway", "routes", "rdma"};
   for (const auto& [k, v] : j.items())
     if (!known.count(k)) return field_error("network." + k, "unknown field");
   if (j.contains("ifname")) {
     if (!j["ifname"].is_string() || !valid_ifname(j["ifname"].get<std::string>()))
       return field_error("network.ifname", "must be 1-15 characters of [A-Za-z0-9._-]");
     n.ifname = j["ifname"];
+  }
+  if (j.contains("rdma")) {
+    const auto& v = j["rdma"];
+    if (!v.is_string() || (v != "auto" && v != "isolated" && v != "shared"))
+      return field_error("network.rdma", "must be \"auto\", \"isolated\" or \"shared\"");
+    n.rdma = v.get<std::string>();
   }
   if (j.contains("mtu")) {
     if (!j["mtu"].is_number_integer() || j["mtu"].get<int64_t>() < 68 ||
@@ -279,6 +286,7 @@ void to_json(nlohmann::json& j, const BerthRequest& r) {
     const auto& n = r.network;
     auto& net = j["network"] = {{"ifname", n.ifname}};
     if (n.mtu) net["mtu"] = n.mtu;
+    if (n.rdma != "auto") net["rdma"] = n.rdma;
     if (n.pool) net["pool"] = *n.pool;
     if (n.address) net["address"] = n.address->to_string();
     if (n.gateway) net["gateway"] = n.gateway->to_string();

@@ -35,6 +35,10 @@ struct NetworkProfile {
   std::optional<Cidr> address;
   std::optional<IpAddress> gateway;  // a default route via this address
   std::vector<RouteSpec> routes;
+  // The VF's RDMA device: "auto" moves it into the container's namespace when the host's RDMA
+  // subsystem is in exclusive netns mode and leaves it shared otherwise; "isolated" requires
+  // the move (refused on a shared-mode host); "shared" never moves it.
+  std::string rdma = "auto";
   bool operator==(const NetworkProfile&) const = default;
 };
 

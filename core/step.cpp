@@ -35,6 +35,12 @@ std::string describe(const Step& s) {
           [](const step::MoveLinkOut& x) {
             return "move link " + x.ifname + " back to the host as " + x.host_name;
           },
+          [](const step::MoveRdmaIn& x) {
+            return "move RDMA device " + x.device + " into the container's network namespace";
+          },
+          [](const step::MoveRdmaOut& x) {
+            return "move RDMA device " + x.device + " back to the host's network namespace";
+          },
           [](const step::SetMtu& x) {
             return "set MTU of " + x.ifname + " to " + std::to_string(x.mtu);
           },
@@ -74,8 +80,11 @@ std::optional<Step> inverse(const Step& s, const std::string& undo) {
             if (bar == std::string::npos) return std::nullopt;
             return step::SetCpuset{undo.substr(0, bar), undo.substr(bar + 1)};
           },
-          [](const step::MoveLinkIn& x) -> std::optional<Step> {
-            return step::MoveLinkOut{x.ifname, x.host_name, x.pci};
+          [&](const step::MoveLinkIn& x) -> std::optional<Step> {
+            return step::MoveLinkOut{x.ifname, x.host_name, x.pci, undo};
+          },
+          [](const step::MoveRdmaIn& x) -> std::optional<Step> {
+            return step::MoveRdmaOut{x.device};
           },
           [&](const step::SetMtu& x) -> std::optional<Step> {
             if (undo.empty()) return std::nullopt;
@@ -121,10 +130,18 @@ nlohmann::json step_to_json(const Step& s) {
                     {"pci", x.pci}};
           },
           [](const step::MoveLinkOut& x) -> nlohmann::json {
-            return {{"op", "move_link_out"},
-                    {"host_name", x.host_name},
-                    {"ifname", x.ifname},
-                    {"pci", x.pci}};
+            nlohmann::json j{{"op", "move_link_out"},
+                             {"host_name", x.host_name},
+                             {"ifname", x.ifname},
+                             {"pci", x.pci}};
+            if (!x.identity.empty()) j["identity"] = x.identity;
+            return j;
+          },
+          [](const step::MoveRdmaIn& x) -> nlohmann::json {
+            return {{"op", "move_rdma_in"}, {"device", x.device}};
+          },
+          [](const step::MoveRdmaOut& x) -> nlohmann::json {
+            return {{"op", "move_rdma_out"}, {"device", x.device}};
           },
           [](const step::SetMtu& x) -> nlohmann::json {
             return {{"op", "set_mtu"}, {"ifname", x.ifname}, {"mtu", x.mtu}};
@@ -170,7 +187,10 @@ static Step step_from_json_unchecked(const nlohmann::json& j) {
   if (op == "set_cpuset") return step::SetCpuset{str("cpus"), str("mems")};
   const std::string pci = j.value("pci", "");
   if (op == "move_link_in") return step::MoveLinkIn{str("host_name"), str("ifname"), pci};
-  if (op == "move_link_out") return step::MoveLinkOut{str("ifname"), str("host_name"), pci};
+  if (op == "move_link_out")
+    return step::MoveLinkOut{str("ifname"), str("host_name"), pci, j.value("identity", "")};
+  if (op == "move_rdma_in") return step::MoveRdmaIn{str("device")};
+  if (op == "move_rdma_out") return step::MoveRdmaOut{str("device")};
   if (op == "set_mtu") return step::SetMtu{str("ifname"), j.at("mtu").get<int>()};
   if (op == "add_address") return step::AddAddress{str("ifname"), str("cidr")};
   if (op == "del_address") return step::DelAddress{str("ifname"), str("cidr")};

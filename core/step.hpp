@@ -38,6 +38,9 @@ struct SetCpuset {
 };  // undo "<cpus>|<mems>"
 // `pci`: the VF's PCI address, by which a link that came back to the host under another name
 // (its in-container name, or devN) is recognised. Empty for a link without a device.
+// MoveLinkIn's undo is the link's identity in the container once it is there ("ifindex=N
+// driver=D bus=B"); MoveLinkOut finds the link by that, never by a name the container can give
+// another link.
 struct MoveLinkIn {
   std::string host_name;
   std::string ifname;
@@ -47,6 +50,16 @@ struct MoveLinkOut {
   std::string ifname;
   std::string host_name;
   std::string pci = {};
+  std::string identity = {};
+};
+// The VF's RDMA device into the container's network namespace (sent from the host's, before the
+// netdev moves: the move recreates the device's IPoIB netdevs where it lands) and back (sent from
+// the container's, while that namespace still lives).
+struct MoveRdmaIn {
+  std::string device;
+};
+struct MoveRdmaOut {
+  std::string device;
 };
 struct SetMtu {
   std::string ifname;
@@ -79,9 +92,9 @@ struct LinkDown {
 }  // namespace step
 
 using Step = std::variant<step::MakeNode, step::RemoveNode, step::AllowDevice, step::DenyDevice,
-                          step::SetCpuset, step::MoveLinkIn, step::MoveLinkOut, step::SetMtu,
-                          step::AddAddress, step::DelAddress, step::AddRoute, step::DelRoute,
-                          step::LinkUp, step::LinkDown>;
+                          step::SetCpuset, step::MoveLinkIn, step::MoveLinkOut, step::MoveRdmaIn,
+                          step::MoveRdmaOut, step::SetMtu, step::AddAddress, step::DelAddress,
+                          step::AddRoute, step::DelRoute, step::LinkUp, step::LinkDown>;
 
 // A step that ran, with what it reported for its inverse.
 struct DoneStep {

@@ -26,6 +26,8 @@ nlohmann::json berth_view(const Berth& b, const Inventory& inv) {
     j["target"].erase("devices_cgroup");
     j["target"].erase("cpuset_cgroup");
     j["target"].erase("unified_cgroup");
+    j["target"].erase("netns");
+    j["target"].erase("mntns");
   }
   return j;
 }

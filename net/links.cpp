@@ -1,7 +1,10 @@
 #include "net/links.hpp"
 
+#include <linux/ethtool.h>
+#include <linux/sockios.h>
 #include <net/if.h>
 #include <sched.h>
+#include <sys/ioctl.h>
 
 #include <cstdlib>
 #include <cstring>
@@ -117,15 +120,83 @@ bool Links::exists(const std::string& name) {
 Status Links::move_to(const std::string& name, int netns_fd, const std::string& new_name) {
   auto idx = ifindex(name);
   if (!idx) return idx.error();
-  LinkPtr change(rtnl_link_alloc());
-  rtnl_link_set_ifindex(change.get(), *idx);
-  rtnl_link_set_ns_fd(change.get(), netns_fd);
-  if (new_name != name) rtnl_link_set_name(change.get(), new_name.c_str());
-  LinkPtr orig(rtnl_link_alloc());
-  rtnl_link_set_ifindex(orig.get(), *idx);
-  if (int err = rtnl_link_change(sock_.get(), orig.get(), change.get(), 0); err < 0)
-    return nl_error("cannot move link " + name + " as " + new_name, err);
+  if (auto s = move_index(*idx, netns_fd, new_name); !s)
+    return make_error(s.error().code,
+                      "cannot move link " + name + " as " + new_name + ": " + s.error().message);
   return ok_status();
+}
+
+Status Links::move_index(int idx, int netns_fd, const std::string& new_name) {
+  LinkPtr change(rtnl_link_alloc());
+  rtnl_link_set_ifindex(change.get(), idx);
+  rtnl_link_set_ns_fd(change.get(), netns_fd);
+  rtnl_link_set_name(change.get(), new_name.c_str());
+  LinkPtr orig(rtnl_link_alloc());
+  rtnl_link_set_ifindex(orig.get(), idx);
+  if (int err = rtnl_link_change(sock_.get(), orig.get(), change.get(), 0); err < 0)
+    return nl_error("cannot move link " + std::to_string(idx) + " as " + new_name, err);
+  return ok_status();
+}
+
+Expected<LinkIdentity> Links::identity(const std::string& name) {
+  auto idx = ifindex(name);
+  if (!idx) return idx.error();
+  LinkIdentity id;
+  id.ifindex = *idx;
+  // ethtool's driver info, asked through this namespace's socket (any socket reaches the
+  // device ioctls of its own namespace).
+  ethtool_drvinfo info{};
+  info.cmd = ETHTOOL_GDRVINFO;
+  ifreq ifr{};
+  std::strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
+  ifr.ifr_data = reinterpret_cast<char*>(&info);
+  if (::ioctl(nl_socket_get_fd(sock_.get()), SIOCETHTOOL, &ifr) == 0) {
+    id.driver.assign(info.driver, strnlen(info.driver, sizeof info.driver));
+    id.bus.assign(info.bus_info, strnlen(info.bus_info, sizeof info.bus_info));
+  } else if (errno != EOPNOTSUPP) {
+    return make_error(ErrorCode::internal,
+                      "cannot read the driver of link " + name + ": " + std::strerror(errno));
+  }
+  // The name may have moved to another link since the ifindex was read.
+  auto again = ifindex(name);
+  if (!again || *again != id.ifindex)
+    return make_error(ErrorCode::conflict, "link " + name + " changed while being identified");
+  return id;
+}
+
+Expected<std::string> Links::name_of(int idx) {
+  rtnl_link* l = nullptr;
+  int err = rtnl_link_get_kernel(sock_.get(), idx, nullptr, &l);
+  if (err == -NLE_NODEV || err == -NLE_OBJ_NOTFOUND) return std::string();
+  if (err < 0) return nl_error("cannot look up link " + std::to_string(idx), err);
+  LinkPtr link(l);
+  const char* name = rtnl_link_get_name(link.get());
+  return std::string(name ? name : "");
+}
+
+std::string LinkIdentity::to_string() const {
+  return "ifindex=" + std::to_string(ifindex) + " driver=" + driver + " bus=" + bus;
+}
+
+std::optional<LinkIdentity> LinkIdentity::parse(const std::string& text) {
+  LinkIdentity id;
+  const auto field = [&](const std::string& key) -> std::optional<std::string> {
+    const std::string k = key + "=";
+    size_t at = text.find(k);
+    if (at == std::string::npos || (at != 0 && text[at - 1] != ' ')) return std::nullopt;
+    at += k.size();
+    return text.substr(at, text.find(' ', at) - at);
+  };
+  auto idx = field("ifindex");
+  auto driver = field("driver");
+  auto bus = field("bus");
+  if (!idx || !driver || !bus || idx->empty() || idx->size() > 9 ||
+      idx->find_first_not_of("0123456789") != std::string::npos)
+    return std::nullopt;
+  id.ifindex = std::stoi(*idx);
+  id.driver = *driver;
+  id.bus = *bus;
+  return id;
 }
 
 Status Links::rename(const std::string& name, const std::string& new_name) {

@@ -2,6 +2,7 @@
 // Network links over rtnetlink (libnl-3 route). One Links object talks to one network namespace;
 // no libnl object escapes this file's implementation.
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "core/expected.hpp"
@@ -10,12 +11,31 @@ struct nl_sock;
 
 namespace berth::net {
 
+// What a link is, beyond its name (which a container can change): its ifindex in its namespace,
+// its driver and the bus address of its device (ethtool's driver info; a VF's PCI address, empty
+// for virtual links).
+struct LinkIdentity {
+  int ifindex = 0;
+  std::string driver;
+  std::string bus;
+  // The same device (a link keeps driver and bus through renames and moves).
+  bool same_device(const LinkIdentity& o) const { return driver == o.driver && bus == o.bus; }
+  // "ifindex=7 driver=mlx5_core bus=0000:1a:00.1", as the ledger records it.
+  std::string to_string() const;
+  static std::optional<LinkIdentity> parse(const std::string& text);
+};
+
 // The operations on the links of one network namespace that the agent's steps use. Links is the
 // real one; tests have a fake.
 class LinkOps {
  public:
   virtual ~LinkOps() = default;
   virtual bool exists(const std::string& name) = 0;
+  virtual Expected<LinkIdentity> identity(const std::string& name) = 0;
+  // The name of the link with `ifindex`, empty when there is none.
+  virtual Expected<std::string> name_of(int ifindex) = 0;
+  // Like move_to, by ifindex: a name the container controls is never what picks the link.
+  virtual Status move_index(int ifindex, int netns_fd, const std::string& new_name) = 0;
   virtual Status move_to(const std::string& name, int netns_fd, const std::string& new_name) = 0;
   virtual Status rename(const std::string& name, const std::string& new_name) = 0;
   virtual Status flush_addresses(const std::string& name) = 0;
@@ -43,6 +63,9 @@ class Links : public LinkOps {
   ~Links() override;
 
   bool exists(const std::string& name) override;
+  Expected<LinkIdentity> identity(const std::string& name) override;
+  Expected<std::string> name_of(int ifindex) override;
+  Status move_index(int ifindex, int netns_fd, const std::string& new_name) override;
   // Moves `name` into `netns_fd`, renamed to `new_name`, in one message so no name clash can
   // happen in between.
   Status move_to(const std::string& name, int netns_fd, const std::string& new_name) override;

@@ -220,6 +220,9 @@ asio::awaitable<net::Response> ControlApi::attach(const net::Request& req, const
     target.devices_cgroup = cg.devices;
     target.cpuset_cgroup = cg.cpuset;
     target.unified_cgroup = cg.unified;
+    auto ns = container_namespaces(target.pid);
+    target.netns = ns.first;
+    target.mntns = ns.second;
   }
   // ...and again once its process is pinned by its start time: a container stopped, restarted
   // or renamed meanwhile is refused, never attached to whatever now has the pid.

@@ -1,15 +1,18 @@
 #include "agent/host/container.hpp"
 
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <linux/nsfs.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <tuple>
@@ -24,6 +27,34 @@ Error target_gone(int pid, const std::string& why) {
 }
 
 }  // namespace
+
+Status check_own_dev(int root_fd, int pid) {
+  UniqueFd dev = open_in_root(root_fd, "dev", O_PATH | O_DIRECTORY);
+  if (!dev)
+    return make_error(ErrorCode::bad_request,
+                      "pid " + std::to_string(pid) +
+                          " has no /dev directory of its own: " + std::strerror(errno));
+  struct statfs fs {};
+  struct stat dev_st {};
+  struct stat root_st {};
+  struct stat host_dev {};
+  if (::fstatfs(dev.get(), &fs) != 0 || ::fstat(dev.get(), &dev_st) != 0 ||
+      ::fstat(root_fd, &root_st) != 0 || ::stat("/dev", &host_dev) != 0)
+    return make_error(ErrorCode::internal,
+                      std::string("cannot read the container's /dev: ") + std::strerror(errno));
+  const bool memory_fs = fs.f_type == TMPFS_MAGIC || fs.f_type == RAMFS_MAGIC;
+  if (!memory_fs || dev_st.st_dev == root_st.st_dev || dev_st.st_dev == host_dev.st_dev)
+    return make_error(
+        ErrorCode::bad_request,
+        "pid " + std::to_string(pid) +
+            "'s /dev is not a tmpfs mounted in its own mount namespace (" +
+            (!memory_fs ? std::string("it is a directory of another filesystem")
+             : dev_st.st_dev == host_dev.st_dev ? std::string("it is the host's /dev")
+                                                : std::string("it is not a mount of its own")) +
+            "): berth creates device nodes only there, never on a filesystem that outlives the "
+            "container or that its user could keep a node on");
+  return ok_status();
+}
 
 bool ContainerHandle::alive() const {
   return pidfd && ::syscall(SYS_pidfd_send_signal, pidfd.get(), 0, nullptr, 0) == 0;
@@ -145,6 +176,7 @@ Expected<ContainerHandle> open_container(const Target& target) {
     h.root = std::move(rootfs);
   }
 
+  if (auto own = check_own_dev(h.root.get(), pid); !own) return own.error();
   auto cgroups = container_cgroups(pid);
   h.devices_cgroup = std::move(cgroups.devices);
   h.cpuset_cgroup = std::move(cgroups.cpuset);
@@ -153,6 +185,51 @@ Expected<ContainerHandle> open_container(const Target& target) {
   // that process is still alive now.
   if (!h.alive()) return target_gone(pid, "exited while being opened");
   return h;
+}
+
+std::pair<uint64_t, uint64_t> container_namespaces(int pid) {
+  const std::string proc = "/proc/" + std::to_string(pid) + "/ns/";
+  struct stat net {};
+  struct stat mnt {};
+  const bool ok_net = ::stat((proc + "net").c_str(), &net) == 0;
+  const bool ok_mnt = ::stat((proc + "mnt").c_str(), &mnt) == 0;
+  return {ok_net ? net.st_ino : 0, ok_mnt ? mnt.st_ino : 0};
+}
+
+Expected<ContainerHandle> open_container_member(const Target& target,
+                                                const std::string& cgroup_root) {
+  if (target.netns == 0 || target.mntns == 0)
+    return target_gone(target.pid, "has exited, and its namespaces were not recorded at attach");
+  std::vector<std::string> procs_files;
+  const std::string unified = cgroup_root + "/unified";
+  auto add = [&](const std::string& mount, const std::string& cgroup) {
+    if (cgroup.empty() || cgroup == "/") return;  // never the root cgroup: that is the host's
+    procs_files.push_back(mount + cgroup + "/cgroup.procs");
+  };
+  add(std::filesystem::exists(unified + "/cgroup.procs") ? unified : cgroup_root,
+      target.unified_cgroup);
+  add(cgroup_root + "/devices", target.devices_cgroup);
+  add(cgroup_root + "/cpuset", target.cpuset_cgroup);
+  for (const auto& file : procs_files) {
+    std::ifstream in(file);
+    for (int pid; in >> pid;) {
+      if (pid == target.pid ||
+          container_namespaces(pid) != std::make_pair(target.netns, target.mntns))
+        continue;
+      Target member = target;
+      member.pid = pid;
+      member.start_time = 0;
+      auto h = open_container(member);
+      if (!h) continue;
+      // Pinned now: its namespaces must still be the container's.
+      struct stat net {};
+      if (::fstat(h->netns.get(), &net) != 0 || net.st_ino != target.netns ||
+          container_namespaces(pid).second != target.mntns || !h->alive())
+        continue;
+      return h;
+    }
+  }
+  return target_gone(target.pid, "has exited, and no other process of its container is left");
 }
 
 }  // namespace berth::agent

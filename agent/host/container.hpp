@@ -34,6 +34,12 @@ Expected<uint64_t> process_start_time(int pid);
 // createRuntime hook runs before the container switches to its root).
 Status check_is_container(int pid, const std::string& rootfs = {});
 
+// Refuses a container whose /dev (under `root_fd`, its root) is not a tmpfs (or devtmpfs) mounted
+// in its own mount namespace: a directory of a host filesystem (a user's own `unshare -Urnm
+// chroot`), the host's /dev bind-mounted, or no mount of its own. Nodes berth makes there must go
+// with the container.
+Status check_own_dev(int root_fd, int pid);
+
 // Refuses a process that `uid` does not own: its real uid is uid, or it runs in a user namespace
 // that uid created (a rootless container of that user).
 Status check_owned_by(int pid, unsigned uid);
@@ -49,5 +55,14 @@ ContainerCgroups container_cgroups(int pid);
 
 // Pins `target.pid` and opens what attach needs. A non-zero target.start_time must match.
 Expected<ContainerHandle> open_container(const Target& target);
+
+// The nsfs inodes of `pid`'s network and mount namespaces (0 where unreadable).
+std::pair<uint64_t, uint64_t> container_namespaces(int pid);
+
+// Another live process of the container `target` named (same network and mount namespaces as
+// recorded at attach), found in its recorded cgroups under `cgroup_root`, pinned and opened like
+// the original. target_not_found when none is left: the container is gone.
+Expected<ContainerHandle> open_container_member(const Target& target,
+                                                const std::string& cgroup_root);
 
 }  // namespace berth::agent

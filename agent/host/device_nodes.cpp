@@ -35,7 +35,8 @@ Expected<UniqueFd> open_parent(int root_fd, const CharDevice& dev, bool create, 
                         "device path " + dev.path + " has an empty, '.' or '..' part");
     if (create && ::mkdirat(dir.get(), part.c_str(), 0755) != 0 && errno != EEXIST)
       return node_error(dev, "cannot create the directory of");
-    UniqueFd sub = open_beneath(dir.get(), part, O_PATH | O_DIRECTORY);
+    // Within /dev's own mount: a host directory mounted over /dev/nvidia-caps is not followed.
+    UniqueFd sub = open_beneath_same_mount(dir.get(), part, O_PATH | O_DIRECTORY);
     if (!sub) return node_error(dev, "cannot open the directory of");
     dir = std::move(sub);
   }

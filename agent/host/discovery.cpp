@@ -238,6 +238,11 @@ Expected<Discovery> discover(const Config& c) {
   std::sort(inv.vfs.begin(), inv.vfs.end(), [](const Vf& a, const Vf& b) {
     return std::tie(a.pf_pci, a.vf_index) < std::tie(b.pf_pci, b.vf_index);
   });
+  // ib_core's netns_mode parameter (a bool: Y/1 shared, N/0 exclusive), as sysfs shows it; on
+  // the real host berthd asks RDMA netlink (RDMA_NLDEV_CMD_SYS_GET) and that answer wins.
+  if (auto mode = read_line(fs::path(c.sysfs_root) / "module/ib_core/parameters/netns_mode");
+      !mode.empty())
+    inv.rdma_netns = (mode == "N" || mode == "0") ? "exclusive" : "shared";
   return out;
 }
 

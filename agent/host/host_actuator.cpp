@@ -56,10 +56,9 @@ StepOutcome HostActuator::allow_device(const CgroupPaths& cg, const step::AllowD
   std::string undo;
   if (v1 && v1_already) undo = "v1-already";
   if (v2->present && v2->already) undo = "v2-already";
+  // The program ids go to the ledger with the step, not to the log as a warning.
   if (!v2->note.empty()) undo += (undo.empty() ? "" : "; ") + v2->note;
-  StepOutcome out = done(undo);
-  if (!v2->note.empty()) out.note = v2->note;
-  return out;
+  return done(undo);
 }
 
 StepOutcome HostActuator::deny_device(const CgroupPaths& cg, const step::DenyDevice& s) {
@@ -67,7 +66,6 @@ StepOutcome HostActuator::deny_device(const CgroupPaths& cg, const step::DenyDev
   if (s.skip != "v2" && !cg.unified.empty()) {
     auto v2 = host_.cgroups.deny_program(cg.unified, s.major, s.minor);
     if (!v2) return failed(v2.error());
-    note = v2->note;
   }
   if (s.skip != "v1" && own(cg.devices))
     if (auto st = host_.cgroups.deny_device(cg.devices, s.major, s.minor); !st)
@@ -94,6 +92,61 @@ Expected<std::string> HostActuator::set_cpuset(const CgroupPaths& cg, const step
   return host_.cgroups.set_cpuset_v2(cg.unified, s.cpus, s.mems);
 }
 
+// The VF is the link with the ifindex it got in the container, and only if it is still the same
+// device (driver and bus address): a container that renamed the VF and gave its name to a link
+// of its own, or moved the VF to a namespace of its own and reused the ifindex, keeps what it
+// made, and the VF is reported where it is.
+StepOutcome HostActuator::move_link_out(net::LinkOps& l, const step::MoveLinkOut& s) {
+  auto host = host_links();
+  if (!host) return failed(host.error());
+  const auto back_on_host = [&] {
+    if (!(*host)->exists(s.host_name)) return false;
+    const std::string pci = host_.links.pci_of(s.host_name);
+    return pci.empty() || s.pci.empty() || pci == s.pci;
+  };
+  const auto recorded = net::LinkIdentity::parse(s.identity);
+  if (!recorded) {
+    // A record from before identities were kept: by name, as then.
+    if (!l.exists(s.ifname) && back_on_host()) return done();
+    return from(l.move_to(s.ifname, host_netns_.get(), s.host_name));
+  }
+  auto name = l.name_of(recorded->ifindex);
+  if (!name) return failed(name.error());
+  const std::string what = "the VF " + s.host_name + (s.pci.empty() ? "" : " (" + s.pci + ")");
+  if (name->empty()) {
+    if (back_on_host()) return done();
+    return failed(make_error(
+        ErrorCode::detach_failed,
+        what + " is no longer in the container's network namespace (it had ifindex " +
+            std::to_string(recorded->ifindex) +
+            " there): the container moved it to another namespace; it returns to the host when "
+            "that namespace is destroyed, and berth restores it then"));
+  }
+  auto now = l.identity(*name);
+  if (!now) return failed(now.error());
+  if (now->ifindex != recorded->ifindex || !now->same_device(*recorded))
+    return failed(make_error(ErrorCode::detach_failed,
+                             "link " + std::to_string(recorded->ifindex) +
+                                 " in the container is now '" + *name + "' (driver " + now->driver +
+                                 ", bus '" + now->bus + "'), not " + what + " (driver " +
+                                 recorded->driver + ", bus '" + recorded->bus +
+                                 "'): not moved; the container moved the VF to another namespace"));
+  if (auto st = l.move_index(recorded->ifindex, host_netns_.get(), s.host_name); !st)
+    return failed(st.error());
+  // The index could have changed hands between the check and the move: check on the host too.
+  auto arrived = (*host)->identity(s.host_name);
+  if (arrived && !arrived->same_device(*recorded)) {
+    (void)(*host)->move_to(s.host_name, open_->handle.netns.get(), *name);
+    return failed(make_error(ErrorCode::detach_failed, "the link moved out of the container as " +
+                                                           s.host_name + " is not " + what +
+                                                           ": sent back; the VF is still inside"));
+  }
+  StepOutcome out = done();
+  if (*name != s.ifname)
+    out.note = what + " was named '" + *name + "' in the container (not " + s.ifname + ")";
+  return out;
+}
+
 HostActuator::HostActuator(std::string cgroup_root, std::string sysfs_root)
     : real_(std::make_unique<RealHost>(std::move(cgroup_root), std::move(sysfs_root))),
       host_(real_->seams()),
@@ -102,13 +155,24 @@ HostActuator::HostActuator(std::string cgroup_root, std::string sysfs_root)
 HostActuator::HostActuator(HostSeams seams)
     : host_(seams), host_netns_(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)) {}
 
-Expected<HostActuator::Open*> HostActuator::open(const Target& target) {
-  if (open_ && open_->handle.target.pid == target.pid &&
-      (target.start_time == 0 || open_->handle.target.start_time == target.start_time) &&
-      host_.containers.alive(open_->handle))
+Expected<HostActuator::Open*> HostActuator::open(const Target& target, bool rollback) {
+  if (open_ && host_.containers.alive(open_->handle) &&
+      ((open_->handle.target.pid == target.pid &&
+        (target.start_time == 0 || open_->handle.target.start_time == target.start_time)) ||
+       (rollback && target.pid > 0 && open_->stands_in_for == target.pid)))
     return &*open_;
   open_.reset();
   auto h = host_.containers.open(target);
+  if (!h && rollback && target.pid > 0 && h.error().code == ErrorCode::target_not_found) {
+    // The attached process exited (a `runc exec` process, a job step) but its container may
+    // live on: what berth put inside is still there, and is undone through another of its
+    // processes, found by the namespaces recorded at attach.
+    auto member = host_.containers.open_member(target);
+    if (member) {
+      open_.emplace(Open{std::move(*member), nullptr, target.pid});
+      return &*open_;
+    }
+  }
   if (!h) return h.error();
   open_.emplace(Open{std::move(*h), nullptr});
   return &*open_;
@@ -183,21 +247,34 @@ StepOutcome HostActuator::recover_link(const step::MoveLinkOut& s) {
 }
 
 StepOutcome HostActuator::run(const Step& step, const Target& target, bool rollback) {
-  auto o = open(target);
+  auto o = open(target, rollback);
   if (!o) {
     // Undoing inside a container that has exited: its /dev, cgroup and namespace went with it.
     // Its links did not all go: a physical VF comes back to the host when the namespace dies.
     // A leftover retried after its berth let go of the container (no pid) is in the same case.
     if (rollback && (o.error().code == ErrorCode::target_not_found || target.pid <= 0)) {
       if (const auto* out = std::get_if<step::MoveLinkOut>(&step)) return recover_link(*out);
+      // The kernel moves a namespace's RDMA devices back to the host's when it dies.
+      if (const auto* rdma = std::get_if<step::MoveRdmaOut>(&step)) {
+        StepOutcome out = done();
+        auto back = host_.rdma.present(rdma->device, -1);
+        if (!back || !*back)
+          out.note = "RDMA device " + rdma->device +
+                     " is not back on the host yet: the kernel returns it when the container's "
+                     "network namespace is destroyed";
+        return out;
+      }
       // Its cgroups outlive it until the runtime deletes them: take back what berth wrote there.
       const CgroupPaths left{
           host_.cgroups.exists("devices", target.devices_cgroup) ? target.devices_cgroup : "",
           host_.cgroups.exists("cpuset", target.cpuset_cgroup) ? target.cpuset_cgroup : "",
           host_.cgroups.exists("unified", target.unified_cgroup) ? target.unified_cgroup : ""};
       if (const auto* deny = std::get_if<step::DenyDevice>(&step)) return deny_device(left, *deny);
+      // The cpuset went to the cgroup attach chose (v1 when it had one of its own): back there,
+      // if that cgroup is still there.
+      const bool v1_cpuset = own(target.cpuset_cgroup) || !own(target.unified_cgroup);
       if (const auto* cpuset = std::get_if<step::SetCpuset>(&step);
-          cpuset && (!left.cpuset.empty() || !left.unified.empty())) {
+          cpuset && !(v1_cpuset ? left.cpuset : left.unified).empty()) {
         auto previous = set_cpuset(left, *cpuset);
         return previous ? done() : failed(previous.error());
       }
@@ -229,16 +306,26 @@ StepOutcome HostActuator::run(const Step& step, const Target& target, bool rollb
           [&](const step::MoveLinkIn& s) {
             auto host = host_links();
             if (!host) return failed(host.error());
-            return from((*host)->move_to(s.host_name, c.handle.netns.get(), s.ifname));
+            if (auto st = (*host)->move_to(s.host_name, c.handle.netns.get(), s.ifname); !st)
+              return failed(st.error());
+            // What the link is once inside: detach finds it by this, not by its name.
+            return in_container([&](net::LinkOps& l) {
+              auto id = l.identity(s.ifname);
+              return id ? done(id->to_string()) : failed(id.error());
+            });
           },
           [&](const step::MoveLinkOut& s) {
-            return in_container([&](net::LinkOps& l) {
-              if (!l.exists(s.ifname)) {
-                auto host = host_links();
-                if (host && (*host)->exists(s.host_name)) return done();  // already back
-              }
-              return from(l.move_to(s.ifname, host_netns_.get(), s.host_name));
-            });
+            return in_container([&](net::LinkOps& l) { return move_link_out(l, s); });
+          },
+          [&](const step::MoveRdmaIn& s) {
+            auto there = host_.rdma.present(s.device, c.handle.netns.get());
+            if (there && *there) return done();
+            return from(host_.rdma.move(s.device, -1, c.handle.netns.get()));
+          },
+          [&](const step::MoveRdmaOut& s) {
+            auto back = host_.rdma.present(s.device, -1);
+            if (back && *back) return done();
+            return from(host_.rdma.move(s.device, c.handle.netns.get(), -1));
           },
           [&](const step::SetMtu& s) {
             return in_container([&](net::LinkOps& l) {

@@ -32,13 +32,15 @@ class HostActuator : public Actuator {
   struct Open {
     ContainerHandle handle;
     std::unique_ptr<net::LinkOps> links;
+    int stands_in_for = 0;  // the attached pid, when this is another process of its container
   };
-  Expected<Open*> open(const Target& target);
+  Expected<Open*> open(const Target& target, bool rollback);
   Expected<net::LinkOps*> container_links(Open& o);
   Expected<net::LinkOps*> host_links();
 
   // Undoing a move out of a container that has exited.
   StepOutcome recover_link(const step::MoveLinkOut& s);
+  StepOutcome move_link_out(net::LinkOps& in_container, const step::MoveLinkOut& s);
   StepOutcome allow_device(const CgroupPaths& cg, const step::AllowDevice& s);
   StepOutcome deny_device(const CgroupPaths& cg, const step::DenyDevice& s);
   Expected<std::string> set_cpuset(const CgroupPaths& cg, const step::SetCpuset& s);

@@ -79,19 +79,33 @@ class RealDeviceNodeSeam : public DeviceNodeSeam {
 
 class RealContainerSeam : public ContainerSeam {
  public:
+  explicit RealContainerSeam(std::string cgroup_root) : cgroup_root_(std::move(cgroup_root)) {}
   Expected<ContainerHandle> open(const Target& target) override { return open_container(target); }
+  Expected<ContainerHandle> open_member(const Target& target) override {
+    return open_container_member(target, cgroup_root_);
+  }
   bool alive(const ContainerHandle& h) override { return h.alive(); }
+
+ private:
+  std::string cgroup_root_;
 };
 
-// All four, for berthd.
+class RealRdmaSeam : public RdmaSeam {
+ public:
+  Status move(const std::string& device, int from_netns_fd, int to_netns_fd) override;
+  Expected<bool> present(const std::string& device, int netns_fd) override;
+};
+
+// All of them, for berthd.
 struct RealHost {
   RealHost(std::string cgroup_root, std::string sysfs_root)
-      : links(std::move(sysfs_root)), cgroups(cgroup_root) {}
+      : links(std::move(sysfs_root)), cgroups(cgroup_root), containers(cgroup_root) {}
   RealLinkSeam links;
   RealCgroupSeam cgroups;
   RealDeviceNodeSeam nodes;
   RealContainerSeam containers;
-  HostSeams seams() { return {links, cgroups, nodes, containers}; }
+  RealRdmaSeam rdma;
+  HostSeams seams() { return {links, cgroups, nodes, containers, rdma}; }
 };
 
 }  // namespace berth::agent

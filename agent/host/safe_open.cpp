@@ -27,4 +27,10 @@ UniqueFd open_beneath(int dirfd, const std::string& path, int flags) {
                     RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
 }
 
+UniqueFd open_beneath_same_mount(int dirfd, const std::string& path, int flags) {
+  return do_openat2(
+      dirfd, path, flags,
+      RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV);
+}
+
 }  // namespace berth::agent

@@ -11,5 +11,7 @@ namespace berth::agent {
 UniqueFd open_in_root(int dirfd, const std::string& path, int flags);
 // Opens `path` strictly beneath `dirfd`, refusing symlinks and "..".
 UniqueFd open_beneath(int dirfd, const std::string& path, int flags);
+// The same, and refusing to cross into another mount (a host directory bind-mounted there).
+UniqueFd open_beneath_same_mount(int dirfd, const std::string& path, int flags);
 
 }  // namespace berth::agent

@@ -71,7 +71,21 @@ class ContainerSeam {
  public:
   virtual ~ContainerSeam() = default;
   virtual Expected<ContainerHandle> open(const Target& target) = 0;
+  // Another live process of the same container, when the attached one has exited.
+  virtual Expected<ContainerHandle> open_member(const Target& target) = 0;
   virtual bool alive(const ContainerHandle& h) = 0;
+};
+
+// RDMA devices by name, moved between network namespaces through RDMA netlink.
+class RdmaSeam {
+ public:
+  virtual ~RdmaSeam() = default;
+  // Moves `device` from the namespace `from_netns_fd` to `to_netns_fd` (-1 for either: the
+  // agent's own); the request is sent from `from` (the kernel moves only a device in the
+  // sender's namespace).
+  virtual Status move(const std::string& device, int from_netns_fd, int to_netns_fd) = 0;
+  // True when `device` is in the namespace `netns_fd` (-1: the agent's own).
+  virtual Expected<bool> present(const std::string& device, int netns_fd) = 0;
 };
 
 struct HostSeams {
@@ -79,6 +93,7 @@ struct HostSeams {
   CgroupSeam& cgroups;
   DeviceNodeSeam& nodes;
   ContainerSeam& containers;
+  RdmaSeam& rdma;
 };
 
 }  // namespace berth::agent

@@ -37,6 +37,7 @@
 #include "agent/host/host_actuator.hpp"
 #include "agent/host/state_store.hpp"
 #include "net/http_server.hpp"
+#include "net/rdma_netlink.hpp"
 
 namespace {
 
@@ -93,6 +94,13 @@ std::optional<Prepared> prepare(const std::string& path) {
     return std::nullopt;
   }
   p.discovery = std::move(*d);
+  if (p.config.sysfs_root == "/sys") {
+    // The RDMA subsystem's own answer (RDMA_NLDEV_CMD_SYS_GET); no NETLINK_RDMA means no RDMA.
+    berth::net::RdmaSocket rdma;
+    if (auto mode = rdma.netns_mode(); mode && *mode)
+      p.discovery.inventory.rdma_netns =
+          **mode == berth::net::RdmaNetnsMode::exclusive ? "exclusive" : "shared";
+  }
   return p;
 }
 

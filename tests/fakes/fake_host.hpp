@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
@@ -17,16 +18,38 @@ struct FakeLink {
   bool up = false;
   int mtu = 1500;
   std::set<std::string> addresses;
+  int ifindex = 0;  // 0: the fake gives it one
+  std::string driver = "mlx5_core";
 };
 using FakeNetns = std::map<std::string, FakeLink>;  // by name
 
 class FakeLinkOps : public net::LinkOps {
  public:
-  FakeLinkOps(FakeNetns& ns, std::map<int, FakeNetns*>& by_fd) : ns_(ns), by_fd_(by_fd) {}
+  // A namespace fd the fake does not know is the host's (the actuator opens its own).
+  FakeLinkOps(FakeNetns& ns, std::map<int, FakeNetns*>& by_fd, FakeNetns& host)
+      : ns_(ns), by_fd_(by_fd), host_(host) {}
   bool exists(const std::string& n) override { return ns_.count(n) > 0; }
+  Expected<net::LinkIdentity> identity(const std::string& n) override {
+    if (!ns_.count(n)) return missing(n);
+    auto& l = ns_[n];
+    if (l.ifindex == 0) l.ifindex = static_cast<int>(std::hash<std::string>{}(n) % 1000) + 10;
+    return net::LinkIdentity{l.ifindex, l.driver, l.pci};
+  }
+  Expected<std::string> name_of(int ifindex) override {
+    for (auto& [n, l] : ns_)
+      if (l.ifindex == ifindex) return n;
+    return std::string();
+  }
+  Status move_index(int ifindex, int fd, const std::string& to) override {
+    auto n = name_of(ifindex);
+    if (n->empty()) return missing("#" + std::to_string(ifindex));
+    return move_to(*n, fd, to);
+  }
   Status move_to(const std::string& n, int fd, const std::string& to) override {
-    if (!ns_.count(n) || !by_fd_.count(fd)) return missing(n);
-    (*by_fd_[fd])[to] = ns_[n];
+    if (!ns_.count(n)) return missing(n);
+    FakeNetns& there = by_fd_.count(fd) ? *by_fd_[fd] : host_;
+    if (there.count(to)) return make_error(ErrorCode::conflict, to + " exists there");
+    there[to] = ns_[n];
     ns_.erase(n);
     return ok_status();
   }
@@ -78,6 +101,7 @@ class FakeLinkOps : public net::LinkOps {
   }
   FakeNetns& ns_;
   std::map<int, FakeNetns*>& by_fd_;
+  FakeNetns& host_;
 };
 
 // The host's namespace and one namespace per fake container, found by the fd the container's
@@ -87,11 +111,11 @@ class FakeLinkSeam : public agent::LinkSeam {
   FakeNetns host_ns;
   std::map<int, FakeNetns*> by_fd;
   Expected<std::unique_ptr<net::LinkOps>> host() override {
-    return std::unique_ptr<net::LinkOps>(new FakeLinkOps(host_ns, by_fd));
+    return std::unique_ptr<net::LinkOps>(new FakeLinkOps(host_ns, by_fd, host_ns));
   }
   Expected<std::unique_ptr<net::LinkOps>> in(int fd) override {
     if (!by_fd.count(fd)) return make_error(ErrorCode::internal, "no such namespace");
-    return std::unique_ptr<net::LinkOps>(new FakeLinkOps(*by_fd[fd], by_fd));
+    return std::unique_ptr<net::LinkOps>(new FakeLinkOps(*by_fd[fd], by_fd, host_ns));
   }
   std::string pci_of(const std::string& n) override {
     return host_ns.count(n) ? host_ns[n].pci : std::string();
@@ -182,6 +206,7 @@ class FakeContainerSeam : public agent::ContainerSeam {
     bool alive = true;
     int token = -1;  // stands for the namespace fd
     FakeNetns ns;
+    int member_of = 0;  // another process of the container of this pid (same namespaces)
   };
   std::map<int, Container> containers;
   Container& add(int pid) {
@@ -203,6 +228,15 @@ class FakeContainerSeam : public agent::ContainerSeam {
     h.unified_cgroup = t.unified_cgroup;
     return h;
   }
+  Expected<agent::ContainerHandle> open_member(const Target& t) override {
+    for (auto& [pid, c] : containers)
+      if (c.alive && c.member_of == t.pid) {
+        Target member = t;
+        member.pid = pid;
+        return open(member);
+      }
+    return make_error(ErrorCode::target_not_found, "no process of its container is left");
+  }
   bool alive(const agent::ContainerHandle& h) override {
     auto it = containers.find(h.target.pid);
     return it != containers.end() && it->second.alive;
@@ -212,12 +246,45 @@ class FakeContainerSeam : public agent::ContainerSeam {
   FakeLinkSeam& links_;
 };
 
+// RDMA devices by the namespace (fd, -1 for the host) they are in.
+class FakeRdmaSeam : public agent::RdmaSeam {
+ public:
+  std::map<std::string, int> where;  // device -> netns fd
+  std::set<std::string> fail;        // devices whose next move fails
+  Status move(const std::string& d, int from, int to) override {
+    if (fail.erase(d)) return make_error(ErrorCode::internal, "injected");
+    auto it = where.find(d);
+    if (it == where.end() || !same_ns(it->second, from))
+      return make_error(ErrorCode::internal, "RDMA device " + d + " is not in that namespace");
+    it->second = to;
+    return ok_status();
+  }
+  Expected<bool> present(const std::string& d, int ns) override {
+    auto it = where.find(d);
+    return it != where.end() && same_ns(it->second, ns);
+  }
+  // Fds of one namespace differ from handle to handle; the fake compares them by what they
+  // stand for, the container's token, through the links fake.
+  std::function<bool(int, int)> same_ns = [](int a, int b) { return a == b; };
+};
+
 struct FakeHost {
+  FakeHost() {
+    rdma.same_ns = [this](int a, int b) {
+      if (a == b) return true;
+      auto ia = links.by_fd.find(a);
+      auto ib = links.by_fd.find(b);
+      return ia != links.by_fd.end() && ib != links.by_fd.end() && ia->second == ib->second;
+    };
+  }
+  FakeHost(const FakeHost&) = delete;
+  FakeHost& operator=(const FakeHost&) = delete;
   FakeLinkSeam links;
   FakeCgroupSeam cgroups;
   FakeDeviceNodeSeam nodes;
   FakeContainerSeam containers{links};
-  agent::HostSeams seams() { return {links, cgroups, nodes, containers}; }
+  FakeRdmaSeam rdma;
+  agent::HostSeams seams() { return {links, cgroups, nodes, containers, rdma}; }
 };
 
 }  // namespace berth::testing

@@ -64,7 +64,13 @@ bool hybrid() {
 }  // namespace
 
 Cmd RuncContainer::runc(const std::string& args) const {
-  return sh(runc_command(mode_) + " " + args);
+  // A process runc starts in the container (exec) keeps the v1 cgroups of whoever ran runc in
+  // v2 mode: run it from the container's own, as the launch does.
+  const std::string from = mode_ == CgroupMode::v2 && hybrid() && fs::exists(cpuset_dir())
+                               ? "echo $$ > /sys/fs/cgroup/devices/cgroup.procs && echo $$ > " +
+                                     cpuset_dir() + "/cgroup.procs && "
+                               : "";
+  return sh("sh -c '" + from + "exec \"$0\" \"$@\"' " + runc_command(mode_) + " " + args);
 }
 
 std::string RuncContainer::cpuset_dir() const {

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/app/engine.hpp"
+#include "agent/host/container.hpp"
 #include "agent/host/device_nodes.hpp"
 #include "agent/host/discovery.hpp"
 #include "agent/host/host_actuator.hpp"
@@ -216,6 +217,110 @@ TEST_P(AttachTest, ASymlinkPlantedInTheContainerDevIsNotFollowed) {
                                       CharDevice{"/dev/nvidia-caps/nvidia-cap1", 10, 229});
   EXPECT_FALSE(made);
   EXPECT_FALSE(std::filesystem::exists("/etc/nvidia-cap1"));
+}
+
+// A user's own "container": `unshare -Urnm` and a chroot into a directory the user owns passes the
+// namespace checks, but its /dev is a directory on a host filesystem: a node made there would
+// outlive the process and stay the user's. Refused, nothing created.
+TEST_P(AttachTest, AUserNamespaceChrootOfAnUnprivilegedUserGetsNoDeviceNode) {
+  const std::string dir = "/tmp/berth-chroot-" + std::to_string(::getpid());
+  sh("rm -rf " + dir + " && mkdir -p " + dir + "/bin " + dir + "/dev && cp /bin/busybox " + dir +
+     "/bin/ && chown -R nobody " + dir + " && chmod 755 " + dir);
+  auto spawned =
+      sh("setpriv --reuid=nobody --regid=nogroup --clear-groups unshare -Urnm --fork "
+         "chroot " +
+         dir + " /bin/busybox sleep 60 >/dev/null 2>&1 & echo $!");
+  const std::string parent = spawned.out.substr(0, spawned.out.find('\n'));
+  const std::string pid = sh("sleep 0.3; pgrep -P " + parent).out;
+  ASSERT_FALSE(pid.empty()) << "no process to attach to: " << spawned.out;
+  agent::Engine engine(io_, ctx_, {}, host_, nullptr);
+  BerthRequest r;
+  r.gpu_count = 1;
+  testing::call(io_, engine, event::Create{0, "manual/chroot", r});
+  auto [e, v] =
+      testing::call(io_, engine, event::Attach{0, "manual/chroot", Target{std::stoi(pid), 0, ""}});
+  sh("kill " + pid + " " + parent);
+  const bool made = std::filesystem::exists(dir + "/dev/nvidia0") ||
+                    std::filesystem::exists(dir + "/dev/nvidiactl");
+  sh("rm -rf " + dir);
+  ASSERT_TRUE(e);
+  EXPECT_NE(e->message.find("/dev is not a tmpfs mounted in its own mount namespace"),
+            std::string::npos)
+      << e->message;
+  EXPECT_FALSE(made);
+}
+
+// Attached through a process that then exits (a `runc exec` process, a job step) while the
+// container lives on: detach still takes everything back, through another of its processes.
+TEST_P(AttachTest, ABerthAttachedThroughAnExecProcessThatExitedIsStillFullyDetached) {
+  const std::string before = snapshot(*container_);
+  const std::string pid_file = "/tmp/berth-exec-" + std::to_string(::getpid()) + ".pid";
+  auto exec = container_->runc("exec -d --pid-file " + pid_file + " " + container_->id() +
+                               " sleep 1000 </dev/null >/dev/null 2>&1");
+  ASSERT_EQ(exec.rc, 0) << exec.out;
+  const int exec_pid = std::stoi(sh("cat " + pid_file).out);
+  std::filesystem::remove(pid_file);
+  // What the API records at attach.
+  Target t{exec_pid, 0, ""};
+  auto cg = agent::container_cgroups(exec_pid);
+  t.devices_cgroup = cg.devices;
+  t.cpuset_cgroup = cg.cpuset;
+  t.unified_cgroup = cg.unified;
+  std::tie(t.netns, t.mntns) = agent::container_namespaces(exec_pid);
+
+  agent::Engine engine(io_, ctx_, {}, host_, nullptr);
+  ASSERT_FALSE(testing::call(io_, engine, event::Create{0, "manual/exec", request()}).first);
+  auto [ae, av] = testing::call(io_, engine, event::Attach{0, "manual/exec", t});
+  ASSERT_FALSE(ae) << ae->message;
+  EXPECT_TRUE(can_open_gpu());
+  sh("kill -9 " + std::to_string(exec_pid) + "; while kill -0 " + std::to_string(exec_pid) +
+     " 2>/dev/null; do sleep 0.05; done");
+  auto [de, dv] = testing::call(io_, engine, event::Detach{0, "manual/exec"});
+  ASSERT_FALSE(de) << de->message;
+  EXPECT_FALSE(can_open_gpu());
+  EXPECT_EQ(sh("ip link show bvf0x0").rc, 0) << "the VF must be back on the host";
+  EXPECT_EQ(diff(before, snapshot(*container_)), "");
+}
+
+// The container renames the VF and gives the VF's name to a link of its own: detach takes the VF
+// back (found by the ifindex it had once inside), the container keeps what it made.
+TEST_P(AttachTest, ARenamedVfComesBackAndTheLinkThatTookItsNameStaysInside) {
+  agent::Engine engine(io_, ctx_, {}, host_, nullptr);
+  ASSERT_FALSE(testing::call(io_, engine, event::Create{0, "manual/rename", request()}).first);
+  auto [ae, av] = testing::call(io_, engine, event::Attach{0, "manual/rename", target()});
+  ASSERT_FALSE(ae) << ae->message;
+  const std::string in = "nsenter -t " + std::to_string(container_->pid()) + " -n ";
+  ASSERT_EQ(sh(in + "ip link set ib0 down && " + in + "ip link set ib0 name renamed && " + in +
+               "ip link add ib0 type veth peer name ib0p")
+                .rc,
+            0);
+  auto [de, dv] = testing::call(io_, engine, event::Detach{0, "manual/rename"});
+  ASSERT_FALSE(de) << de->message;
+  // bvf0x0 on the host is the stand-in again: still the peer of bvf0x0p.
+  EXPECT_NE(sh("ip -o link show bvf0x0").out.find("bvf0x0@bvf0x0p"), std::string::npos)
+      << sh("ip -o link show").out;
+  EXPECT_EQ(sh(in + "ip link show ib0").rc, 0) << "the container's own link stays inside";
+  EXPECT_NE(sh(in + "ip link show renamed").rc, 0);
+  EXPECT_NE(sh("ip link show ib0p").rc, 0);
+}
+
+// The container moved the VF into a namespace of its own: detach fails and says where the VF is;
+// the berth keeps the VF as a leftover, so it is not handed to the next berth.
+TEST_P(AttachTest, AVfMovedToANestedNamespaceIsReportedAndHeld) {
+  agent::Engine engine(io_, ctx_, {}, host_, nullptr);
+  ASSERT_FALSE(testing::call(io_, engine, event::Create{0, "manual/nested", request()}).first);
+  auto [ae, av] = testing::call(io_, engine, event::Attach{0, "manual/nested", target()});
+  ASSERT_FALSE(ae) << ae->message;
+  const std::string nested = "bnest" + std::to_string(::getpid());
+  const std::string in = "nsenter -t " + std::to_string(container_->pid()) + " -n ";
+  ASSERT_EQ(sh("ip netns add " + nested + " && " + in + "ip link set ib0 netns " + nested).rc, 0);
+  auto [de, dv] = testing::call(io_, engine, event::Detach{0, "manual/nested"});
+  sh("ip netns del " + nested);
+  ASSERT_TRUE(de);
+  EXPECT_EQ(de->code, ErrorCode::detach_failed);
+  EXPECT_NE(de->message.find("no longer in the container's network namespace"), std::string::npos)
+      << de->message;
+  EXPECT_EQ(dv["state"], "failed");
 }
 
 INSTANTIATE_TEST_SUITE_P(CgroupModes, AttachTest, ::testing::Values(CgroupMode::v1, CgroupMode::v2),

@@ -185,3 +185,137 @@ TEST(HostActuator, TheProgramOfAnExitedContainersLiveCgroupIsPutBack) {
 
 }  // namespace
 }  // namespace berth::agent
+
+namespace berth::agent {
+namespace {
+
+TEST(HostActuator, AnRdmaDeviceMovesIntoTheContainerAndBackFromInsideIt) {
+  testing::FakeHost host;
+  host.containers.add(42);
+  host.rdma.where["mlx5_2"] = -1;
+  HostActuator a(host.seams());
+  ASSERT_TRUE(a.run(step::MoveRdmaIn{"mlx5_2"}, target(42), false).ok);
+  EXPECT_NE(host.rdma.where["mlx5_2"], -1);
+  // Again (a resumed attach): already there, nothing sent.
+  ASSERT_TRUE(a.run(step::MoveRdmaIn{"mlx5_2"}, target(42), false).ok);
+  ASSERT_TRUE(a.run(step::MoveRdmaOut{"mlx5_2"}, target(42), true).ok);
+  EXPECT_EQ(host.rdma.where["mlx5_2"], -1);
+  ASSERT_TRUE(a.run(step::MoveRdmaOut{"mlx5_2"}, target(42), true).ok) << "already back";
+  host.rdma.fail.insert("mlx5_2");
+  auto out = a.run(step::MoveRdmaIn{"mlx5_2"}, target(42), false);
+  EXPECT_FALSE(out.ok);
+  EXPECT_EQ(host.rdma.where["mlx5_2"], -1);
+}
+
+TEST(HostActuator, AnRdmaDeviceOfAnExitedContainerIsReportedUntilTheKernelReturnsIt) {
+  testing::FakeHost host;
+  host.rdma.where["mlx5_2"] = 1234;  // still in the dying namespace
+  HostActuator a(host.seams());
+  auto out = a.run(step::MoveRdmaOut{"mlx5_2"}, target(42), true);
+  ASSERT_TRUE(out.ok);
+  EXPECT_NE(out.note.find("not back on the host yet"), std::string::npos) << out.note;
+  host.rdma.where["mlx5_2"] = -1;
+  EXPECT_TRUE(a.run(step::MoveRdmaOut{"mlx5_2"}, target(42), true).note.empty());
+}
+
+}  // namespace
+}  // namespace berth::agent
+
+namespace berth::agent {
+namespace {
+
+// The container renames the VF and gives its name to a link of its own: detach takes the VF (by
+// the ifindex and device it had once inside), never the impostor.
+TEST(HostActuator, ARenamedVfComesBackAndTheLinkThatTookItsNameStays) {
+  testing::FakeHost host;
+  auto& c = host.containers.add(42);
+  host.links.host_ns["vf0"] = {kPci, false, 1500, {}, 7, "mlx5_core"};
+  HostActuator a(host.seams());
+  auto in = a.run(step::MoveLinkIn{"vf0", "ib0", kPci}, target(42), false);
+  ASSERT_TRUE(in.ok) << in.error;
+  EXPECT_EQ(in.undo, "ifindex=7 driver=mlx5_core bus=" + std::string(kPci));
+  c.ns["renamed"] = c.ns["ib0"];
+  c.ns["ib0"] = {"", true, 1500, {}, 99, "dummy"};
+  auto out_step = inverse(step::MoveLinkIn{"vf0", "ib0", kPci}, in.undo);
+  ASSERT_TRUE(out_step);
+  auto out = a.run(*out_step, target(42), true);
+  ASSERT_TRUE(out.ok) << out.error;
+  EXPECT_EQ(host.links.host_ns["vf0"].pci, kPci);
+  EXPECT_EQ(host.links.host_ns["vf0"].driver, "mlx5_core");
+  EXPECT_EQ(c.ns.count("ib0"), 1u) << "the container's own link stays in the container";
+  EXPECT_EQ(c.ns.count("renamed"), 0u);
+  EXPECT_NE(out.note.find("was named 'renamed'"), std::string::npos) << out.note;
+}
+
+// The container moved the VF to a namespace of its own and reused its ifindex: refused, and the
+// message says where the VF went.
+TEST(HostActuator, AVfMovedToANestedNamespaceIsReportedNotReplacedByAnImpostor) {
+  testing::FakeHost host;
+  auto& c = host.containers.add(42);
+  host.links.host_ns["vf0"] = {kPci, false, 1500, {}, 7, "mlx5_core"};
+  HostActuator a(host.seams());
+  auto in = a.run(step::MoveLinkIn{"vf0", "ib0", kPci}, target(42), false);
+  ASSERT_TRUE(in.ok) << in.error;
+  auto out_step = *inverse(step::MoveLinkIn{"vf0", "ib0", kPci}, in.undo);
+
+  c.ns.erase("ib0");  // gone to a nested namespace
+  auto gone = a.run(out_step, target(42), true);
+  EXPECT_FALSE(gone.ok);
+  EXPECT_NE(gone.error.find("no longer in the container's network namespace"), std::string::npos)
+      << gone.error;
+  EXPECT_EQ(host.links.host_ns.count("vf0"), 0u);
+
+  c.ns["ib0"] = {"", true, 1500, {}, 7, "dummy"};  // a dummy that took the VF's ifindex
+  auto impostor = a.run(out_step, target(42), true);
+  EXPECT_FALSE(impostor.ok);
+  EXPECT_NE(impostor.error.find("not the VF vf0"), std::string::npos) << impostor.error;
+  EXPECT_EQ(c.ns.count("ib0"), 1u);
+  EXPECT_EQ(host.links.host_ns.count("vf0"), 0u);
+}
+
+}  // namespace
+}  // namespace berth::agent
+
+namespace berth::agent {
+namespace {
+
+// The v1 cpuset cgroup of an exited container is gone, its v2 cgroup is not: the cpuset was
+// never written to v2, so nothing is written there now.
+TEST(HostActuator, ACpusetIsUndoneOnlyWhereAttachWroteIt) {
+  testing::FakeHost host;
+  host.cgroups.programs["/berth/c1"] = {};  // the v2 cgroup is still there
+  Target t = target(42);
+  t.unified_cgroup = "/berth/c1";
+  HostActuator a(host.seams());
+  auto out = a.run(step::SetCpuset{"0-3", "0"}, t, true);
+  EXPECT_TRUE(out.ok) << out.error;
+  EXPECT_TRUE(host.cgroups.cpusets_v2.empty());
+}
+
+// The attached process (a `runc exec` process) exited; its container lives on: the undo runs
+// through another of its processes, not counted done.
+TEST(HostActuator, UndoAfterTheAttachedProcessExitedGoesThroughAnotherProcessOfItsContainer) {
+  testing::FakeHost host;
+  auto& exec = host.containers.add(42);
+  auto& init = host.containers.add(7);
+  init.member_of = 42;
+  host.links.host_ns["vf0"] = {kPci, false, 1500, {}, 9, "mlx5_core"};
+  HostActuator a(host.seams());
+  auto in = a.run(step::MoveLinkIn{"vf0", "ib0", kPci}, target(42), false);
+  ASSERT_TRUE(in.ok) << in.error;
+  ASSERT_TRUE(a.run(step::MakeNode{CharDevice{"/dev/nvidia0", 195, 0}}, target(42), false).ok);
+  // The shared namespace: the link is in the container's namespace, seen from either process.
+  init.ns = exec.ns;
+  exec.ns.clear();
+  exec.alive = false;
+  a.idle();
+  ASSERT_TRUE(a.run(step::RemoveNode{CharDevice{"/dev/nvidia0", 195, 0}}, target(42), true).ok);
+  EXPECT_EQ(host.nodes.nodes.count("/dev/nvidia0"), 0u) << "removed, not counted done";
+  auto out = a.run(*inverse(step::MoveLinkIn{"vf0", "ib0", kPci}, in.undo), target(42), true);
+  ASSERT_TRUE(out.ok) << out.error;
+  EXPECT_EQ(host.links.host_ns.count("vf0"), 1u);
+  EXPECT_TRUE(init.ns.empty());
+}
+
+}  // namespace
+}  // namespace berth::agent

@@ -49,3 +49,56 @@ TEST(Plan, OrderDedupAndNetworkProfile) {
 }
 
 }  // namespace berth
+
+namespace berth {
+
+// A VF's RDMA device moves with it when the host's RDMA subsystem is in exclusive netns mode,
+// before the netdev; in shared mode a berth that requires isolation is refused with the fix.
+TEST(Plan, RdmaDevicesMoveBeforeTheirNetdevInExclusiveModeOnly) {
+  auto request = [](const std::string& rdma) {
+    BerthRequest r;
+    r.vf_count = 1;
+    r.network.rdma = rdma;
+    return r;
+  };
+  for (const std::string mode : {"exclusive", "shared", "none"})
+    for (const std::string want : {"auto", "isolated", "shared"}) {
+      Context ctx;
+      ctx.inventory = testing::two_socket(4);
+      for (auto& vf : ctx.inventory.vfs) vf.rdma = "mlx5_" + std::to_string(vf.vf_index + 2);
+      ctx.inventory.rdma_netns = mode;
+      testing::LedgerDriver d(ctx);
+      auto e = d.one(event::Create{1, "slurm/1", request(want)});
+      const std::string where = mode + "/" + want;
+      if (mode != "exclusive" && want == "isolated") {
+        ASSERT_TRUE(e) << where;
+        EXPECT_EQ(e->code, ErrorCode::host_unsupported);
+        EXPECT_NE(e->message.find("options ib_core netns_mode=0"), std::string::npos) << e->message;
+        EXPECT_FALSE(d.ledger.berths.count("slurm/1"));
+        continue;
+      }
+      ASSERT_FALSE(e) << where << ": " << e->message;
+      const Berth& b = d.ledger.berths.at("slurm/1");
+      const bool moves = mode == "exclusive" && want != "shared";
+      EXPECT_EQ(b.vfs[0].rdma, moves ? "mlx5_2" : "") << where;
+      auto plan = attach_plan(b, ctx.inventory);
+      ASSERT_FALSE(plan.empty());
+      if (moves) {
+        ASSERT_TRUE(std::holds_alternative<step::MoveRdmaIn>(plan[0])) << where;
+        EXPECT_TRUE(std::holds_alternative<step::MoveLinkIn>(plan[1])) << where;
+        auto back = inverse(plan[0], "");
+        ASSERT_TRUE(back);
+        EXPECT_EQ(std::get<step::MoveRdmaOut>(*back).device, "mlx5_2");
+        EXPECT_EQ(describe(*step_from_json(step_to_json(*back))),
+                  "move RDMA device mlx5_2 back to the host's network namespace");
+      } else {
+        EXPECT_TRUE(std::holds_alternative<step::MoveLinkIn>(plan[0])) << where;
+      }
+      // The decision is part of the record: a restart plans the same steps.
+      auto again = berth_from_json(nlohmann::json(b));
+      ASSERT_TRUE(again);
+      EXPECT_EQ(again->vfs[0].rdma, b.vfs[0].rdma);
+    }
+}
+
+}  // namespace berth

@@ -108,3 +108,21 @@ TEST(Request, AStandingBerthNamesExactlyOneContainer) {
 
 }  // namespace
 }  // namespace berth
+
+namespace berth {
+
+TEST(Request, RdmaIsolationIsAutoIsolatedOrShared) {
+  auto r = parse_request(nlohmann::json::parse(R"({"vfs": 1, "network": {"rdma": "isolated"}})"));
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->network.rdma, "isolated");
+  EXPECT_EQ(*parse_request(nlohmann::json(*r)), *r);
+  EXPECT_EQ(parse_request(nlohmann::json::parse(R"({"vfs": 1})"))->network.rdma, "auto");
+  for (const char* bad :
+       {R"({"vfs": 1, "network": {"rdma": "yes"}})", R"({"vfs": 1, "network": {"rdma": true}})"}) {
+    auto e = parse_request(nlohmann::json::parse(bad));
+    ASSERT_FALSE(e) << bad;
+    EXPECT_NE(e.error().message.find("network.rdma"), std::string::npos);
+  }
+}
+
+}  // namespace berth
