@@ -173,7 +173,7 @@ Expected<Discovery> discover(const Config& c) {
 
   fs::path pci = fs::path(c.sysfs_root) / "bus/pci/devices";
   std::vector<std::string> control_nodes;
-  for (const char* n : {"nvidiactl", "nvidia-uvm", "nvidia-uvm-tools"})
+  for (const char* n : {"nvidiactl", "nvidia-uvm", "nvidia-uvm-tools", "nvidia-modeset"})
     if (fs::exists(fs::path(c.dev_root) / n)) control_nodes.push_back(n);
   int next_gpu = 0;
   for (const auto& addr : entries(pci)) {
@@ -220,8 +220,13 @@ Expected<Discovery> discover(const Config& c) {
       v.numa = numa_of(dev);
       v.iommu_group = group_of(dev);
       v.mtu = read_int(dev / "net" / v.netdev / "mtu", 1500);
-      for (const auto& uverbs : entries(dev / "infiniband_verbs"))
-        if (auto d = char_device(c, "infiniband/" + uverbs, out.warnings)) v.devices.push_back(*d);
+      // Its verbs node, its management nodes (umadN, issmN) where the driver has them, and the
+      // shared connection manager node.
+      for (const char* dir : {"infiniband_verbs", "infiniband_mad"})
+        for (const auto& node : entries(dev / dir))
+          if (auto d = char_device(c, "infiniband/" + node, out.warnings)) v.devices.push_back(*d);
+      if (!v.devices.empty() && fs::exists(fs::path(c.dev_root) / "infiniband/rdma_cm"))
+        if (auto d = char_device(c, "infiniband/rdma_cm", out.warnings)) v.devices.push_back(*d);
       fs::path pf = pci / v.pf_pci;
       for (const auto& e : entries(pf))
         if (e.rfind("virtfn", 0) == 0 && link_name(pf / e) == addr)

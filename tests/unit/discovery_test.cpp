@@ -2,6 +2,12 @@
 
 #include "agent/host/discovery.hpp"
 
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+
 namespace berth::agent {
 namespace {
 
@@ -94,4 +100,53 @@ TEST(Discovery, NoNodesAtAllIsAnError) {
   EXPECT_FALSE(discover(c));
 }
 
+}  // namespace berth::agent
+
+namespace berth::agent {
+namespace {
+
+// The device sets: a GPU's control nodes include nvidia-modeset when the host has it; an
+// InfiniBand VF brings its verbs, umad and issm nodes and the shared rdma_cm; ib_core's netns
+// mode comes from its module parameter.
+TEST(Discovery, DeviceSetsOfGpusAndInfinibandVfsAndTheRdmaNetnsMode) {
+  namespace fs = std::filesystem;
+  const fs::path root = fs::temp_directory_path() / ("berth-disc-" + std::to_string(::getpid()));
+  fs::remove_all(root);
+  fs::copy(std::string(BERTH_FIXTURES) + "/two-socket", root,
+           fs::copy_options::recursive | fs::copy_options::copy_symlinks);
+  fs::create_symlink("/dev/zero", root / "dev/nvidia-modeset");
+  const fs::path vf = root / "sys/bus/pci/devices/0000:1a:00.1";
+  fs::create_directories(vf / "infiniband_verbs/uverbs3");
+  fs::create_directories(vf / "infiniband_mad/umad3");
+  fs::create_directories(vf / "infiniband_mad/issm3");
+  fs::create_directories(root / "dev/infiniband");
+  fs::create_symlink("/dev/full", root / "dev/infiniband/uverbs3");
+  fs::create_symlink("/dev/random", root / "dev/infiniband/umad3");
+  fs::create_symlink("/dev/urandom", root / "dev/infiniband/issm3");
+  fs::create_symlink("/dev/tty", root / "dev/infiniband/rdma_cm");
+  fs::create_directories(root / "sys/module/ib_core/parameters");
+  std::ofstream(root / "sys/module/ib_core/parameters/netns_mode") << "N\n";
+
+  Config c;
+  c.sysfs_root = (root / "sys").string();
+  c.dev_root = (root / "dev").string();
+  c.proc_root = (root / "proc").string();
+  auto d = discover(c);
+  fs::remove_all(root);
+  ASSERT_TRUE(d) << d.error().message;
+  std::vector<std::string> gpu_nodes;
+  for (const auto& n : d->inventory.gpus[0].devices) gpu_nodes.push_back(n.path);
+  EXPECT_NE(std::find(gpu_nodes.begin(), gpu_nodes.end(), "/dev/nvidia-modeset"), gpu_nodes.end());
+  const Vf* v = d->inventory.vf_by_pci("0000:1a:00.1");
+  ASSERT_TRUE(v);
+  std::vector<std::string> vf_nodes;
+  for (const auto& n : v->devices) vf_nodes.push_back(n.path);
+  EXPECT_EQ(vf_nodes,
+            (std::vector<std::string>{"/dev/infiniband/uverbs3", "/dev/infiniband/issm3",
+                                      "/dev/infiniband/umad3", "/dev/infiniband/rdma_cm"}));
+  EXPECT_EQ(d->inventory.rdma_netns, "exclusive");
+  EXPECT_TRUE(d->inventory.vf_by_pci("0000:1a:00.2")->devices.empty());
+}
+
+}  // namespace
 }  // namespace berth::agent
