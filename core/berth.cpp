@@ -90,7 +90,9 @@ void to_json(nlohmann::json& j, const Berth& b) {
                         {"ifname", v.ifname},
                         {"addresses", addrs},
                         {"pool", v.pool},
-                        {"rdma", v.rdma}});
+                        {"rdma", v.rdma},
+                        {"node_guid", v.node_guid},
+                        {"port_guid", v.port_guid}});
   }
   j["routes"] = nlohmann::json::array();
   for (const auto& r : b.routes)
@@ -159,7 +161,8 @@ Expected<Berth> berth_from_json(const nlohmann::json& j) {
     for (const auto& v : j.at("vfs")) {
       VfBinding vb{v.at("pci").get<std::string>(),    v.at("netdev").get<std::string>(),
                    v.at("ifname").get<std::string>(), {},
-                   v.at("pool").get<std::string>(),   v.value("rdma", "")};
+                   v.at("pool").get<std::string>(),   v.value("rdma", ""),
+                   v.value("node_guid", ""),          v.value("port_guid", "")};
       for (const auto& a : v.at("addresses")) {
         auto c = parse_cidr(a.get<std::string>());
         if (!c) return c.error();

@@ -42,6 +42,10 @@ struct VfBinding {
   std::vector<Cidr> addresses;
   std::string pool;       // the pool the addresses came from, empty when given
   std::string rdma = {};  // the RDMA device that moves with the VF, empty when it stays shared
+  // An InfiniBand VF's node and port GUIDs ("xx:...:xx"), set on its PF at attach and put back
+  // on detach; empty for other VFs.
+  std::string node_guid = {};
+  std::string port_guid = {};
 };
 
 struct Target {

@@ -83,6 +83,7 @@ void to_json(nlohmann::json& j, const Inventory& inv) {
                    {"vf_index", v.vf_index},
                    {"netdev", v.netdev},
                    {"rdma", v.rdma},
+                   {"infiniband", v.infiniband},
                    {"numa", v.numa},
                    {"iommu_group", v.iommu_group},
                    {"mtu", v.mtu},

@@ -39,7 +39,8 @@ struct Vf {
   std::string pf_pci;
   int vf_index = 0;
   std::string netdev;
-  std::string rdma;  // RDMA device name, empty when none
+  std::string rdma;         // RDMA device name, empty when none
+  bool infiniband = false;  // an InfiniBand VF (its netdev is IPoIB): it takes node/port GUIDs
   int numa = 0;
   int iommu_group = -1;
   int mtu = 1500;  // the host's MTU, restored on detach

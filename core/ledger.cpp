@@ -1,4 +1,5 @@
 #include "core/ledger.hpp"
+#include "core/guid.hpp"
 
 #include <algorithm>
 #include <set>
@@ -168,6 +169,12 @@ void Machine::on(const event::Create& e) {
                          "field 'network.ifname': '" + net.ifname + "' numbered for " +
                              std::to_string(e.spec.vf_count) +
                              " VFs gives names longer than 15 characters");
+    if (vf->infiniband) {
+      // Stable across reboots and unique per node, PF and VF: the same VF gets the same GUIDs.
+      const auto index = static_cast<uint32_t>(vf->vf_index);
+      vb.node_guid = format_guid(derive_guid(ctx.node_name, vf->pf_pci, index, 0));
+      vb.port_guid = format_guid(derive_guid(ctx.node_name, vf->pf_pci, index, 1));
+    }
     if (!vf->rdma.empty() && net.rdma != "shared") {
       if (ctx.inventory.rdma_netns == "exclusive")
         vb.rdma = vf->rdma;

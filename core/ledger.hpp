@@ -26,6 +26,7 @@ struct Context {
   Inventory inventory;
   std::map<std::string, PoolConfig> pools;
   size_t max_tombstones = 256;  // released berths kept so a repeated release is answered
+  std::string node_name = {};   // this node's name: part of the GUIDs derived for its VFs
 };
 
 // ---- events: requests from callers, and outcomes of actions -------------------------------

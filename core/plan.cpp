@@ -20,6 +20,11 @@ std::vector<Step> attach_plan(const Berth& b, const Inventory& inv) {
     if (const Gpu* g = inv.gpu_by_pci(pci)) add_devices(g->devices);
   for (size_t i = 0; i < b.vfs.size(); ++i) {
     const auto& v = b.vfs[i];
+    // GUIDs before anything uses the VF; the RDMA device before its netdev.
+    if (!v.node_guid.empty())
+      if (const Vf* vf = inv.vf_by_pci(v.pci))
+        plan.push_back(
+            step::SetVfGuid{vf->pf_pci, vf->pci, vf->vf_index, v.node_guid, v.port_guid});
     if (!v.rdma.empty()) plan.push_back(step::MoveRdmaIn{v.rdma});
     plan.push_back(step::MoveLinkIn{v.netdev, v.ifname, v.pci});
     if (b.request.network.mtu) plan.push_back(step::SetMtu{v.ifname, b.request.network.mtu});

@@ -35,6 +35,10 @@ std::string describe(const Step& s) {
           [](const step::MoveLinkOut& x) {
             return "move link " + x.ifname + " back to the host as " + x.host_name;
           },
+          [](const step::SetVfGuid& x) {
+            return "set node GUID " + x.node_guid + " and port GUID " + x.port_guid + " of VF " +
+                   std::to_string(x.vf_index) + " on " + x.pf_pci;
+          },
           [](const step::MoveRdmaIn& x) {
             return "move RDMA device " + x.device + " into the container's network namespace";
           },
@@ -86,6 +90,12 @@ std::optional<Step> inverse(const Step& s, const std::string& undo) {
           [](const step::MoveRdmaIn& x) -> std::optional<Step> {
             return step::MoveRdmaOut{x.device};
           },
+          [&](const step::SetVfGuid& x) -> std::optional<Step> {
+            auto bar = undo.find('|');
+            if (bar == std::string::npos) return std::nullopt;
+            return step::SetVfGuid{x.pf_pci, x.vf_pci, x.vf_index, undo.substr(0, bar),
+                                   undo.substr(bar + 1)};
+          },
           [&](const step::SetMtu& x) -> std::optional<Step> {
             if (undo.empty()) return std::nullopt;
             return step::SetMtu{x.ifname, std::stoi(undo)};
@@ -136,6 +146,11 @@ nlohmann::json step_to_json(const Step& s) {
                              {"pci", x.pci}};
             if (!x.identity.empty()) j["identity"] = x.identity;
             return j;
+          },
+          [](const step::SetVfGuid& x) -> nlohmann::json {
+            return {{"op", "set_vf_guid"},      {"pf_pci", x.pf_pci},
+                    {"vf_pci", x.vf_pci},       {"vf_index", x.vf_index},
+                    {"node_guid", x.node_guid}, {"port_guid", x.port_guid}};
           },
           [](const step::MoveRdmaIn& x) -> nlohmann::json {
             return {{"op", "move_rdma_in"}, {"device", x.device}};
@@ -189,6 +204,9 @@ static Step step_from_json_unchecked(const nlohmann::json& j) {
   if (op == "move_link_in") return step::MoveLinkIn{str("host_name"), str("ifname"), pci};
   if (op == "move_link_out")
     return step::MoveLinkOut{str("ifname"), str("host_name"), pci, j.value("identity", "")};
+  if (op == "set_vf_guid")
+    return step::SetVfGuid{str("pf_pci"), str("vf_pci"), j.at("vf_index").get<int>(),
+                           str("node_guid"), str("port_guid")};
   if (op == "move_rdma_in") return step::MoveRdmaIn{str("device")};
   if (op == "move_rdma_out") return step::MoveRdmaOut{str("device")};
   if (op == "set_mtu") return step::SetMtu{str("ifname"), j.at("mtu").get<int>()};

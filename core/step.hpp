@@ -55,6 +55,15 @@ struct MoveLinkOut {
 // The VF's RDMA device into the container's network namespace (sent from the host's, before the
 // netdev moves: the move recreates the device's IPoIB netdevs where it lands) and back (sent from
 // the container's, while that namespace still lives).
+// An InfiniBand VF's GUIDs, set on its PF (two RTM_SETLINK messages, node then port); undo
+// "<node>|<port>", the GUIDs it had.
+struct SetVfGuid {
+  std::string pf_pci;
+  std::string vf_pci;
+  int vf_index = 0;
+  std::string node_guid;
+  std::string port_guid;
+};
 struct MoveRdmaIn {
   std::string device;
 };
@@ -91,10 +100,11 @@ struct LinkDown {
 };
 }  // namespace step
 
-using Step = std::variant<step::MakeNode, step::RemoveNode, step::AllowDevice, step::DenyDevice,
-                          step::SetCpuset, step::MoveLinkIn, step::MoveLinkOut, step::MoveRdmaIn,
-                          step::MoveRdmaOut, step::SetMtu, step::AddAddress, step::DelAddress,
-                          step::AddRoute, step::DelRoute, step::LinkUp, step::LinkDown>;
+using Step =
+    std::variant<step::MakeNode, step::RemoveNode, step::AllowDevice, step::DenyDevice,
+                 step::SetCpuset, step::SetVfGuid, step::MoveLinkIn, step::MoveLinkOut,
+                 step::MoveRdmaIn, step::MoveRdmaOut, step::SetMtu, step::AddAddress,
+                 step::DelAddress, step::AddRoute, step::DelRoute, step::LinkUp, step::LinkDown>;
 
 // A step that ran, with what it reported for its inverse.
 struct DoneStep {

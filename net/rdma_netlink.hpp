@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/expected.hpp"
+#include "core/guid.hpp"
 
 namespace berth::net {
 
@@ -50,12 +51,9 @@ Bytes set_guid(uint32_t seq, int pf_ifindex, uint32_t vf, uint64_t guid, bool po
 Bytes set_link_state(uint32_t seq, int pf_ifindex, uint32_t vf, uint32_t state);
 }  // namespace vf_msg
 
-// "xx:xx:xx:xx:xx:xx:xx:xx" (iproute2's form; the first byte is the most significant).
-std::optional<uint64_t> parse_guid(const std::string& text);
-std::string format_guid(uint64_t guid);
-// A GUID for a VF from things that do not change across reboots: the node's name, the PF's PCI
-// address, the VF index and node (0) or port (1). Never 0 or all-ones (invalid and "unset").
-uint64_t derive_guid(const std::string& node, const std::string& pf_pci, uint32_t vf, int which);
+// One request acknowledged by the kernel (NLM_F_ACK) on a `protocol` netlink socket of the
+// calling thread's namespace: success, or the kernel's error with `what`.
+Status netlink_request(int protocol, const Bytes& request, const std::string& what);
 
 // What attach needs of RDMA netlink. The real one is RdmaSocket; tests have a fake.
 class RdmaOps {

@@ -220,6 +220,7 @@ Expected<Discovery> discover(const Config& c) {
       v.numa = numa_of(dev);
       v.iommu_group = group_of(dev);
       v.mtu = read_int(dev / "net" / v.netdev / "mtu", 1500);
+      v.infiniband = read_line(dev / "net" / v.netdev / "type") == "32";  // ARPHRD_INFINIBAND
       // Its verbs node, its management nodes (umadN, issmN) where the driver has them, and the
       // shared connection manager node.
       for (const char* dir : {"infiniband_verbs", "infiniband_mad"})

@@ -4,6 +4,7 @@
 
 #include <cstring>
 
+#include "core/guid.hpp"
 #include "core/overloaded.hpp"
 
 namespace berth::agent {
@@ -147,6 +148,28 @@ StepOutcome HostActuator::move_link_out(net::LinkOps& l, const step::MoveLinkOut
   return out;
 }
 
+// Node GUID, then port GUID, as two messages (the kernel applies only the node GUID of a message
+// that carries both). A port GUID that fails puts the node GUID back.
+StepOutcome HostActuator::set_vf_guid(const step::SetVfGuid& s) {
+  auto previous = host_.links.vf_guids(s.vf_pci);
+  if (!previous) return failed(previous.error());
+  const auto bar = previous->find('|');
+  auto node = parse_guid(s.node_guid);
+  auto port = parse_guid(s.port_guid);
+  auto old_node = bar == std::string::npos ? std::nullopt : parse_guid(previous->substr(0, bar));
+  if (!node || !port || !old_node)
+    return failed(make_error(ErrorCode::internal, "a VF GUID is not of the form xx:xx:..:xx (" +
+                                                      s.node_guid + ", " + s.port_guid + ", " +
+                                                      *previous + ")"));
+  if (auto st = host_.links.set_vf_guid(s.pf_pci, s.vf_index, *node, false); !st)
+    return failed(st.error());
+  if (auto st = host_.links.set_vf_guid(s.pf_pci, s.vf_index, *port, true); !st) {
+    (void)host_.links.set_vf_guid(s.pf_pci, s.vf_index, *old_node, false);
+    return failed(st.error());
+  }
+  return done(*previous);
+}
+
 HostActuator::HostActuator(std::string cgroup_root, std::string sysfs_root)
     : real_(std::make_unique<RealHost>(std::move(cgroup_root), std::move(sysfs_root))),
       host_(real_->seams()),
@@ -254,6 +277,8 @@ StepOutcome HostActuator::run(const Step& step, const Target& target, bool rollb
     // A leftover retried after its berth let go of the container (no pid) is in the same case.
     if (rollback && (o.error().code == ErrorCode::target_not_found || target.pid <= 0)) {
       if (const auto* out = std::get_if<step::MoveLinkOut>(&step)) return recover_link(*out);
+      // GUIDs live on the PF, on the host: put back whether the container is there or not.
+      if (const auto* guid = std::get_if<step::SetVfGuid>(&step)) return set_vf_guid(*guid);
       // The kernel moves a namespace's RDMA devices back to the host's when it dies.
       if (const auto* rdma = std::get_if<step::MoveRdmaOut>(&step)) {
         StepOutcome out = done();
@@ -317,6 +342,7 @@ StepOutcome HostActuator::run(const Step& step, const Target& target, bool rollb
           [&](const step::MoveLinkOut& s) {
             return in_container([&](net::LinkOps& l) { return move_link_out(l, s); });
           },
+          [&](const step::SetVfGuid& s) { return set_vf_guid(s); },
           [&](const step::MoveRdmaIn& s) {
             auto there = host_.rdma.present(s.device, c.handle.netns.get());
             if (there && *there) return done();

@@ -40,6 +40,7 @@ class HostActuator : public Actuator {
 
   // Undoing a move out of a container that has exited.
   StepOutcome recover_link(const step::MoveLinkOut& s);
+  StepOutcome set_vf_guid(const step::SetVfGuid& s);
   StepOutcome move_link_out(net::LinkOps& in_container, const step::MoveLinkOut& s);
   StepOutcome allow_device(const CgroupPaths& cg, const step::AllowDevice& s);
   StepOutcome deny_device(const CgroupPaths& cg, const step::DenyDevice& s);

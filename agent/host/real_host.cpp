@@ -1,12 +1,15 @@
 #include "agent/host/real_host.hpp"
 
 #include <fcntl.h>
+#include <linux/netlink.h>
+#include <net/if.h>
 #include <sched.h>
 
 #include <cerrno>
 #include <cstring>
 
 #include <filesystem>
+#include <fstream>
 
 #include "agent/host/device_nodes.hpp"
 #include "net/rdma_netlink.hpp"
@@ -86,6 +89,51 @@ Expected<bool> RealRdmaSeam::present(const std::string& device, int netns_fd) {
       if (d.name == device) return true;
     return false;
   });
+}
+
+Expected<std::string> RealLinkSeam::vf_guids(const std::string& vf_pci) {
+  const std::string unset = "ff:ff:ff:ff:ff:ff:ff:ff";
+  const fs::path dev = fs::path(sysfs_root_) / "bus/pci/devices" / vf_pci;
+  auto first_line = [](const fs::path& p) {
+    std::ifstream in(p);
+    std::string line;
+    std::getline(in, line);
+    return line;
+  };
+  // The node GUID as its RDMA device shows it ("0011:2233:4455:6677").
+  std::string node = unset;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dev / "infiniband", ec)) {
+    std::string g = first_line(e.path() / "node_guid");
+    std::string hex;
+    for (char ch : g)
+      if (ch != ':') hex += ch;
+    if (hex.size() == 16) {
+      node.clear();
+      for (size_t i = 0; i < 16; i += 2) node += (i ? ":" : "") + hex.substr(i, 2);
+    }
+    break;
+  }
+  // The port GUID: the last 8 bytes of the IPoIB netdev's 20-byte hardware address.
+  std::string port = unset;
+  for (const auto& e : fs::directory_iterator(dev / "net", ec)) {
+    std::string addr = first_line(e.path() / "address");
+    if (addr.size() == 59) port = addr.substr(36);
+    break;
+  }
+  return node + "|" + port;
+}
+
+Status RealLinkSeam::set_vf_guid(const std::string& pf_pci, int vf, uint64_t guid, bool port) {
+  const auto names = links_of(pf_pci);
+  const unsigned index = names.empty() ? 0 : ::if_nametoindex(names.front().c_str());
+  if (index == 0)
+    return make_error(ErrorCode::internal, "the PF " + pf_pci + " has no netdev on the host");
+  return net::netlink_request(
+      NETLINK_ROUTE,
+      net::vf_msg::set_guid(1, static_cast<int>(index), static_cast<uint32_t>(vf), guid, port),
+      std::string("setting the ") + (port ? "port" : "node") + " GUID of VF " + std::to_string(vf) +
+          " on " + names.front());
 }
 
 Expected<bool> RealDeviceNodeSeam::make(int root_fd, const CharDevice& dev) {

@@ -15,6 +15,8 @@ class RealLinkSeam : public LinkSeam {
   Expected<std::unique_ptr<net::LinkOps>> in(int netns_fd) override;
   std::string pci_of(const std::string& name) override;
   std::vector<std::string> links_of(const std::string& pci) override;
+  Expected<std::string> vf_guids(const std::string& vf_pci) override;
+  Status set_vf_guid(const std::string& pf_pci, int vf, uint64_t guid, bool port) override;
 
  private:
   std::string sysfs_root_;

@@ -26,6 +26,11 @@ class LinkSeam {
   virtual std::string pci_of(const std::string& name) = 0;
   // The names sysfs lists for PCI device `pci` (bus/pci/devices/<pci>/net/).
   virtual std::vector<std::string> links_of(const std::string& pci) = 0;
+  // An InfiniBand VF's node and port GUIDs now, "<node>|<port>"; all-ones ("unset") where the
+  // host does not say.
+  virtual Expected<std::string> vf_guids(const std::string& vf_pci) = 0;
+  // One GUID of VF `vf` on the PF at `pf_pci`: one RTM_SETLINK message, node or port.
+  virtual Status set_vf_guid(const std::string& pf_pci, int vf, uint64_t guid, bool port) = 0;
 };
 
 // A container's cgroups: v1 devices and cpuset (relative to their controllers' mounts), and v2

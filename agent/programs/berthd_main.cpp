@@ -1,5 +1,6 @@
 // berthd: the node agent. One thread, one io_context; see agent/engine.hpp for the loop.
 #include <grp.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
@@ -218,6 +219,10 @@ int run(const std::string& path, bool recover) {
   berth::Context ctx;
   ctx.inventory = p->discovery.inventory;
   ctx.pools = config.pools;
+  {
+    char host[256] = {};
+    if (::gethostname(host, sizeof host - 1) == 0) ctx.node_name = host;
+  }
 
   // Declared before the io_context: coroutine frames of event-stream readers, destroyed with the
   // io_context, unsubscribe from it.

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "agent/host/seams.hpp"
+#include "core/guid.hpp"
 
 namespace berth::testing {
 
@@ -119,6 +120,20 @@ class FakeLinkSeam : public agent::LinkSeam {
   }
   std::string pci_of(const std::string& n) override {
     return host_ns.count(n) ? host_ns[n].pci : std::string();
+  }
+  // VF PCI -> "<node>|<port>"; the calls, in order, as "<pf> vf <n> node|port <guid>".
+  std::map<std::string, std::string> guids;
+  std::vector<std::string> guid_calls;
+  bool fail_port_guid = false;
+  Expected<std::string> vf_guids(const std::string& vf_pci) override {
+    return guids.count(vf_pci) ? guids[vf_pci]
+                               : std::string("ff:ff:ff:ff:ff:ff:ff:ff|ff:ff:ff:ff:ff:ff:ff:ff");
+  }
+  Status set_vf_guid(const std::string& pf, int vf, uint64_t guid, bool port) override {
+    if (port && fail_port_guid) return make_error(ErrorCode::internal, "injected");
+    guid_calls.push_back(pf + " vf " + std::to_string(vf) + (port ? " port " : " node ") +
+                         format_guid(guid));
+    return ok_status();
   }
   std::vector<std::string> links_of(const std::string& pci) override {
     std::vector<std::string> out;

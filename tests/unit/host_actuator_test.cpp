@@ -319,3 +319,40 @@ TEST(HostActuator, UndoAfterTheAttachedProcessExitedGoesThroughAnotherProcessOfI
 
 }  // namespace
 }  // namespace berth::agent
+
+namespace berth::agent {
+namespace {
+
+TEST(HostActuator, VfGuidsGoInTwoMessagesNodeFirstAndAFailedPortPutsTheNodeBack) {
+  testing::FakeHost host;
+  host.containers.add(42);
+  host.links.guids["0000:1a:00.3"] = "00:00:00:00:00:00:00:aa|00:00:00:00:00:00:00:bb";
+  HostActuator a(host.seams());
+  const step::SetVfGuid set{"0000:1a:00.0", "0000:1a:00.3", 2, "02:00:00:00:00:00:00:01",
+                            "02:00:00:00:00:00:00:02"};
+  auto out = a.run(set, target(42), false);
+  ASSERT_TRUE(out.ok) << out.error;
+  EXPECT_EQ(out.undo, "00:00:00:00:00:00:00:aa|00:00:00:00:00:00:00:bb");
+  EXPECT_EQ(host.links.guid_calls,
+            (std::vector<std::string>{"0000:1a:00.0 vf 2 node 02:00:00:00:00:00:00:01",
+                                      "0000:1a:00.0 vf 2 port 02:00:00:00:00:00:00:02"}));
+  // Put back even after the container exited: the GUIDs live on the PF.
+  host.links.guid_calls.clear();
+  host.containers.containers[42].alive = false;
+  a.idle();
+  ASSERT_TRUE(a.run(*inverse(set, out.undo), target(42), true).ok);
+  EXPECT_EQ(host.links.guid_calls[0], "0000:1a:00.0 vf 2 node 00:00:00:00:00:00:00:aa");
+  EXPECT_EQ(host.links.guid_calls[1], "0000:1a:00.0 vf 2 port 00:00:00:00:00:00:00:bb");
+
+  host.links.guid_calls.clear();
+  host.links.fail_port_guid = true;
+  host.containers.containers[42].alive = true;
+  auto failed = a.run(set, target(42), false);
+  EXPECT_FALSE(failed.ok);
+  EXPECT_EQ(host.links.guid_calls,
+            (std::vector<std::string>{"0000:1a:00.0 vf 2 node 02:00:00:00:00:00:00:01",
+                                      "0000:1a:00.0 vf 2 node 00:00:00:00:00:00:00:aa"}));
+}
+
+}  // namespace
+}  // namespace berth::agent

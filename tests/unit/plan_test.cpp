@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/guid.hpp"
 #include "core/ledger.hpp"
 #include "core/plan.hpp"
 #include "tests/fakes/inventories.hpp"
@@ -99,6 +100,48 @@ TEST(Plan, RdmaDevicesMoveBeforeTheirNetdevInExclusiveModeOnly) {
       ASSERT_TRUE(again);
       EXPECT_EQ(again->vfs[0].rdma, b.vfs[0].rdma);
     }
+}
+
+}  // namespace berth
+
+namespace berth {
+
+// An InfiniBand VF gets GUIDs derived from the node, PF and VF (the same VF, the same GUIDs),
+// set before anything else touches the VF, and the ones it had put back on detach.
+TEST(Plan, InfinibandVfsGetDerivedGuidsFirstAndTheirOldOnesBack) {
+  Context ctx;
+  ctx.inventory = testing::two_socket(4);
+  for (auto& vf : ctx.inventory.vfs) vf.infiniband = vf.numa == 0;
+  ctx.node_name = "gpu01";
+  testing::LedgerDriver d(ctx);
+  BerthRequest r;
+  r.vf_count = 1;
+  ASSERT_FALSE(d.one(event::Create{1, "slurm/1", r}));
+  const Berth& b = d.ledger.berths.at("slurm/1");
+  const Vf* vf = ctx.inventory.vf_by_pci(b.vfs[0].pci);
+  ASSERT_TRUE(vf && vf->infiniband);
+  EXPECT_EQ(b.vfs[0].node_guid,
+            format_guid(derive_guid("gpu01", vf->pf_pci, static_cast<uint32_t>(vf->vf_index), 0)));
+  EXPECT_NE(b.vfs[0].node_guid, b.vfs[0].port_guid);
+  auto plan = attach_plan(b, ctx.inventory);
+  ASSERT_TRUE(std::holds_alternative<step::SetVfGuid>(plan[0]));
+  const auto& set = std::get<step::SetVfGuid>(plan[0]);
+  EXPECT_EQ(set.pf_pci, vf->pf_pci);
+  EXPECT_EQ(set.vf_index, vf->vf_index);
+  auto back = inverse(plan[0], "00:00:00:00:00:00:00:01|00:00:00:00:00:00:00:02");
+  ASSERT_TRUE(back);
+  EXPECT_EQ(std::get<step::SetVfGuid>(*back).node_guid, "00:00:00:00:00:00:00:01");
+  EXPECT_EQ(std::get<step::SetVfGuid>(*back).port_guid, "00:00:00:00:00:00:00:02");
+  auto json_back = step_from_json(step_to_json(*back));
+  ASSERT_TRUE(json_back);
+  EXPECT_EQ(describe(*json_back), describe(*back));
+  // Ethernet (RoCE) VFs take no GUIDs.
+  for (auto& vf2 : ctx.inventory.vfs) vf2.infiniband = false;
+  testing::LedgerDriver d3(ctx);
+  ASSERT_FALSE(d3.one(event::Create{1, "slurm/2", r}));
+  EXPECT_TRUE(d3.ledger.berths.at("slurm/2").vfs[0].node_guid.empty());
+  EXPECT_FALSE(std::holds_alternative<step::SetVfGuid>(
+      attach_plan(d3.ledger.berths.at("slurm/2"), ctx.inventory)[0]));
 }
 
 }  // namespace berth
