@@ -336,7 +336,10 @@ StepOutcome HostActuator::run(const Step& step, const Target& target, bool rollb
             // What the link is once inside: detach finds it by this, not by its name.
             return in_container([&](net::LinkOps& l) {
               auto id = l.identity(s.ifname);
-              return id ? done(id->to_string()) : failed(id.error());
+              if (id) return done(id->to_string());
+              // A failed step is not undone by the rollback: the move is taken back here.
+              (void)l.move_to(s.ifname, host_netns_.get(), s.host_name);
+              return failed(id.error());
             });
           },
           [&](const step::MoveLinkOut& s) {

@@ -14,6 +14,18 @@
 
 namespace berth::testing {
 
+// Fault injection across every fake: the k-th call of an OS operation fails (0: none).
+struct Faults {
+  int fail_at = 0;
+  int calls = 0;
+  bool hit() { return ++calls == fail_at; }
+};
+inline Error injected_fault(const std::string& what) {
+  return make_error(ErrorCode::internal, "injected failure of " + what);
+}
+#define BERTH_FAULT(what) \
+  if (faults && faults->hit()) return injected_fault(what)
+
 struct FakeLink {
   std::string pci;
   bool up = false;
@@ -27,10 +39,12 @@ using FakeNetns = std::map<std::string, FakeLink>;  // by name
 class FakeLinkOps : public net::LinkOps {
  public:
   // A namespace fd the fake does not know is the host's (the actuator opens its own).
-  FakeLinkOps(FakeNetns& ns, std::map<int, FakeNetns*>& by_fd, FakeNetns& host)
-      : ns_(ns), by_fd_(by_fd), host_(host) {}
+  FakeLinkOps(FakeNetns& ns, std::map<int, FakeNetns*>& by_fd, FakeNetns& host, Faults* f = nullptr)
+      : faults(f), ns_(ns), by_fd_(by_fd), host_(host) {}
+  Faults* faults;
   bool exists(const std::string& n) override { return ns_.count(n) > 0; }
   Expected<net::LinkIdentity> identity(const std::string& n) override {
+    BERTH_FAULT("identity " + n);
     if (!ns_.count(n)) return missing(n);
     auto& l = ns_[n];
     if (l.ifindex == 0) l.ifindex = static_cast<int>(std::hash<std::string>{}(n) % 1000) + 10;
@@ -47,6 +61,7 @@ class FakeLinkOps : public net::LinkOps {
     return move_to(*n, fd, to);
   }
   Status move_to(const std::string& n, int fd, const std::string& to) override {
+    BERTH_FAULT("move_to " + n);
     if (!ns_.count(n)) return missing(n);
     FakeNetns& there = by_fd_.count(fd) ? *by_fd_[fd] : host_;
     if (there.count(to)) return make_error(ErrorCode::conflict, to + " exists there");
@@ -55,6 +70,7 @@ class FakeLinkOps : public net::LinkOps {
     return ok_status();
   }
   Status rename(const std::string& n, const std::string& to) override {
+    BERTH_FAULT("rename " + n);
     if (!ns_.count(n)) return missing(n);
     if (ns_.count(to)) return make_error(ErrorCode::conflict, to + " exists");
     ns_[to] = ns_[n];
@@ -62,6 +78,7 @@ class FakeLinkOps : public net::LinkOps {
     return ok_status();
   }
   Status flush_addresses(const std::string& n) override {
+    BERTH_FAULT("flush_addresses " + n);
     if (!ns_.count(n)) return missing(n);
     ns_[n].addresses.clear();
     return ok_status();
@@ -71,21 +88,25 @@ class FakeLinkOps : public net::LinkOps {
     return ns_[n].mtu;
   }
   Status set_mtu(const std::string& n, int m) override {
+    BERTH_FAULT("set_mtu " + n);
     if (!ns_.count(n)) return missing(n);
     ns_[n].mtu = m;
     return ok_status();
   }
   Status set_up(const std::string& n, bool up) override {
+    BERTH_FAULT("set_up " + n);
     if (!ns_.count(n)) return missing(n);
     ns_[n].up = up;
     return ok_status();
   }
   Status add_address(const std::string& n, const std::string& c) override {
+    BERTH_FAULT("add_address " + n);
     if (!ns_.count(n)) return missing(n);
     ns_[n].addresses.insert(c);
     return ok_status();
   }
   Status del_address(const std::string& n, const std::string& c) override {
+    BERTH_FAULT("del_address " + n);
     if (ns_.count(n)) ns_[n].addresses.erase(c);
     return ok_status();
   }
@@ -109,14 +130,15 @@ class FakeLinkOps : public net::LinkOps {
 // handle carries.
 class FakeLinkSeam : public agent::LinkSeam {
  public:
+  Faults* faults = nullptr;
   FakeNetns host_ns;
   std::map<int, FakeNetns*> by_fd;
   Expected<std::unique_ptr<net::LinkOps>> host() override {
-    return std::unique_ptr<net::LinkOps>(new FakeLinkOps(host_ns, by_fd, host_ns));
+    return std::unique_ptr<net::LinkOps>(new FakeLinkOps(host_ns, by_fd, host_ns, faults));
   }
   Expected<std::unique_ptr<net::LinkOps>> in(int fd) override {
     if (!by_fd.count(fd)) return make_error(ErrorCode::internal, "no such namespace");
-    return std::unique_ptr<net::LinkOps>(new FakeLinkOps(*by_fd[fd], by_fd, host_ns));
+    return std::unique_ptr<net::LinkOps>(new FakeLinkOps(*by_fd[fd], by_fd, host_ns, faults));
   }
   std::string pci_of(const std::string& n) override {
     return host_ns.count(n) ? host_ns[n].pci : std::string();
@@ -124,6 +146,7 @@ class FakeLinkSeam : public agent::LinkSeam {
   // VF PCI -> "<node>|<port>"; the calls, in order, as "<pf> vf <n> node|port <guid>".
   std::map<std::string, std::string> guids;
   std::vector<std::string> guid_calls;
+  std::map<std::string, std::string> guid_state;  // "<pf>#<vf>" -> "<node>|<port>"
   bool fail_port_guid = false;
   Expected<std::string> vf_guids(const std::string& vf_pci) override {
     return guids.count(vf_pci) ? guids[vf_pci]
@@ -131,6 +154,13 @@ class FakeLinkSeam : public agent::LinkSeam {
   }
   Status set_vf_guid(const std::string& pf, int vf, uint64_t guid, bool port) override {
     if (port && fail_port_guid) return make_error(ErrorCode::internal, "injected");
+    BERTH_FAULT("set_vf_guid");
+    // The VF of `pf` with index `vf` is found by the calls' order only; the state kept is per PF
+    // and index.
+    auto& g = guid_state[pf + "#" + std::to_string(vf)];
+    if (g.empty()) g = "ff:ff:ff:ff:ff:ff:ff:ff|ff:ff:ff:ff:ff:ff:ff:ff";
+    const auto bar = g.find('|');
+    g = port ? g.substr(0, bar) + "|" + format_guid(guid) : format_guid(guid) + g.substr(bar);
     guid_calls.push_back(pf + " vf " + std::to_string(vf) + (port ? " port " : " node ") +
                          format_guid(guid));
     return ok_status();
@@ -145,19 +175,23 @@ class FakeLinkSeam : public agent::LinkSeam {
 
 class FakeCgroupSeam : public agent::CgroupSeam {
  public:
+  Faults* faults = nullptr;
   std::map<std::string, std::set<std::string>> rules;  // cgroup -> "c M:m"
   std::map<std::string, std::string> cpusets;          // cgroup -> "cpus|mems"
   Expected<bool> allow_device(const std::string& cg, unsigned ma, unsigned mi) override {
+    BERTH_FAULT("allow_device");
     if (fail.erase("allow_device")) return make_error(ErrorCode::internal, "injected");
     return !rules[cg].insert("c " + std::to_string(ma) + ":" + std::to_string(mi)).second;
   }
   Status deny_device(const std::string& cg, unsigned ma, unsigned mi) override {
+    BERTH_FAULT("deny_device");
     if (!rules.count(cg)) return make_error(ErrorCode::internal, "no cgroup " + cg);
     rules[cg].erase("c " + std::to_string(ma) + ":" + std::to_string(mi));
     return ok_status();
   }
   Expected<std::string> set_cpuset(const std::string& cg, const std::string& cpus,
                                    const std::string& mems) override {
+    BERTH_FAULT("set_cpuset");
     std::string previous = cpusets.count(cg) ? cpusets[cg] : "0-3|0";
     cpusets[cg] = cpus + "|" + mems;
     return previous;
@@ -175,6 +209,7 @@ class FakeCgroupSeam : public agent::CgroupSeam {
   std::map<std::string, std::string> cpusets_v2;
   Expected<agent::ProgramChange> allow_program(const std::string& cg, unsigned ma,
                                                unsigned mi) override {
+    BERTH_FAULT("allow_program");
     if (fail.erase("allow_program")) return make_error(ErrorCode::internal, "injected");
     if (!programs.count(cg)) return agent::ProgramChange{};
     const std::string dev = "c " + std::to_string(ma) + ":" + std::to_string(mi);
@@ -185,6 +220,7 @@ class FakeCgroupSeam : public agent::CgroupSeam {
   }
   Expected<agent::ProgramChange> deny_program(const std::string& cg, unsigned ma,
                                               unsigned mi) override {
+    BERTH_FAULT("deny_program");
     if (fail.erase("deny_program")) return make_error(ErrorCode::internal, "injected");
     if (!programs.count(cg)) return agent::ProgramChange{};
     const bool had = programs[cg].erase("c " + std::to_string(ma) + ":" + std::to_string(mi));
@@ -193,6 +229,7 @@ class FakeCgroupSeam : public agent::CgroupSeam {
   std::vector<std::string> holders(const std::string&, unsigned, unsigned) override { return {}; }
   Expected<std::string> set_cpuset_v2(const std::string& cg, const std::string& cpus,
                                       const std::string& mems) override {
+    BERTH_FAULT("set_cpuset_v2");
     if (!programs.count(cg)) return make_error(ErrorCode::internal, "no cgroup " + cg);
     std::string previous = cpusets_v2.count(cg) ? cpusets_v2[cg] : "|";
     cpusets_v2[cg] = cpus + "|" + mems;
@@ -202,9 +239,14 @@ class FakeCgroupSeam : public agent::CgroupSeam {
 
 class FakeDeviceNodeSeam : public agent::DeviceNodeSeam {
  public:
+  Faults* faults = nullptr;
   std::set<std::string> nodes;
-  Expected<bool> make(int, const CharDevice& d) override { return !nodes.insert(d.path).second; }
+  Expected<bool> make(int, const CharDevice& d) override {
+    BERTH_FAULT("make node " + d.path);
+    return !nodes.insert(d.path).second;
+  }
   Status remove(int, const CharDevice& d) override {
+    BERTH_FAULT("remove node " + d.path);
     nodes.erase(d.path);
     return ok_status();
   }
@@ -264,9 +306,11 @@ class FakeContainerSeam : public agent::ContainerSeam {
 // RDMA devices by the namespace (fd, -1 for the host) they are in.
 class FakeRdmaSeam : public agent::RdmaSeam {
  public:
+  Faults* faults = nullptr;
   std::map<std::string, int> where;  // device -> netns fd
   std::set<std::string> fail;        // devices whose next move fails
   Status move(const std::string& d, int from, int to) override {
+    BERTH_FAULT("move RDMA device " + d);
     if (fail.erase(d)) return make_error(ErrorCode::internal, "injected");
     auto it = where.find(d);
     if (it == where.end() || !same_ns(it->second, from))
@@ -285,6 +329,7 @@ class FakeRdmaSeam : public agent::RdmaSeam {
 
 struct FakeHost {
   FakeHost() {
+    links.faults = cgroups.faults = nodes.faults = rdma.faults = &faults;
     rdma.same_ns = [this](int a, int b) {
       if (a == b) return true;
       auto ia = links.by_fd.find(a);
@@ -294,6 +339,7 @@ struct FakeHost {
   }
   FakeHost(const FakeHost&) = delete;
   FakeHost& operator=(const FakeHost&) = delete;
+  Faults faults;
   FakeLinkSeam links;
   FakeCgroupSeam cgroups;
   FakeDeviceNodeSeam nodes;
