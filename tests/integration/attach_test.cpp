@@ -3,6 +3,9 @@
 // pure v2 mode with its own device program). The engine runs in-process with the host actuator.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstdlib>
+
 #include <boost/asio/io_context.hpp>
 #include <nlohmann/json.hpp>
 
@@ -217,6 +220,69 @@ TEST_P(AttachTest, ASymlinkPlantedInTheContainerDevIsNotFollowed) {
                                       CharDevice{"/dev/nvidia-caps/nvidia-cap1", 10, 229});
   EXPECT_FALSE(made);
   EXPECT_FALSE(std::filesystem::exists("/etc/nvidia-cap1"));
+}
+
+// The container swaps /dev/nvidia-caps, /dev/infiniband and the node paths for symlinks to host
+// paths (and back) in a loop, while berth attaches and detaches a GPU whose device set has nodes
+// in both directories: nothing is created or changed on the host outside the container, and
+// every failed attach is rolled back. BERTH_SWAP_CYCLES sets the number of cycles (default 150;
+// scripts/soak-symlink-swap.sh runs 2,000).
+TEST_P(AttachTest, SymlinkSwapsDuringAttachNeverReachTheHost) {
+  int cycles = 150;
+  if (const char* n = std::getenv("BERTH_SWAP_CYCLES")) cycles = std::max(1, std::atoi(n));
+  const std::string canary = "/tmp/berth-swap-canary-" + std::to_string(::getpid());
+  sh("rm -rf " + canary + " && mkdir -p " + canary);
+  for (auto& g : ctx_.inventory.gpus)
+    if (g.index == 0) {
+      g.devices.push_back({"/dev/nvidia-caps/nvidia-cap1", 1, 7});  // /dev/full
+      g.devices.push_back({"/dev/infiniband/uverbs0", 1, 9});       // /dev/urandom
+    }
+  const std::string host_before =
+      sh("ls -la /dev /etc /tmp | grep -v berth-; cat /proc/self/mountinfo | wc -l").out;
+  const std::string rules_before = container_->device_rules();
+  auto loop = container_->runc(
+      "exec -d " + container_->id() +
+      " sh -c 'while :; do "
+      "rm -rf /dev/nvidia-caps /dev/infiniband /dev/nvidia0; "
+      "ln -s " +
+      canary + " /dev/nvidia-caps; ln -s " + canary +
+      " /dev/infiniband; "
+      "ln -s " +
+      canary +
+      "/nvidia0 /dev/nvidia0; "
+      "rm -f /dev/nvidia-caps /dev/infiniband /dev/nvidia0; "
+      "mkdir -p /dev/nvidia-caps /dev/infiniband; done' </dev/null >/dev/null 2>&1");
+  ASSERT_EQ(loop.rc, 0) << loop.out;
+
+  agent::Engine engine(io_, ctx_, {}, host_, nullptr);
+  BerthRequest r;
+  r.gpu_count = 1;
+  r.gpu_ids = {"0"};
+  ASSERT_FALSE(testing::call(io_, engine, event::Create{0, "manual/swap", r}).first);
+  int attached = 0, refused = 0;
+  for (int i = 0; i < cycles; ++i) {
+    auto [ae, av] = testing::call(io_, engine, event::Attach{0, "manual/swap", target()});
+    if (ae) {
+      ++refused;
+      ASSERT_EQ(av["state"], "failed") << ae->message;
+      ASSERT_NE(ae->message.find("rolled back"), std::string::npos) << ae->message;
+      ASSERT_EQ(ae->message.find("left on the host"), std::string::npos) << ae->message;
+      // A failed berth is released and made again, as a caller retrying would.
+      testing::call(io_, engine, event::Release{0, "manual/swap"});
+      ASSERT_FALSE(testing::call(io_, engine, event::Create{0, "manual/swap", r}).first);
+      continue;
+    }
+    ++attached;
+    auto [de, dv] = testing::call(io_, engine, event::Detach{0, "manual/swap"});
+    ASSERT_FALSE(de) << de->message;
+  }
+  sh("pkill -9 -f \"while :; do rm -rf /dev/nvidia-caps\"");
+  std::printf("symlink swap: %d cycles, %d attached, %d refused\n", cycles, attached, refused);
+  EXPECT_EQ(sh("ls -A " + canary).out, "") << "nothing may be created through a planted link";
+  EXPECT_EQ(sh("ls -la /dev /etc /tmp | grep -v berth-; cat /proc/self/mountinfo | wc -l").out,
+            host_before);
+  EXPECT_EQ(container_->device_rules(), rules_before) << "every rule berth added was taken back";
+  sh("rm -rf " + canary);
 }
 
 // A user's own "container": `unshare -Urnm` and a chroot into a directory the user owns passes the
