@@ -79,4 +79,23 @@ Status remove_device_node(int root_fd, const CharDevice& dev) {
   return ok_status();
 }
 
+std::vector<std::string> ensure_char_links(const std::string& dev_root,
+                                           const std::vector<CharDevice>& devices) {
+  std::vector<std::string> made;
+  UniqueFd dev(::open(dev_root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!dev) return made;
+  if (::mkdirat(dev.get(), "char", 0755) != 0 && errno != EEXIST) return made;
+  UniqueFd dir = open_beneath(dev.get(), "char", O_PATH | O_DIRECTORY);
+  if (!dir) return made;
+  for (const auto& d : devices) {
+    if (d.path.rfind("/dev/", 0) != 0) continue;
+    const std::string name = std::to_string(d.major) + ":" + std::to_string(d.minor);
+    struct stat st {};
+    if (::fstatat(dir.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) continue;
+    if (::symlinkat(("../" + d.path.substr(5)).c_str(), dir.get(), name.c_str()) == 0)
+      made.push_back(dev_root + "/char/" + name);
+  }
+  return made;
+}
+
 }  // namespace berth::agent

@@ -1,5 +1,8 @@
 #pragma once
 // Character device nodes inside a container's /dev, reached only through the container's root fd.
+#include <string>
+#include <vector>
+
 #include "core/expected.hpp"
 #include "core/inventory.hpp"
 
@@ -10,5 +13,12 @@ namespace berth::agent {
 Expected<bool> make_device_node(int root_fd, const CharDevice& dev);
 // Removes dev.path if it is still that device; anything else at that path is left alone.
 Status remove_device_node(int root_fd, const CharDevice& dev);
+
+// The host's /dev/char/M:m links for `devices` under `dev_root` ("/dev"), made where missing
+// (udev makes them for the nodes it creates; nvidia-modprobe's nodes have none, and runtimes
+// and systemd name devices by these paths). Returns the links made; existing entries are never
+// changed.
+std::vector<std::string> ensure_char_links(const std::string& dev_root,
+                                           const std::vector<CharDevice>& devices);
 
 }  // namespace berth::agent

@@ -33,6 +33,7 @@
 #include "agent/app/usage_view.hpp"
 #include "agent/app/worker.hpp"
 #include "agent/host/container.hpp"
+#include "agent/host/device_nodes.hpp"
 #include "agent/host/discovery.hpp"
 #include "agent/host/exit_watcher.hpp"
 #include "agent/host/host_actuator.hpp"
@@ -219,6 +220,15 @@ int run(const std::string& path, bool recover) {
   berth::Context ctx;
   ctx.inventory = p->discovery.inventory;
   ctx.pools = config.pools;
+  if (config.dev_root == "/dev") {
+    std::vector<berth::CharDevice> nodes;
+    for (const auto& g : ctx.inventory.gpus)
+      nodes.insert(nodes.end(), g.devices.begin(), g.devices.end());
+    for (const auto& v : ctx.inventory.vfs)
+      nodes.insert(nodes.end(), v.devices.begin(), v.devices.end());
+    for (const auto& link : berth::agent::ensure_char_links("/dev", nodes))
+      spdlog::info("BERTH_CHAR_LINK made {} for a device node udev did not announce", link);
+  }
   {
     char host[256] = {};
     if (::gethostname(host, sizeof host - 1) == 0) ctx.node_name = host;

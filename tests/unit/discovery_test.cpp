@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include "agent/host/device_nodes.hpp"
 #include "agent/host/discovery.hpp"
 
 #include <unistd.h>
@@ -146,6 +147,31 @@ TEST(Discovery, DeviceSetsOfGpusAndInfinibandVfsAndTheRdmaNetnsMode) {
                                       "/dev/infiniband/umad3", "/dev/infiniband/rdma_cm"}));
   EXPECT_EQ(d->inventory.rdma_netns, "exclusive");
   EXPECT_TRUE(d->inventory.vf_by_pci("0000:1a:00.2")->devices.empty());
+}
+
+}  // namespace
+}  // namespace berth::agent
+
+namespace berth::agent {
+namespace {
+
+TEST(CharLinks, MissingDevCharLinksAreMadeAndExistingEntriesKept) {
+  namespace fs = std::filesystem;
+  const fs::path dev = fs::temp_directory_path() / ("berth-devchar-" + std::to_string(::getpid()));
+  fs::remove_all(dev);
+  fs::create_directories(dev / "char");
+  fs::create_symlink("../somewhere-else", dev / "char/195:255");  // someone else's: kept
+  const std::vector<CharDevice> nodes{{"/dev/nvidia0", 195, 0},
+                                      {"/dev/nvidiactl", 195, 255},
+                                      {"/dev/nvidia-caps/nvidia-cap1", 237, 1}};
+  auto made = ensure_char_links(dev.string(), nodes);
+  EXPECT_EQ(made,
+            (std::vector<std::string>{dev.string() + "/char/195:0", dev.string() + "/char/237:1"}));
+  EXPECT_EQ(fs::read_symlink(dev / "char/195:0"), "../nvidia0");
+  EXPECT_EQ(fs::read_symlink(dev / "char/237:1"), "../nvidia-caps/nvidia-cap1");
+  EXPECT_EQ(fs::read_symlink(dev / "char/195:255"), "../somewhere-else");
+  EXPECT_TRUE(ensure_char_links(dev.string(), nodes).empty()) << "made once";
+  fs::remove_all(dev);
 }
 
 }  // namespace
