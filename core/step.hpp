@@ -55,7 +55,8 @@ struct MoveLinkOut {
 // The VF's RDMA device into the container's network namespace (sent from the host's, before the
 // netdev moves: the move recreates the device's IPoIB netdevs where it lands) and back (sent from
 // the container's, while that namespace still lives).
-// An InfiniBand VF's GUIDs, set on its PF (two RTM_SETLINK messages, node then port); undo
+// An InfiniBand VF's GUIDs, set on its PF (two RTM_SETLINK messages, node then port), then its
+// link state (IFLA_VF_LINK_STATE: 1 enable at attach, 0 auto when put back); undo
 // "<node>|<port>", the GUIDs it had.
 struct SetVfGuid {
   std::string pf_pci;
@@ -63,6 +64,7 @@ struct SetVfGuid {
   int vf_index = 0;
   std::string node_guid;
   std::string port_guid;
+  int link_state = 1;
 };
 struct MoveRdmaIn {
   std::string device;

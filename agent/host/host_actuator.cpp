@@ -167,6 +167,12 @@ StepOutcome HostActuator::set_vf_guid(const step::SetVfGuid& s) {
     (void)host_.links.set_vf_guid(s.pf_pci, s.vf_index, *old_node, false);
     return failed(st.error());
   }
+  if (auto st = host_.links.set_vf_link_state(s.pf_pci, s.vf_index, s.link_state); !st) {
+    const auto old_port = parse_guid(previous->substr(bar + 1));
+    if (old_port) (void)host_.links.set_vf_guid(s.pf_pci, s.vf_index, *old_port, true);
+    (void)host_.links.set_vf_guid(s.pf_pci, s.vf_index, *old_node, false);
+    return failed(st.error());
+  }
   return done(*previous);
 }
 

@@ -136,6 +136,18 @@ Status RealLinkSeam::set_vf_guid(const std::string& pf_pci, int vf, uint64_t gui
           " on " + names.front());
 }
 
+Status RealLinkSeam::set_vf_link_state(const std::string& pf_pci, int vf, int state) {
+  const auto names = links_of(pf_pci);
+  const unsigned index = names.empty() ? 0 : ::if_nametoindex(names.front().c_str());
+  if (index == 0)
+    return make_error(ErrorCode::internal, "the PF " + pf_pci + " has no netdev on the host");
+  return net::netlink_request(
+      NETLINK_ROUTE,
+      net::vf_msg::set_link_state(1, static_cast<int>(index), static_cast<uint32_t>(vf),
+                                  static_cast<uint32_t>(state)),
+      "setting the link state of VF " + std::to_string(vf) + " on " + names.front());
+}
+
 Expected<bool> RealDeviceNodeSeam::make(int root_fd, const CharDevice& dev) {
   return make_device_node(root_fd, dev);
 }

@@ -17,6 +17,7 @@ class RealLinkSeam : public LinkSeam {
   std::vector<std::string> links_of(const std::string& pci) override;
   Expected<std::string> vf_guids(const std::string& vf_pci) override;
   Status set_vf_guid(const std::string& pf_pci, int vf, uint64_t guid, bool port) override;
+  Status set_vf_link_state(const std::string& pf_pci, int vf, int state) override;
 
  private:
   std::string sysfs_root_;

@@ -31,6 +31,8 @@ class LinkSeam {
   virtual Expected<std::string> vf_guids(const std::string& vf_pci) = 0;
   // One GUID of VF `vf` on the PF at `pf_pci`: one RTM_SETLINK message, node or port.
   virtual Status set_vf_guid(const std::string& pf_pci, int vf, uint64_t guid, bool port) = 0;
+  // IFLA_VF_LINK_STATE of VF `vf`: 0 auto, 1 enable, 2 disable.
+  virtual Status set_vf_link_state(const std::string& pf_pci, int vf, int state) = 0;
 };
 
 // A container's cgroups: v1 devices and cpuset (relative to their controllers' mounts), and v2

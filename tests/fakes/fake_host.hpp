@@ -165,6 +165,16 @@ class FakeLinkSeam : public agent::LinkSeam {
                          format_guid(guid));
     return ok_status();
   }
+  std::map<std::string, int> link_states;  // "<pf>#<vf>" -> state
+  Status set_vf_link_state(const std::string& pf, int vf, int state) override {
+    BERTH_FAULT("set_vf_link_state");
+    guid_calls.push_back(pf + " vf " + std::to_string(vf) + " link " + std::to_string(state));
+    if (state == 0)
+      link_states.erase(pf + "#" + std::to_string(vf));
+    else
+      link_states[pf + "#" + std::to_string(vf)] = state;
+    return ok_status();
+  }
   std::vector<std::string> links_of(const std::string& pci) override {
     std::vector<std::string> out;
     for (const auto& [n, l] : host_ns)

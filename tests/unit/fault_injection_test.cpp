@@ -77,6 +77,7 @@ std::string state(const testing::FakeHost& host) {
   for (const auto& [d, fd] : host.rdma.where)
     s << "rdma " << d << (fd == -1 ? " host" : " away") << "\n";
   for (const auto& [vf, g] : host.links.guid_state) s << "guid " << vf << " " << g << "\n";
+  for (const auto& [vf, st] : host.links.link_states) s << "link state " << vf << " " << st << "\n";
   return s.str();
 }
 

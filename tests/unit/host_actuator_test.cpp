@@ -335,7 +335,8 @@ TEST(HostActuator, VfGuidsGoInTwoMessagesNodeFirstAndAFailedPortPutsTheNodeBack)
   EXPECT_EQ(out.undo, "00:00:00:00:00:00:00:aa|00:00:00:00:00:00:00:bb");
   EXPECT_EQ(host.links.guid_calls,
             (std::vector<std::string>{"0000:1a:00.0 vf 2 node 02:00:00:00:00:00:00:01",
-                                      "0000:1a:00.0 vf 2 port 02:00:00:00:00:00:00:02"}));
+                                      "0000:1a:00.0 vf 2 port 02:00:00:00:00:00:00:02",
+                                      "0000:1a:00.0 vf 2 link 1"}));
   // Put back even after the container exited: the GUIDs live on the PF.
   host.links.guid_calls.clear();
   host.containers.containers[42].alive = false;
@@ -343,6 +344,7 @@ TEST(HostActuator, VfGuidsGoInTwoMessagesNodeFirstAndAFailedPortPutsTheNodeBack)
   ASSERT_TRUE(a.run(*inverse(set, out.undo), target(42), true).ok);
   EXPECT_EQ(host.links.guid_calls[0], "0000:1a:00.0 vf 2 node 00:00:00:00:00:00:00:aa");
   EXPECT_EQ(host.links.guid_calls[1], "0000:1a:00.0 vf 2 port 00:00:00:00:00:00:00:bb");
+  EXPECT_EQ(host.links.guid_calls[2], "0000:1a:00.0 vf 2 link 0") << "back to auto";
 
   host.links.guid_calls.clear();
   host.links.fail_port_guid = true;
