@@ -169,7 +169,14 @@ void Machine::on(const event::Create& e) {
                          "field 'network.ifname': '" + net.ifname + "' numbered for " +
                              std::to_string(e.spec.vf_count) +
                              " VFs gives names longer than 15 characters");
-    if (vf->infiniband) {
+    if (i < net.guids.size() && !vf->infiniband)
+      return reply_error(e.request, e.owner, ErrorCode::bad_request,
+                         "field 'network.guids': VF " + vf->pci +
+                             " is not an InfiniBand VF; only those take GUIDs");
+    if (i < net.guids.size()) {
+      vb.node_guid = net.guids[i].node;
+      vb.port_guid = net.guids[i].port;
+    } else if (vf->infiniband) {
       // Stable across reboots and unique per node, PF and VF: the same VF gets the same GUIDs.
       const auto index = static_cast<uint32_t>(vf->vf_index);
       vb.node_guid = format_guid(derive_guid(ctx.node_name, vf->pf_pci, index, 0));

@@ -1,5 +1,7 @@
 #include "core/request.hpp"
 
+#include "core/guid.hpp"
+
 #include <algorithm>
 #include <set>
 
@@ -43,13 +45,32 @@ Expected<NetworkProfile> parse_network(const nlohmann::json& j) {
   NetworkProfile n;
   if (!j.is_object()) return field_error("network", "must be an object");
   static const std::set<std::string> known{"ifname",  "mtu",    "pool", "address",
-                                           "gateway", "routes", "rdma"};
+                                           "gateway", "routes", "rdma", "guids"};
   for (const auto& [k, v] : j.items())
     if (!known.count(k)) return field_error("network." + k, "unknown field");
   if (j.contains("ifname")) {
     if (!j["ifname"].is_string() || !valid_ifname(j["ifname"].get<std::string>()))
       return field_error("network.ifname", "must be 1-15 characters of [A-Za-z0-9._-]");
     n.ifname = j["ifname"];
+  }
+  if (j.contains("guids")) {
+    if (!j["guids"].is_array())
+      return field_error("network.guids", "must be an array of {\"node\": GUID, \"port\": GUID}");
+    for (const auto& g : j["guids"]) {
+      auto one = [&](const char* key) -> std::optional<std::string> {
+        if (!g.is_object() || !g.contains(key) || !g[key].is_string()) return std::nullopt;
+        auto v = parse_guid(g[key].get<std::string>());
+        if (!v || *v == 0 || *v == ~uint64_t{0}) return std::nullopt;
+        return format_guid(*v);
+      };
+      auto node = one("node");
+      auto port = one("port");
+      if (!node || !port || g.size() != 2)
+        return field_error("network.guids",
+                           "each entry is {\"node\": GUID, \"port\": GUID}, GUIDs as "
+                           "xx:xx:xx:xx:xx:xx:xx:xx, neither all zeros nor all ones");
+      n.guids.push_back({*node, *port});
+    }
   }
   if (j.contains("rdma")) {
     const auto& v = j["rdma"];
@@ -253,6 +274,8 @@ Expected<BerthRequest> parse_request(const nlohmann::json& j) {
   const auto& net = r.network;
   bool has_net = net.pool || net.address || net.gateway || !net.routes.empty() || net.mtu != 0;
   if (has_net && r.vf_count == 0) return field_error("network", "needs at least one VF (vfs >= 1)");
+  if (r.network.guids.size() > static_cast<size_t>(r.vf_count))
+    return field_error("network.guids", "has more entries than the berth has VFs");
   if (net.address && r.vf_count > 1)
     return field_error("network.address", "a fixed address fits one VF; use a pool for several");
   if ((net.gateway || !net.routes.empty()) && !net.pool && !net.address)
@@ -287,6 +310,10 @@ void to_json(nlohmann::json& j, const BerthRequest& r) {
     auto& net = j["network"] = {{"ifname", n.ifname}};
     if (n.mtu) net["mtu"] = n.mtu;
     if (n.rdma != "auto") net["rdma"] = n.rdma;
+    if (!n.guids.empty()) {
+      net["guids"] = nlohmann::json::array();
+      for (const auto& g : n.guids) net["guids"].push_back({{"node", g.node}, {"port", g.port}});
+    }
     if (n.pool) net["pool"] = *n.pool;
     if (n.address) net["address"] = n.address->to_string();
     if (n.gateway) net["gateway"] = n.gateway->to_string();

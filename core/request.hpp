@@ -39,6 +39,14 @@ struct NetworkProfile {
   // subsystem is in exclusive netns mode and leaves it shared otherwise; "isolated" requires
   // the move (refused on a shared-mode host); "shared" never moves it.
   std::string rdma = "auto";
+  // InfiniBand VFs' GUIDs in VF order ("xx:xx:xx:xx:xx:xx:xx:xx"); VFs beyond the list get
+  // GUIDs derived from the node, PF and VF.
+  struct Guids {
+    std::string node;
+    std::string port;
+    bool operator==(const Guids&) const = default;
+  };
+  std::vector<Guids> guids;
   bool operator==(const NetworkProfile&) const = default;
 };
 

@@ -145,3 +145,45 @@ TEST(Plan, InfinibandVfsGetDerivedGuidsFirstAndTheirOldOnesBack) {
 }
 
 }  // namespace berth
+
+namespace berth {
+
+TEST(Plan, GuidsFromTheRequestGoToTheirVfsAndOthersAreDerived) {
+  auto r = parse_request(nlohmann::json::parse(
+      R"({"vfs": 2, "network": {"guids": [{"node": "02:00:00:00:00:00:01:01", "port": "02:00:00:00:00:00:01:02"}]}})"));
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(*parse_request(nlohmann::json(*r)), *r);
+  Context ctx;
+  ctx.inventory = testing::two_socket(4);
+  for (auto& vf : ctx.inventory.vfs) vf.infiniband = true;
+  ctx.node_name = "gpu01";
+  testing::LedgerDriver d(ctx);
+  ASSERT_FALSE(d.one(event::Create{1, "slurm/1", *r}));
+  const Berth& b = d.ledger.berths.at("slurm/1");
+  EXPECT_EQ(b.vfs[0].node_guid, "02:00:00:00:00:00:01:01");
+  EXPECT_EQ(b.vfs[0].port_guid, "02:00:00:00:00:00:01:02");
+  const Vf* second = ctx.inventory.vf_by_pci(b.vfs[1].pci);
+  EXPECT_EQ(b.vfs[1].node_guid,
+            format_guid(
+                derive_guid("gpu01", second->pf_pci, static_cast<uint32_t>(second->vf_index), 0)));
+  // Not InfiniBand: refused, nothing reserved.
+  for (auto& vf : ctx.inventory.vfs) vf.infiniband = false;
+  testing::LedgerDriver ethernet(ctx);
+  auto e = ethernet.one(event::Create{1, "slurm/2", *r});
+  ASSERT_TRUE(e);
+  EXPECT_NE(e->message.find("not an InfiniBand VF"), std::string::npos) << e->message;
+  EXPECT_FALSE(ethernet.ledger.berths.count("slurm/2"));
+  for (
+      const char* bad :
+      {R"({"vfs": 1, "network": {"guids": [{"node": "00:00:00:00:00:00:00:00", "port": "02:00:00:00:00:00:01:02"}]}})",
+       R"({"vfs": 1, "network": {"guids": [{"node": "02:00:00:00:00:00:01:01"}]}})",
+       R"({"vfs": 1, "network": {"guids": [{"node": "ff:ff:ff:ff:ff:ff:ff:ff", "port": "02:00:00:00:00:00:01:02"}]}})",
+       R"({"vfs": 1, "network": {"guids": "02:00:00:00:00:00:01:01"}})",
+       R"({"vfs": 1, "network": {"guids": [{"node": "02:00:00:00:00:00:01:01", "port": "02:00:00:00:00:00:01:02"}, {"node": "02:00:00:00:00:00:01:03", "port": "02:00:00:00:00:00:01:04"}]}})"}) {
+    auto p = parse_request(nlohmann::json::parse(bad));
+    ASSERT_FALSE(p) << bad;
+    EXPECT_NE(p.error().message.find("network.guids"), std::string::npos) << p.error().message;
+  }
+}
+
+}  // namespace berth
