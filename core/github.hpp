@@ -64,7 +64,8 @@ struct Settings {
   int64_t reap_after_s = 600;       // started but no job taken by then: reaped
   int64_t max_runtime_s = 25200;    // took a job and never finished (GitHub's 6 h, and then some)
   int64_t queue_timeout_s = 86400;  // GitHub drops a job queued for 24 h
-  int64_t keep_finished_s = 7 * 86400;  // finished runners kept as tombstones (dedupe, listing)
+  int64_t keep_finished_s =
+      int64_t{7} * 86400;  // finished runners kept as tombstones (dedupe, listing)
   size_t deliveries_kept = 10000;
   size_t finished_kept = 10000;         // finished runners kept at most (oldest forgotten first)
   std::string runner_prefix = "berth";  // runner names: <prefix>-<job id>

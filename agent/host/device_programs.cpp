@@ -170,7 +170,7 @@ Status swap(int cgroup_fd, uint32_t flags, int current, int next) {
 std::string find_unified_mount(const std::string& root) {
   struct statfs fs {};
   if (::statfs(root.c_str(), &fs) == 0 && fs.f_type == CGROUP2_SUPER_MAGIC) return root;
-  const std::string unified = root + "/unified";
+  std::string unified = root + "/unified";
   if (::statfs(unified.c_str(), &fs) == 0 && fs.f_type == CGROUP2_SUPER_MAGIC) return unified;
   return {};
 }

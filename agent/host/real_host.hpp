@@ -101,7 +101,7 @@ class RealRdmaSeam : public RdmaSeam {
 
 // All of them, for berthd.
 struct RealHost {
-  RealHost(std::string cgroup_root, std::string sysfs_root)
+  RealHost(const std::string& cgroup_root, std::string sysfs_root)
       : links(std::move(sysfs_root)), cgroups(cgroup_root), containers(cgroup_root) {}
   RealLinkSeam links;
   RealCgroupSeam cgroups;
