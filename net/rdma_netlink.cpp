@@ -175,11 +175,19 @@ Bytes set_link_state(uint32_t seq, int pf_ifindex, uint32_t vf, uint32_t state) 
 
 }  // namespace vf_msg
 
-Status netlink_request(int protocol, const Bytes& request, const std::string& what) {
+namespace {
+
+// One request on a `protocol` netlink socket of the calling thread's namespace, and its whole
+// reply (every part of a dump, up to NLMSG_DONE or an error). nullopt when the kernel has no such
+// netlink protocol (NETLINK_RDMA without ib_core).
+Expected<std::optional<Bytes>> exchange_on(int protocol, const Bytes& request,
+                                           const std::string& what) {
   int fd = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, protocol);
-  if (fd < 0)
+  if (fd < 0) {
+    if (errno == EPROTONOSUPPORT || errno == EAFNOSUPPORT) return std::optional<Bytes>{};
     return make_error(ErrorCode::internal,
                       what + ": cannot open a netlink socket: " + std::strerror(errno));
+  }
   struct Closer {
     int fd;
     ~Closer() { ::close(fd); }
@@ -189,33 +197,6 @@ Status netlink_request(int protocol, const Bytes& request, const std::string& wh
   if (::sendto(fd, request.data(), request.size(), 0, reinterpret_cast<sockaddr*>(&kernel),
                sizeof kernel) != static_cast<ssize_t>(request.size()))
     return make_error(ErrorCode::internal, what + ": cannot send: " + std::strerror(errno));
-  std::vector<uint8_t> buf(8192);
-  for (;;) {
-    const ssize_t n = ::recv(fd, buf.data(), buf.size(), 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0)
-      return make_error(ErrorCode::internal, what + ": no reply: " + std::strerror(errno));
-    return rdma_msg::parse_ack(Bytes(buf.begin(), buf.begin() + n), what);
-  }
-}
-
-Expected<std::optional<Bytes>> RdmaSocket::exchange(const Bytes& request) {
-  int fd = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_RDMA);
-  if (fd < 0) {
-    if (errno == EPROTONOSUPPORT || errno == EAFNOSUPPORT) return std::optional<Bytes>{};
-    return make_error(ErrorCode::internal,
-                      std::string("cannot open a NETLINK_RDMA socket: ") + std::strerror(errno));
-  }
-  struct Closer {
-    int fd;
-    ~Closer() { ::close(fd); }
-  } closer{fd};
-  sockaddr_nl kernel{};
-  kernel.nl_family = AF_NETLINK;
-  if (::sendto(fd, request.data(), request.size(), 0, reinterpret_cast<sockaddr*>(&kernel),
-               sizeof kernel) != static_cast<ssize_t>(request.size()))
-    return make_error(ErrorCode::internal,
-                      std::string("cannot send to RDMA netlink: ") + std::strerror(errno));
   const bool dump = reinterpret_cast<const nlmsghdr*>(request.data())->nlmsg_flags & NLM_F_DUMP;
   Bytes reply;
   std::vector<uint8_t> buf(32768);
@@ -223,17 +204,28 @@ Expected<std::optional<Bytes>> RdmaSocket::exchange(const Bytes& request) {
     const ssize_t n = ::recv(fd, buf.data(), buf.size(), 0);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0)
-      return make_error(ErrorCode::internal,
-                        std::string("no reply from RDMA netlink: ") + std::strerror(errno));
+      return make_error(ErrorCode::internal, what + ": no reply: " + std::strerror(errno));
     reply.insert(reply.end(), buf.begin(), buf.begin() + n);
-    const auto* last = reinterpret_cast<const nlmsghdr*>(buf.data());
     int remaining = static_cast<int>(n);
     bool end = !dump;
-    for (auto* h = const_cast<nlmsghdr*>(last); nlmsg_ok(h, remaining);
+    for (auto* h = reinterpret_cast<nlmsghdr*>(buf.data()); nlmsg_ok(h, remaining);
          h = nlmsg_next(h, &remaining))
       if (h->nlmsg_type == NLMSG_DONE || h->nlmsg_type == NLMSG_ERROR) end = true;
     if (end) return std::optional<Bytes>(std::move(reply));
   }
+}
+
+}  // namespace
+
+Status netlink_request(int protocol, const Bytes& request, const std::string& what) {
+  auto r = exchange_on(protocol, request, what);
+  if (!r) return r.error();
+  if (!*r) return make_error(ErrorCode::internal, what + ": this kernel has no such netlink");
+  return rdma_msg::parse_ack(**r, what);
+}
+
+Expected<std::optional<Bytes>> RdmaSocket::exchange(const Bytes& request) {
+  return exchange_on(NETLINK_RDMA, request, "RDMA netlink");
 }
 
 Expected<std::optional<RdmaNetnsMode>> RdmaSocket::netns_mode() {

@@ -124,28 +124,32 @@ Expected<std::string> RealLinkSeam::vf_guids(const std::string& vf_pci) {
   return node + "|" + port;
 }
 
-Status RealLinkSeam::set_vf_guid(const std::string& pf_pci, int vf, uint64_t guid, bool port) {
+// The PF's netdev on the host: its name and ifindex, which the VF messages are sent to.
+Expected<std::pair<std::string, int>> RealLinkSeam::pf_link(const std::string& pf_pci) {
   const auto names = links_of(pf_pci);
   const unsigned index = names.empty() ? 0 : ::if_nametoindex(names.front().c_str());
   if (index == 0)
     return make_error(ErrorCode::internal, "the PF " + pf_pci + " has no netdev on the host");
+  return std::make_pair(names.front(), static_cast<int>(index));
+}
+
+Status RealLinkSeam::set_vf_guid(const std::string& pf_pci, int vf, uint64_t guid, bool port) {
+  auto pf = pf_link(pf_pci);
+  if (!pf) return pf.error();
   return net::netlink_request(
-      NETLINK_ROUTE,
-      net::vf_msg::set_guid(1, static_cast<int>(index), static_cast<uint32_t>(vf), guid, port),
+      NETLINK_ROUTE, net::vf_msg::set_guid(1, pf->second, static_cast<uint32_t>(vf), guid, port),
       std::string("setting the ") + (port ? "port" : "node") + " GUID of VF " + std::to_string(vf) +
-          " on " + names.front());
+          " on " + pf->first);
 }
 
 Status RealLinkSeam::set_vf_link_state(const std::string& pf_pci, int vf, int state) {
-  const auto names = links_of(pf_pci);
-  const unsigned index = names.empty() ? 0 : ::if_nametoindex(names.front().c_str());
-  if (index == 0)
-    return make_error(ErrorCode::internal, "the PF " + pf_pci + " has no netdev on the host");
+  auto pf = pf_link(pf_pci);
+  if (!pf) return pf.error();
   return net::netlink_request(
       NETLINK_ROUTE,
-      net::vf_msg::set_link_state(1, static_cast<int>(index), static_cast<uint32_t>(vf),
+      net::vf_msg::set_link_state(1, pf->second, static_cast<uint32_t>(vf),
                                   static_cast<uint32_t>(state)),
-      "setting the link state of VF " + std::to_string(vf) + " on " + names.front());
+      "setting the link state of VF " + std::to_string(vf) + " on " + pf->first);
 }
 
 Expected<bool> RealDeviceNodeSeam::make(int root_fd, const CharDevice& dev) {

@@ -20,6 +20,7 @@ class RealLinkSeam : public LinkSeam {
   Status set_vf_link_state(const std::string& pf_pci, int vf, int state) override;
 
  private:
+  Expected<std::pair<std::string, int>> pf_link(const std::string& pf_pci);
   std::string sysfs_root_;
   UniqueFd home_netns_;
 };
