@@ -80,7 +80,12 @@ void to_json(nlohmann::json& j, const Berth& b) {
   if (b.owner_uid) j["owner_uid"] = *b.owner_uid;
   j["numa"] = b.placement.numa;
   j["gpus"] = nlohmann::json::array();
-  for (const auto& pci : b.placement.gpus) j["gpus"].push_back({{"pci", pci}});
+  for (const auto& id : b.placement.gpus) {
+    // The id, and its PCI address apart for readers that only know whole GPUs.
+    nlohmann::json g = {{"id", id}, {"pci", id.substr(0, id.find('/'))}};
+    if (id.find('/') != std::string::npos) g["mig"] = id.substr(id.find('/') + 1);
+    j["gpus"].push_back(std::move(g));
+  }
   j["vfs"] = nlohmann::json::array();
   for (const auto& v : b.vfs) {
     nlohmann::json addrs = nlohmann::json::array();
@@ -157,7 +162,9 @@ Expected<Berth> berth_from_json(const nlohmann::json& j) {
     b.request = *req;
     if (j.contains("owner_uid")) b.owner_uid = j.at("owner_uid").get<unsigned>();
     b.placement.numa = j.at("numa").get<std::vector<int>>();
-    for (const auto& g : j.at("gpus")) b.placement.gpus.push_back(g.at("pci").get<std::string>());
+    for (const auto& g : j.at("gpus"))
+      b.placement.gpus.push_back(g.contains("id") ? g.at("id").get<std::string>()
+                                                  : g.at("pci").get<std::string>());
     for (const auto& v : j.at("vfs")) {
       VfBinding vb{v.at("pci").get<std::string>(),    v.at("netdev").get<std::string>(),
                    v.at("ifname").get<std::string>(), {},

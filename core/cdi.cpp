@@ -90,7 +90,7 @@ json cdi_spec(const Ledger& ledger, const Inventory& inventory, const CdiOptions
     json nodes = json::array();
     std::set<std::string> seen;
     for (const auto& pci : b.placement.gpus) {
-      const Gpu* g = inventory.gpu_by_pci(pci);
+      const Gpu* g = inventory.gpu_by_id(pci);
       if (!g) continue;
       for (const auto& d : g->devices) {
         if (!seen.insert(d.path).second) continue;

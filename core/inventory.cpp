@@ -14,15 +14,15 @@ const NumaNode* Inventory::numa(int id) const {
   return nullptr;
 }
 
-const Gpu* Inventory::gpu_by_pci(const std::string& pci) const {
+const Gpu* Inventory::gpu_by_id(const std::string& id) const {
   for (const auto& g : gpus)
-    if (g.pci == pci) return &g;
+    if (g.id() == id) return &g;
   return nullptr;
 }
 
 const Gpu* Inventory::gpu_by_index(int index) const {
   for (const auto& g : gpus)
-    if (g.index == index) return &g;
+    if (g.index == index && g.mig.empty()) return &g;
   return nullptr;
 }
 
@@ -63,7 +63,9 @@ void to_json(nlohmann::json& j, const Inventory& inv) {
                     {"memory_node", n.memory_node}});
   auto& gpus = j["gpus"] = nlohmann::json::array();
   for (const auto& g : inv.gpus)
-    gpus.push_back({{"pci", g.pci},
+    gpus.push_back({{"id", g.id()},
+                    {"pci", g.pci},
+                    {"mig", g.mig},
                     {"index", g.index},
                     {"uuid", g.uuid},
                     {"vendor", g.vendor},
@@ -89,6 +91,22 @@ void to_json(nlohmann::json& j, const Inventory& inv) {
                    {"mtu", v.mtu},
                    {"devices", v.devices}});
   j["rdma_netns"] = inv.rdma_netns;
+  auto& rdma = j["rdma_devices"] = nlohmann::json::array();
+  for (const auto& d : inv.rdma_devices) {
+    nlohmann::json ports = nlohmann::json::array();
+    for (const auto& p : d.ports)
+      ports.push_back({{"port", p.port},
+                       {"link_layer", p.link_layer},
+                       {"state", p.state},
+                       {"lid", p.lid},
+                       {"guid", p.guid}});
+    rdma.push_back({{"name", d.name},
+                    {"pci", d.pci},
+                    {"role", d.role},
+                    {"node_guid", d.node_guid},
+                    {"sys_image_guid", d.sys_image_guid},
+                    {"ports", ports}});
+  }
 }
 
 }  // namespace berth

@@ -23,8 +23,10 @@ struct NumaNode {
   int memory_node = 0;  // itself, or the nearest node with memory
 };
 
+// One allocatable GPU: a whole device, or one MIG compute instance of an NVIDIA GPU in MIG
+// mode (then `mig` names it and `devices` holds the parent's node plus its capability nodes).
 struct Gpu {
-  std::string pci;  // "0000:17:00.0"
+  std::string pci;  // "0000:17:00.0" (a MIG instance: its parent's)
   int index = 0;    // driver minor, e.g. /dev/nvidia<index>
   std::string vendor;
   std::string device;
@@ -32,6 +34,11 @@ struct Gpu {
   int iommu_group = -1;
   std::vector<CharDevice> devices;  // own node first, then control nodes
   std::string uuid = {};            // "GPU-..." from the driver, empty when unknown
+  std::string mig = {};             // "gi1/ci0" for a MIG instance, empty for a whole GPU
+
+  // What placement, ledgers and requests name it by: the PCI address, and for a MIG instance
+  // the PCI address with its instance ("0000:17:00.0/gi1/ci0").
+  std::string id() const { return mig.empty() ? pci : pci + "/" + mig; }
 };
 
 struct Vf {
@@ -55,6 +62,27 @@ struct Hca {
   std::vector<std::string> vfs;  // VF PCI addresses
 };
 
+// An RDMA device as libibverbs reports it (ibv_query_device, ibv_query_port, GID 0), joined
+// with sysfs discovery by PCI address. GUIDs are "xxxx:xxxx:xxxx:xxxx" as ibv_devinfo shows them.
+struct RdmaPort {
+  int port = 1;
+  std::string link_layer;  // "InfiniBand", "Ethernet", "unspecified"
+  std::string state;       // "down", "init", "armed", "active", ...
+  unsigned lid = 0;
+  std::string guid;  // the port GUID (GID 0's interface id); empty when unreadable
+  bool operator==(const RdmaPort&) const = default;
+};
+
+struct RdmaDevice {
+  std::string name;  // "mlx5_2"
+  std::string pci;   // empty for a device with no PCI parent (rxe, siw)
+  std::string node_guid;
+  std::string sys_image_guid;
+  std::vector<RdmaPort> ports;
+  std::string role = "other";  // "vf", "pf" or "other": what sysfs discovery knows it as
+  bool operator==(const RdmaDevice&) const = default;
+};
+
 struct Inventory {
   std::vector<NumaNode> numa_nodes;
   std::vector<Gpu> gpus;
@@ -64,11 +92,13 @@ struct Inventory {
   std::vector<int> passthrough_groups;
   // NUMA distances, distance[i][j] indexed by position in numa_nodes; empty means 10/20.
   std::vector<std::vector<int>> distance;
+  // From libibverbs where the host has RDMA devices; empty is the normal case without them.
+  std::vector<RdmaDevice> rdma_devices;
   // The RDMA subsystem's network namespace mode: "exclusive", "shared", or "none" (no RDMA).
   std::string rdma_netns = "none";
 
   const NumaNode* numa(int id) const;
-  const Gpu* gpu_by_pci(const std::string& pci) const;
+  const Gpu* gpu_by_id(const std::string& id) const;
   const Gpu* gpu_by_index(int index) const;
   const Vf* vf_by_pci(const std::string& pci) const;
   int numa_distance(int a, int b) const;

@@ -464,7 +464,7 @@ void Machine::on(const event::InventoryChanged& e) {
     if (!holds_devices(b)) continue;
     std::vector<std::string> missing;
     for (const auto& g : b.placement.gpus)
-      if (!ctx.inventory.gpu_by_pci(g)) missing.push_back("GPU " + g);
+      if (!ctx.inventory.gpu_by_id(g)) missing.push_back("GPU " + g);
     for (const auto& v : b.placement.vfs)
       if (!ctx.inventory.vf_by_pci(v)) missing.push_back("VF " + v);
     std::string what;

@@ -29,10 +29,10 @@ std::vector<GpuUnit> free_units(const Inventory& inv, const Usage& u, bool share
   std::map<int, size_t> group_unit;
   std::set<int> blocked_groups;  // a group with any member taken is not available
   for (const auto& g : inv.gpus)
-    if (inv.is_passthrough(g.iommu_group) && !gpu_free(u, g.pci, shared))
+    if (inv.is_passthrough(g.iommu_group) && !gpu_free(u, g.id(), shared))
       blocked_groups.insert(g.iommu_group);
   for (const auto& g : inv.gpus) {
-    if (!gpu_free(u, g.pci, shared)) continue;
+    if (!gpu_free(u, g.id(), shared)) continue;
     if (inv.is_passthrough(g.iommu_group)) {
       if (blocked_groups.count(g.iommu_group)) continue;
       auto it = group_unit.find(g.iommu_group);
@@ -98,7 +98,7 @@ Error refusal(const Inventory& inv, const Usage& u, const BerthRequest& req,
   msg += "; free:";
   for (const auto& n : inv.numa_nodes) {
     size_t gpus = 0;
-    for (const auto& g : inv.gpus) gpus += g.numa == n.id && gpu_free(u, g.pci, req.shared);
+    for (const auto& g : inv.gpus) gpus += g.numa == n.id && gpu_free(u, g.id(), req.shared);
     msg += " node " + std::to_string(n.id) + " has " + plural(gpus, "GPU") + ", " +
            plural(free_vfs_on(inv, u, n.id).size(), "VF") + ", " +
            std::to_string(free_cpus_on(n, u).size()) + " of " + std::to_string(n.cpus.size()) +
@@ -128,7 +128,7 @@ std::optional<Placement> complete(const Inventory& inv, const Usage& u, const Be
                                   const std::vector<const Gpu*>& gpus,
                                   const std::vector<int>& nodes, bool single) {
   Placement p;
-  for (const auto* g : gpus) p.gpus.push_back(g->pci);
+  for (const auto* g : gpus) p.gpus.push_back(g->id());
   std::vector<int> order = single ? nodes : nodes_by_distance(inv, nodes);
   std::set<int> used_nodes(nodes.begin(), nodes.end());
   for (int id : order) {
@@ -174,7 +174,7 @@ std::tuple<size_t, size_t, size_t, int> leftover(const Inventory& inv, const Usa
                                                  const BerthRequest& req, const Placement& p,
                                                  int id) {
   size_t gpus = 0;
-  for (const auto& g : inv.gpus) gpus += g.numa == id && gpu_free(u, g.pci, req.shared);
+  for (const auto& g : inv.gpus) gpus += g.numa == id && gpu_free(u, g.id(), req.shared);
   size_t vfs = free_vfs_on(inv, u, id).size();
   size_t cpus = free_cpus_on(*inv.numa(id), u).size();
   return {gpus - std::min(gpus, p.gpus.size()), vfs - std::min(vfs, p.vfs.size()),
@@ -184,16 +184,26 @@ std::tuple<size_t, size_t, size_t, int> leftover(const Inventory& inv, const Usa
 Expected<Placement> place_explicit(const Inventory& inv, const Usage& u, const BerthRequest& req) {
   std::vector<const Gpu*> gpus;
   for (const auto& id : req.gpu_ids) {
-    const Gpu* g = inv.gpu_by_pci(id);
+    const Gpu* g = inv.gpu_by_id(id);
     if (!g && std::all_of(id.begin(), id.end(), [](char c) { return c >= '0' && c <= '9'; }) &&
         id.size() < 9)
       g = inv.gpu_by_index(std::stoi(id));
-    if (!g) return make_error(ErrorCode::bad_request, "gpu_ids: no GPU '" + id + "' on this node");
-    if (!gpu_free(u, g->pci, req.shared)) {
+    if (!g) {
+      std::string instances;  // a GPU in MIG mode is given by its instances, never whole
+      for (const auto& m : inv.gpus)
+        if (!m.mig.empty() && (m.pci == id || std::to_string(m.index) == id))
+          instances += (instances.empty() ? "" : ", ") + m.id();
+      if (!instances.empty())
+        return make_error(
+            ErrorCode::bad_request,
+            "gpu_ids: GPU '" + id + "' is in MIG mode; name its instances: " + instances);
+      return make_error(ErrorCode::bad_request, "gpu_ids: no GPU '" + id + "' on this node");
+    }
+    if (!gpu_free(u, g->id(), req.shared)) {
       std::string by;
-      if (auto h = u.gpu_holders.find(g->pci); h != u.gpu_holders.end())
+      if (auto h = u.gpu_holders.find(g->id()); h != u.gpu_holders.end())
         for (const auto& o : h->second) by += (by.empty() ? " by " : ", ") + o;
-      return refusal(inv, u, req, "GPU " + id + " (" + g->pci + ") is held" + by);
+      return refusal(inv, u, req, "GPU " + id + " (" + g->id() + ") is held" + by);
     }
     gpus.push_back(g);
   }
@@ -202,10 +212,10 @@ Expected<Placement> place_explicit(const Inventory& inv, const Usage& u, const B
     for (const auto& other : inv.gpus)
       if (other.iommu_group == g->iommu_group &&
           std::find(gpus.begin(), gpus.end(), &other) == gpus.end())
-        return make_error(ErrorCode::bad_request, "gpu_ids: " + g->pci +
+        return make_error(ErrorCode::bad_request, "gpu_ids: " + g->id() +
                                                       " shares passthrough IOMMU group " +
                                                       std::to_string(g->iommu_group) + " with " +
-                                                      other.pci + "; request both or neither");
+                                                      other.id() + "; request both or neither");
   }
   std::set<int> nodes;
   for (const auto* g : gpus) nodes.insert(g->numa);

@@ -13,11 +13,11 @@ namespace berth {
 
 // What live berths hold. Shared berths hold GPUs but no CPUs exclusively.
 struct Usage {
-  std::map<std::string, int> gpu_exclusive;  // pci -> holders (0 or 1)
-  std::map<std::string, int> gpu_shared;     // pci -> number of shared holders
+  std::map<std::string, int> gpu_exclusive;  // GPU id -> holders (0 or 1)
+  std::map<std::string, int> gpu_shared;     // GPU id -> number of shared holders
   std::set<std::string> vfs;
   std::set<int> cpus;
-  std::map<std::string, std::vector<std::string>> gpu_holders;  // pci -> owners, for messages
+  std::map<std::string, std::vector<std::string>> gpu_holders;  // GPU id -> owners, for messages
 
   void add(const Berth& b);
 };

@@ -17,7 +17,7 @@ std::vector<Step> attach_plan(const Berth& b, const Inventory& inv) {
     }
   };
   for (const auto& pci : b.placement.gpus)
-    if (const Gpu* g = inv.gpu_by_pci(pci)) add_devices(g->devices);
+    if (const Gpu* g = inv.gpu_by_id(pci)) add_devices(g->devices);
   for (size_t i = 0; i < b.vfs.size(); ++i) {
     const auto& v = b.vfs[i];
     // GUIDs before anything uses the VF; the RDMA device before its netdev.

@@ -136,7 +136,7 @@ Expected<std::optional<BerthRequest>> slurm_request(const SlurmConfig& config,
   const std::string& list = !job.job_gpus.empty() ? job.job_gpus : job.cuda_visible;
   const char* source = !job.job_gpus.empty() ? "SLURM_JOB_GPUS" : "CUDA_VISIBLE_DEVICES";
   std::vector<std::string> by_bus;
-  for (const auto& g : inventory.gpus) by_bus.push_back(g.pci);
+  for (const auto& g : inventory.gpus) by_bus.push_back(g.id());  // MIG instances by parent
   std::sort(by_bus.begin(), by_bus.end());
 
   std::vector<std::string> gpus;
@@ -144,7 +144,7 @@ Expected<std::optional<BerthRequest>> slurm_request(const SlurmConfig& config,
     std::string pci;
     if (id.rfind("GPU-", 0) == 0 || id.rfind("MIG-", 0) == 0) {
       for (const auto& g : inventory.gpus)
-        if (!g.uuid.empty() && g.uuid == id) pci = g.pci;
+        if (!g.uuid.empty() && g.uuid == id) pci = g.id();
       if (pci.empty())
         return make_error(ErrorCode::bad_request,
                           std::string(source) + ": no GPU with UUID " + id + " on this node" +

@@ -69,7 +69,10 @@ std::optional<Step> inverse(const Step& s, const std::string& undo) {
       overloaded{
           [&](const step::MakeNode& x) -> std::optional<Step> {
             if (undo == "existed") return std::nullopt;
-            return step::RemoveNode{x.dev};
+            int dirs = 0;
+            if (undo.rfind("dirs=", 0) == 0 && undo.size() == 6 && undo[5] >= '1' && undo[5] <= '9')
+              dirs = undo[5] - '0';
+            return step::RemoveNode{x.dev, dirs};
           },
           [&](const step::AllowDevice& x) -> std::optional<Step> {
             // Denying a device the container was already allowed would take away what it had.
@@ -120,7 +123,9 @@ nlohmann::json step_to_json(const Step& s) {
             return {{"op", "make_node"}, {"dev", nlohmann::json(x.dev)}};
           },
           [](const step::RemoveNode& x) -> nlohmann::json {
-            return {{"op", "remove_node"}, {"dev", nlohmann::json(x.dev)}};
+            nlohmann::json j = {{"op", "remove_node"}, {"dev", nlohmann::json(x.dev)}};
+            if (x.dirs) j["dirs"] = x.dirs;
+            return j;
           },
           [](const step::AllowDevice& x) -> nlohmann::json {
             return {{"op", "allow_device"}, {"major", x.major}, {"minor", x.minor}};
@@ -194,7 +199,7 @@ static Step step_from_json_unchecked(const nlohmann::json& j) {
   };
   auto str = [&](const char* k) { return j.at(k).get<std::string>(); };
   if (op == "make_node") return step::MakeNode{dev()};
-  if (op == "remove_node") return step::RemoveNode{dev()};
+  if (op == "remove_node") return step::RemoveNode{dev(), j.value("dirs", 0)};
   if (op == "allow_device")
     return step::AllowDevice{j.at("major").get<unsigned>(), j.at("minor").get<unsigned>()};
   if (op == "deny_device")

@@ -19,6 +19,7 @@ struct MakeNode {
 };  // undo "existed" when the node was already there
 struct RemoveNode {
   CharDevice dev;
+  int dirs = 0;  // parent directory levels berth made for the node (undo "dirs=N" of MakeNode)
 };
 // Both gates where the host has them: the cgroup v1 devices list and the cgroup v2 device
 // programs. Undo "already-allowed": nothing to deny; otherwise it names the gate that already

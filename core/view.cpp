@@ -11,9 +11,10 @@ nlohmann::json berth_view(const Berth& b, const Inventory& inv) {
   j.erase("done");
   j.erase("in_flight");
   j["gpus"] = nlohmann::json::array();
-  for (const auto& pci : b.placement.gpus) {
-    nlohmann::json g = {{"pci", pci}};
-    if (const Gpu* gpu = inv.gpu_by_pci(pci)) {
+  for (const auto& id : b.placement.gpus) {
+    nlohmann::json g = {{"id", id}, {"pci", id.substr(0, id.find('/'))}};
+    if (const Gpu* gpu = inv.gpu_by_id(id)) {
+      if (!gpu->mig.empty()) g["mig"] = gpu->mig;
       g["index"] = gpu->index;
       g["devices"] = nlohmann::json::array();
       for (const auto& d : gpu->devices) g["devices"].push_back(d.path);
@@ -45,7 +46,7 @@ nlohmann::json inventory_view(const Inventory& inv, const Ledger& ledger) {
   }
   nlohmann::json j = inv;
   for (auto& g : j["gpus"]) {
-    auto it = gpu_holders.find(g["pci"].get<std::string>());
+    auto it = gpu_holders.find(g["id"].get<std::string>());
     g["held_by"] = it == gpu_holders.end() ? nlohmann::json::array() : nlohmann::json(it->second);
   }
   for (auto& v : j["vfs"]) {

@@ -1,5 +1,7 @@
 #include "agent/app/config.hpp"
 
+#include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -13,6 +15,75 @@ namespace {
 
 Error config_error(const std::string& field, const std::string& why) {
   return make_error(ErrorCode::bad_request, "config field '" + field + "': " + why);
+}
+
+bool pci_hex(const std::string& s) {
+  if (s.size() != 6 || s[0] != '0' || s[1] != 'x') return false;
+  return std::all_of(s.begin() + 2, s.end(),
+                     [](char ch) { return std::isxdigit(static_cast<unsigned char>(ch)); });
+}
+
+std::string lower(std::string s) {
+  for (auto& ch : s) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return s;
+}
+
+// A node under /dev named by the config: plain components only, so a rule cannot point a
+// berth at something outside /dev.
+bool dev_relative(const std::string& p) {
+  if (p.empty() || p.front() == '/' || p.back() == '/') return false;
+  std::istringstream in(p);
+  for (std::string part; std::getline(in, part, '/');) {
+    if (part.empty() || part == "." || part == "..") return false;
+    for (char ch : part)
+      if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_' && ch != '.')
+        return false;
+  }
+  return true;
+}
+
+Expected<std::vector<GpuVendorRule>> parse_gpu_vendors(const nlohmann::json& v) {
+  const std::string field = "gpu_vendors";
+  if (!v.is_array()) return config_error(field, "must be an array of {vendor, classes, nodes}");
+  std::vector<GpuVendorRule> rules;
+  std::set<std::string> seen;
+  for (const auto& r : v) {
+    if (!r.is_object()) return config_error(field, "must be an array of {vendor, classes, nodes}");
+    for (const auto& [key, value] : r.items())
+      if (key != "vendor" && key != "classes" && key != "nodes")
+        return config_error(field, "unknown field '" + key + "'");
+    GpuVendorRule rule;
+    if (!r.contains("vendor") || !r["vendor"].is_string() ||
+        !pci_hex(r["vendor"].get<std::string>()))
+      return config_error(field, "vendor must be a PCI vendor id like \"0x1002\"");
+    rule.vendor = lower(r["vendor"].get<std::string>());
+    if (rule.vendor == "0x10de")
+      return config_error(field, "NVIDIA (0x10de) is built in and cannot be remapped");
+    if (!r.contains("classes") || !r["classes"].is_array() || r["classes"].empty())
+      return config_error(field, rule.vendor +
+                                     ": classes must be a non-empty array like "
+                                     "[\"0x0300\", \"0x0380\"]");
+    for (const auto& c : r["classes"]) {
+      if (!c.is_string() || !pci_hex(c.get<std::string>()))
+        return config_error(field, rule.vendor + ": a class must be 4 hex digits like \"0x0380\"");
+      rule.classes.push_back(lower(c.get<std::string>()));
+      if (!seen.insert(rule.vendor + "/" + rule.classes.back()).second)
+        return config_error(
+            field, rule.vendor + " class " + rule.classes.back() + " appears in two rules");
+    }
+    if (!r.contains("nodes") || !r["nodes"].is_array() || r["nodes"].empty())
+      return config_error(field, rule.vendor + ": nodes must be a non-empty array");
+    for (const auto& n : r["nodes"]) {
+      const std::string node = n.is_string() ? n.get<std::string>() : "";
+      if (node != "drm:render" && node != "drm:card" && node != "accel" && !dev_relative(node))
+        return config_error(field, rule.vendor + ": node '" + node +
+                                       "' is not drm:render, drm:card, accel or a path under "
+                                       "/dev like \"kfd\"");
+      rule.nodes.push_back(node);
+    }
+    rules.push_back(std::move(rule));
+  }
+  return rules;
 }
 
 }  // namespace
@@ -44,6 +115,7 @@ Expected<Config> parse_config(const std::string& text, const std::string& base_d
                                             "control_group",
                                             "pools",
                                             "passthrough_iommu_groups",
+                                            "gpu_vendors",
                                             "$comment",
                                             "netlink_resync_s",
                                             "netlink_rcvbuf",
@@ -97,6 +169,11 @@ Expected<Config> parse_config(const std::string& text, const std::string& base_d
         return config_error("passthrough_iommu_groups", "must be an array of group numbers");
       c.passthrough_iommu_groups.push_back(n.get<int>());
     }
+  }
+  if (j.contains("gpu_vendors")) {
+    auto rules = parse_gpu_vendors(j["gpu_vendors"]);
+    if (!rules) return rules.error();
+    c.gpu_vendors = std::move(*rules);
   }
   for (auto [key, field, min, max] :
        {std::tuple{"netlink_resync_s", &c.netlink_resync_s, 1u, 86400u},

@@ -19,6 +19,17 @@ struct StandingEntry {
   BerthRequest request;  // with request.standing set from the entry's target
 };
 
+// GPUs of vendors other than NVIDIA: PCI devices whose vendor and class match are GPUs, and
+// `nodes` says what a berth of one gets. "drm:render" and "drm:card" are the device's own DRM
+// nodes (its sysfs drm/ entries, /dev/dri/renderD128, /dev/dri/card0), "accel" its accel/
+// entries (/dev/accel/accel0); anything else is a node under /dev shared by all of the
+// vendor's GPUs ("kfd" for AMD's compute node).
+struct GpuVendorRule {
+  std::string vendor;                // "0x1002"
+  std::vector<std::string> classes;  // "0x0300", "0x0380", ...: the class's first 4 digits
+  std::vector<std::string> nodes;
+};
+
 struct Config {
   std::string sysfs_root = "/sys";
   std::string dev_root = "/dev";
@@ -36,6 +47,7 @@ struct Config {
   DriverPolicy driver_check = DriverPolicy::warn;  // host vs container NVIDIA driver at attach
   std::string log_level = "info";
   std::vector<int> passthrough_iommu_groups;
+  std::vector<GpuVendorRule> gpu_vendors;  // NVIDIA's GPUs (0x10de) are built in
   std::map<std::string, PoolConfig> pools;
   // Events from the machine. The netlink link view is dumped again after an overrun and on this
   // slow timer; the receive buffer is raised to netlink_rcvbuf bytes.

@@ -110,7 +110,7 @@ std::string Metrics::scrape(const Ledger& ledger, const Inventory& inventory,
   for (const auto& [state, n] : by_state) berths_->Add({{"state", state}}).Set(n);
   double gpus_held = 0;
   for (const auto& g : inventory.gpus)
-    if (usage.gpu_exclusive.count(g.pci) || usage.gpu_shared.count(g.pci)) ++gpus_held;
+    if (usage.gpu_exclusive.count(g.id()) || usage.gpu_shared.count(g.id())) ++gpus_held;
   double vfs_held = 0;
   for (const auto& v : inventory.vfs)
     if (usage.vfs.count(v.pci)) ++vfs_held;

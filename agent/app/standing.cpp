@@ -38,7 +38,7 @@ void StandingAttacher::attach_degraded_with_devices_back() {
   for (const auto& [owner, b] : engine_.ledger().berths) {
     if (!b.request.standing || b.state != BerthState::degraded) continue;
     bool all_back = true;
-    for (const auto& g : b.placement.gpus) all_back = all_back && inv.gpu_by_pci(g);
+    for (const auto& g : b.placement.gpus) all_back = all_back && inv.gpu_by_id(g);
     for (const auto& v : b.placement.vfs) all_back = all_back && inv.vf_by_pci(v);
     if (all_back) attach(owner);
   }

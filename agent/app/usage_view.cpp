@@ -39,10 +39,11 @@ nlohmann::json UsageView::render(const Ledger& ledger, const Inventory& inventor
   }
   nlohmann::json gpus = nlohmann::json::object();
   for (const auto& g : inventory.gpus)
-    if (auto s = nvml_.stats(g.pci))
-      gpus[g.pci] = {{"utilization_percent", s->utilization_percent},
-                     {"memory_used", s->memory_used},
-                     {"memory_total", s->memory_total}};
+    if (g.mig.empty())
+      if (auto s = nvml_.stats(g.pci))
+        gpus[g.pci] = {{"utilization_percent", s->utilization_percent},
+                       {"memory_used", s->memory_used},
+                       {"memory_total", s->memory_total}};
   char host[256] = {};
   ::gethostname(host, sizeof host - 1);
   return {{"node", host},

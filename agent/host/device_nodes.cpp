@@ -18,23 +18,41 @@ Error node_error(const CharDevice& dev, const std::string& what) {
                     what + " " + dev.path + " in the container: " + std::strerror(errno));
 }
 
-// Opens the parent directory of dev.path inside the container, creating missing levels.
-Expected<UniqueFd> open_parent(int root_fd, const CharDevice& dev, bool create, std::string& name) {
+// The directory levels of dev.path below /dev ("/dev/nvidia-caps/x" -> {"nvidia-caps"}).
+Expected<std::vector<std::string>> levels_of(const CharDevice& dev, std::string& name) {
   if (dev.path.rfind("/dev/", 0) != 0 || dev.path.find("/../") != std::string::npos ||
       dev.path.back() == '/')
     return make_error(ErrorCode::internal, "device path " + dev.path + " is not under /dev");
   auto slash = dev.path.rfind('/');
   name = dev.path.substr(slash + 1);
   std::string parent = dev.path.substr(1, slash - 1);  // "dev" or "dev/nvidia-caps"
-  UniqueFd dir = open_in_root(root_fd, "dev", O_PATH | O_DIRECTORY);
-  if (!dir) return node_error(dev, "cannot open /dev for");
+  std::vector<std::string> levels;
   std::istringstream parts(parent.size() > 3 ? parent.substr(4) : "");
   for (std::string part; std::getline(parts, part, '/');) {
     if (part.empty() || part == "." || part == "..")
       return make_error(ErrorCode::internal,
                         "device path " + dev.path + " has an empty, '.' or '..' part");
-    if (create && ::mkdirat(dir.get(), part.c_str(), 0755) != 0 && errno != EEXIST)
-      return node_error(dev, "cannot create the directory of");
+    levels.push_back(part);
+  }
+  return levels;
+}
+
+// Opens /dev and then `count` of `levels` inside the container, creating missing levels (and
+// counting those it made in `made`).
+Expected<UniqueFd> open_levels(int root_fd, const CharDevice& dev,
+                               const std::vector<std::string>& levels, size_t count, bool create,
+                               int* made) {
+  UniqueFd dir = open_in_root(root_fd, "dev", O_PATH | O_DIRECTORY);
+  if (!dir) return node_error(dev, "cannot open /dev for");
+  for (size_t i = 0; i < count; ++i) {
+    const std::string& part = levels[i];
+    if (create) {
+      if (::mkdirat(dir.get(), part.c_str(), 0755) == 0) {
+        if (made) ++*made;
+      } else if (errno != EEXIST) {
+        return node_error(dev, "cannot create the directory of");
+      }
+    }
     // Within /dev's own mount: a host directory mounted over /dev/nvidia-caps is not followed.
     UniqueFd sub = open_beneath_same_mount(dir.get(), part, O_PATH | O_DIRECTORY);
     if (!sub) return node_error(dev, "cannot open the directory of");
@@ -45,13 +63,19 @@ Expected<UniqueFd> open_parent(int root_fd, const CharDevice& dev, bool create, 
 
 }  // namespace
 
-Expected<bool> make_device_node(int root_fd, const CharDevice& dev) {
+Expected<NodeMade> make_device_node(int root_fd, const CharDevice& dev) {
   std::string name;
-  auto dir = open_parent(root_fd, dev, true, name);
+  auto levels = levels_of(dev, name);
+  if (!levels) return levels.error();
+  NodeMade made;
+  auto dir = open_levels(root_fd, dev, *levels, levels->size(), true, &made.dirs);
   if (!dir) return dir.error();
   struct stat st {};
   if (::fstatat(dir->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
-    if (S_ISCHR(st.st_mode) && st.st_rdev == makedev(dev.major, dev.minor)) return true;
+    if (S_ISCHR(st.st_mode) && st.st_rdev == makedev(dev.major, dev.minor)) {
+      made.existed = true;
+      return made;
+    }
     errno = EEXIST;
     return node_error(dev, "a different file already exists at");
   }
@@ -64,18 +88,26 @@ Expected<bool> make_device_node(int root_fd, const CharDevice& dev) {
     errno = saved;
     return node_error(dev, "cannot set the mode of");
   }
-  return false;
+  return made;
 }
 
-Status remove_device_node(int root_fd, const CharDevice& dev) {
+Status remove_device_node(int root_fd, const CharDevice& dev, int dirs) {
   std::string name;
-  auto dir = open_parent(root_fd, dev, false, name);
+  auto levels = levels_of(dev, name);
+  if (!levels) return levels.error();
+  auto dir = open_levels(root_fd, dev, *levels, levels->size(), false, nullptr);
   if (!dir) return ok_status();  // no /dev or no parent: nothing of ours is there
   struct stat st {};
   if (::fstatat(dir->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return ok_status();
   if (!S_ISCHR(st.st_mode) || st.st_rdev != makedev(dev.major, dev.minor)) return ok_status();
   if (::unlinkat(dir->get(), name.c_str(), 0) != 0 && errno != ENOENT)
     return node_error(dev, "cannot remove");
+  // The directories berth made for the node, innermost first, while they are empty; one the
+  // container has put something in stays.
+  for (size_t k = levels->size(); dirs > 0 && k > 0; --k, --dirs) {
+    auto parent = open_levels(root_fd, dev, *levels, k - 1, false, nullptr);
+    if (!parent || ::unlinkat(parent->get(), (*levels)[k - 1].c_str(), AT_REMOVEDIR) != 0) break;
+  }
   return ok_status();
 }
 

@@ -8,11 +8,16 @@
 
 namespace berth::agent {
 
+struct NodeMade {
+  bool existed = false;  // an identical node was already there
+  int dirs = 0;          // parent directory levels made for it (/dev/nvidia-caps, /dev/dri)
+};
+
 // Creates dev.path (mode 0666) under `root_fd`, making parent directories as needed.
-// Returns true when an identical node was already there.
-Expected<bool> make_device_node(int root_fd, const CharDevice& dev);
-// Removes dev.path if it is still that device; anything else at that path is left alone.
-Status remove_device_node(int root_fd, const CharDevice& dev);
+Expected<NodeMade> make_device_node(int root_fd, const CharDevice& dev);
+// Removes dev.path if it is still that device (anything else at that path is left alone), then
+// up to `dirs` of its parent levels, innermost first, while they are empty.
+Status remove_device_node(int root_fd, const CharDevice& dev, int dirs = 0);
 
 // The host's /dev/char/M:m links for `devices` under `dev_root` ("/dev"), made where missing
 // (udev makes them for the nodes it creates; nvidia-modprobe's nodes have none, and runtimes

@@ -7,9 +7,12 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <sstream>
 
 #include "core/cpulist.hpp"
+#include "core/rdma_join.hpp"
+#include "net/verbs.hpp"
 
 namespace berth::agent {
 namespace fs = std::filesystem;
@@ -144,6 +147,140 @@ int nvidia_minor(const Config& c, const std::string& pci, int fallback) {
   }
 }
 
+// The major the kernel gave a character driver ("Character devices:" in /proc/devices).
+std::optional<unsigned> char_major(const Config& c, const std::string& driver) {
+  std::ifstream in(fs::path(c.proc_root) / "devices");
+  bool chars = false;
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("Character devices:", 0) == 0) chars = true;
+    if (line.rfind("Block devices:", 0) == 0) chars = false;
+    std::istringstream fields(line);
+    unsigned major = 0;
+    std::string name;
+    if (chars && fields >> major >> name && name == driver) return major;
+  }
+  return std::nullopt;
+}
+
+// "DeviceFileMinor: N" of a MIG capability's access file.
+std::optional<unsigned> cap_minor(const fs::path& access) {
+  std::ifstream in(access);
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("DeviceFileMinor:", 0) != 0) continue;
+    try {
+      return static_cast<unsigned>(std::stoul(line.substr(16)));
+    } catch (...) {
+      return std::nullopt;
+    }
+  }
+  return std::nullopt;
+}
+
+// A capability node /dev/nvidia-caps/nvidia-capN: the numbers come from the driver's proc
+// files; a node on the host must carry them (a stale node from another boot is not trusted).
+std::optional<CharDevice> cap_device(const Config& c, unsigned major, const fs::path& access,
+                                     std::vector<std::string>& warnings) {
+  auto minor = cap_minor(access);
+  if (!minor) {
+    warnings.push_back(access.string() + " has no DeviceFileMinor");
+    return std::nullopt;
+  }
+  const std::string rel = "nvidia-caps/nvidia-cap" + std::to_string(*minor);
+  auto d = char_device(c, rel, warnings);
+  if (!d) return std::nullopt;
+  if (d->major != major || d->minor != *minor) {
+    warnings.push_back("/dev/" + rel + " is " + std::to_string(d->major) + ":" +
+                       std::to_string(d->minor) + ", the driver says " + std::to_string(major) +
+                       ":" + std::to_string(*minor));
+    return std::nullopt;
+  }
+  return d;
+}
+
+// The MIG compute instances of GPU `index`, one allocatable GPU each: the parent's node and
+// control nodes, the GPU instance's access capability, the compute instance's. Empty when the
+// GPU is not in MIG mode or has no instances.
+std::vector<Gpu> mig_instances(const Config& c, const Gpu& parent,
+                               std::vector<std::string>& warnings) {
+  const fs::path mig = fs::path(c.proc_root) / "driver/nvidia/capabilities" /
+                       ("gpu" + std::to_string(parent.index)) / "mig";
+  std::vector<Gpu> out;
+  if (!fs::is_directory(mig)) return out;
+  auto major = char_major(c, "nvidia-caps");
+  if (!major) {
+    warnings.push_back("GPU " + parent.pci + " has MIG instances but " + c.proc_root +
+                       "/devices has no nvidia-caps driver");
+    return out;
+  }
+  for (const auto& gi : entries(mig)) {
+    if (gi.rfind("gi", 0) != 0) continue;
+    auto gi_cap = cap_device(c, *major, mig / gi / "access", warnings);
+    if (!gi_cap) continue;
+    for (const auto& ci : entries(mig / gi)) {
+      if (ci.rfind("ci", 0) != 0) continue;
+      auto ci_cap = cap_device(c, *major, mig / gi / ci / "access", warnings);
+      if (!ci_cap) continue;
+      Gpu g = parent;
+      g.mig = gi + "/" + ci;
+      g.uuid.clear();
+      g.devices = {parent.devices.front(), *gi_cap, *ci_cap};
+      g.devices.insert(g.devices.end(), parent.devices.begin() + 1, parent.devices.end());
+      out.push_back(std::move(g));
+    }
+  }
+  // Numeric order (gi2 before gi10), as nvidia-smi lists them.
+  auto number = [](const std::string& s, const char* tag) {
+    auto p = s.find(tag);
+    return p == std::string::npos ? 0 : std::atoi(s.c_str() + p + 2);
+  };
+  std::sort(out.begin(), out.end(), [&](const Gpu& a, const Gpu& b) {
+    return std::pair(number(a.mig, "gi"), number(a.mig, "ci")) <
+           std::pair(number(b.mig, "gi"), number(b.mig, "ci"));
+  });
+  return out;
+}
+
+// A GPU of another vendor: the nodes its rule names.
+std::optional<Gpu> vendor_gpu(const Config& c, const GpuVendorRule& rule, const fs::path& dev,
+                              const std::string& addr, std::vector<std::string>& warnings) {
+  Gpu g;
+  g.pci = addr;
+  g.vendor = rule.vendor;
+  g.device = read_line(dev / "device");
+  for (const auto& node : rule.nodes) {
+    std::vector<std::string> rels;
+    if (node == "drm:render" || node == "drm:card") {
+      const std::string prefix = node == "drm:render" ? "renderD" : "card";
+      for (const auto& e : entries(dev / "drm"))
+        if (e.rfind(prefix, 0) == 0 && e.size() > prefix.size() &&
+            std::isdigit(static_cast<unsigned char>(e[prefix.size()])))
+          rels.push_back("dri/" + e);
+    } else if (node == "accel") {
+      for (const auto& e : entries(dev / "accel"))
+        if (e.rfind("accel", 0) == 0) rels.push_back("accel/" + e);
+    } else {
+      rels.push_back(node);
+    }
+    if (rels.empty()) warnings.push_back("GPU " + addr + " has no " + node + " node");
+    for (const auto& rel : rels)
+      if (auto d = char_device(c, rel, warnings)) g.devices.push_back(*d);
+  }
+  if (g.devices.empty()) {
+    warnings.push_back("GPU " + addr + " (" + rule.vendor + ") skipped: none of its nodes exist");
+    return std::nullopt;
+  }
+  return g;
+}
+
+const GpuVendorRule* vendor_rule(const Config& c, const std::string& vendor,
+                                 const std::string& cls) {
+  for (const auto& r : c.gpu_vendors)
+    if (r.vendor == vendor)
+      for (const auto& k : r.classes)
+        if (cls.rfind(k, 0) == 0) return &r;
+  return nullptr;
+}
+
 std::string first_entry(const fs::path& dir) {
   auto e = entries(dir);
   return e.empty() ? std::string{} : e.front();
@@ -200,7 +337,21 @@ Expected<Discovery> discover(const Config& c) {
       g.devices.push_back(*own);
       for (const auto& n : control_nodes)
         if (auto d = char_device(c, n, out.warnings)) g.devices.push_back(*d);
-      inv.gpus.push_back(std::move(g));
+      // A GPU in MIG mode is handed out by its instances only; the whole GPU is not placeable.
+      auto instances = mig_instances(c, g, out.warnings);
+      if (instances.empty())
+        inv.gpus.push_back(std::move(g));
+      else
+        inv.gpus.insert(inv.gpus.end(), instances.begin(), instances.end());
+      continue;
+    }
+    if (const auto* rule = vendor_rule(c, vendor, cls)) {
+      if (auto g = vendor_gpu(c, *rule, dev, addr, out.warnings)) {
+        g->numa = numa_of(dev);
+        g->iommu_group = group_of(dev);
+        g->index = -1;  // numbered after NVIDIA's minors, below
+        inv.gpus.push_back(std::move(*g));
+      }
       continue;
     }
     bool is_vf = fs::is_symlink(dev / "physfn");
@@ -239,8 +390,13 @@ Expected<Discovery> discover(const Config& c) {
       inv.vfs.push_back(std::move(v));
     }
   }
-  std::sort(inv.gpus.begin(), inv.gpus.end(),
-            [](const Gpu& a, const Gpu& b) { return a.index < b.index; });
+  // Other vendors' GPUs take the indexes after NVIDIA's minors, in PCI order.
+  int next_index = 0;
+  for (const auto& g : inv.gpus) next_index = std::max(next_index, g.index + 1);
+  for (auto& g : inv.gpus)
+    if (g.index < 0) g.index = next_index++;
+  std::stable_sort(inv.gpus.begin(), inv.gpus.end(),
+                   [](const Gpu& a, const Gpu& b) { return a.index < b.index; });
   std::sort(inv.vfs.begin(), inv.vfs.end(), [](const Vf& a, const Vf& b) {
     return std::tie(a.pf_pci, a.vf_index) < std::tie(b.pf_pci, b.vf_index);
   });
@@ -249,6 +405,11 @@ Expected<Discovery> discover(const Config& c) {
   if (auto mode = read_line(fs::path(c.sysfs_root) / "module/ib_core/parameters/netns_mode");
       !mode.empty())
     inv.rdma_netns = (mode == "N" || mode == "0") ? "exclusive" : "shared";
+  // On the real host, libibverbs' devices, ports and GUIDs, joined by PCI address.
+  if (c.sysfs_root == "/sys") {
+    auto devices = net::enumerate_rdma_devices(out.warnings);
+    for (auto& w : join_rdma_devices(inv, std::move(devices))) out.warnings.push_back(std::move(w));
+  }
   return out;
 }
 

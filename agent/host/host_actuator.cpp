@@ -322,11 +322,14 @@ StepOutcome HostActuator::run(const Step& step, const Target& target, bool rollb
   return std::visit(
       overloaded{
           [&](const step::MakeNode& s) {
-            auto existed = host_.nodes.make(c.handle.root.get(), s.dev);
-            return existed ? done(*existed ? "existed" : "") : failed(existed.error());
+            auto made = host_.nodes.make(c.handle.root.get(), s.dev);
+            if (!made) return failed(made.error());
+            return done(made->existed ? "existed"
+                        : made->dirs  ? "dirs=" + std::to_string(made->dirs)
+                                      : "");
           },
           [&](const step::RemoveNode& s) {
-            return from(host_.nodes.remove(c.handle.root.get(), s.dev));
+            return from(host_.nodes.remove(c.handle.root.get(), s.dev, s.dirs));
           },
           [&](const step::AllowDevice& s) { return allow_device(paths_of(c.handle), s); },
           [&](const step::DenyDevice& s) { return deny_device(paths_of(c.handle), s); },

@@ -152,12 +152,12 @@ Status RealLinkSeam::set_vf_link_state(const std::string& pf_pci, int vf, int st
       "setting the link state of VF " + std::to_string(vf) + " on " + pf->first);
 }
 
-Expected<bool> RealDeviceNodeSeam::make(int root_fd, const CharDevice& dev) {
+Expected<NodeMade> RealDeviceNodeSeam::make(int root_fd, const CharDevice& dev) {
   return make_device_node(root_fd, dev);
 }
 
-Status RealDeviceNodeSeam::remove(int root_fd, const CharDevice& dev) {
-  return remove_device_node(root_fd, dev);
+Status RealDeviceNodeSeam::remove(int root_fd, const CharDevice& dev, int dirs) {
+  return remove_device_node(root_fd, dev, dirs);
 }
 
 }  // namespace berth::agent

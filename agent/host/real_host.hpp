@@ -77,8 +77,8 @@ class RealCgroupSeam : public CgroupSeam {
 
 class RealDeviceNodeSeam : public DeviceNodeSeam {
  public:
-  Expected<bool> make(int root_fd, const CharDevice& dev) override;
-  Status remove(int root_fd, const CharDevice& dev) override;
+  Expected<NodeMade> make(int root_fd, const CharDevice& dev) override;
+  Status remove(int root_fd, const CharDevice& dev, int dirs) override;
 };
 
 class RealContainerSeam : public ContainerSeam {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "agent/host/container.hpp"
+#include "agent/host/device_nodes.hpp"
 #include "agent/host/device_programs.hpp"
 #include "core/expected.hpp"
 #include "core/inventory.hpp"
@@ -69,9 +70,9 @@ class CgroupSeam {
 class DeviceNodeSeam {
  public:
   virtual ~DeviceNodeSeam() = default;
-  // True when the node was already there.
-  virtual Expected<bool> make(int root_fd, const CharDevice& dev) = 0;
-  virtual Status remove(int root_fd, const CharDevice& dev) = 0;
+  virtual Expected<NodeMade> make(int root_fd, const CharDevice& dev) = 0;
+  // Removes the node and up to `dirs` of its parent levels while they are empty.
+  virtual Status remove(int root_fd, const CharDevice& dev, int dirs) = 0;
 };
 
 class ContainerSeam {

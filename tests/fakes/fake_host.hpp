@@ -251,11 +251,11 @@ class FakeDeviceNodeSeam : public agent::DeviceNodeSeam {
  public:
   Faults* faults = nullptr;
   std::set<std::string> nodes;
-  Expected<bool> make(int, const CharDevice& d) override {
+  Expected<agent::NodeMade> make(int, const CharDevice& d) override {
     BERTH_FAULT("make node " + d.path);
-    return !nodes.insert(d.path).second;
+    return agent::NodeMade{!nodes.insert(d.path).second, 0};
   }
-  Status remove(int, const CharDevice& d) override {
+  Status remove(int, const CharDevice& d, int) override {
     BERTH_FAULT("remove node " + d.path);
     nodes.erase(d.path);
     return ok_status();

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <filesystem>
 
 #include <boost/asio/io_context.hpp>
 #include <nlohmann/json.hpp>
@@ -16,6 +17,7 @@
 #include "agent/host/host_actuator.hpp"
 #include "tests/fakes/engine_call.hpp"
 #include "tests/fakes/fake_actuator.hpp"
+#include "tests/fakes/gpu_kinds_fixture.hpp"
 #include "tests/host/host.hpp"
 
 namespace berth::itest {
@@ -390,6 +392,51 @@ TEST_P(AttachTest, AVfMovedToANestedNamespaceIsReportedAndHeld) {
   EXPECT_NE(de->message.find("no longer in the container's network namespace"), std::string::npos)
       << de->message;
   EXPECT_EQ(dv["state"], "failed");
+}
+
+// A MIG instance (the parent's node and the instance's two capability nodes, the other
+// instance's not) and another vendor's GPU (its render node and /dev/kfd, by the config map):
+// each node opens inside after attach, none before or after detach, the host as before.
+TEST_P(AttachTest, AMigInstanceAndAnotherVendorsGpuOpenInsideAndNothingElse) {
+  namespace fs = std::filesystem;
+  const fs::path root =
+      fs::temp_directory_path() / ("berth-itest-gpu-kinds-" + std::to_string(::getpid()));
+  struct Cleanup {
+    fs::path p;
+    ~Cleanup() { fs::remove_all(p); }
+  } cleanup{root};
+  auto d = agent::discover(testing::gpu_kinds_fixture(root));
+  ASSERT_TRUE(d) << d.error().message;
+  ctx_.inventory = d->inventory;
+  BerthRequest r;
+  r.gpu_ids = {"0000:17:00.0/gi1/ci0", std::string(testing::kAmdGpu)};
+  r.numa = NumaPolicy::any;
+  const std::vector<std::string> given{"/dev/nvidia0", "/dev/nvidia-caps/nvidia-cap30",
+                                       "/dev/nvidia-caps/nvidia-cap31", "/dev/dri/renderD128",
+                                       "/dev/kfd"};
+  // Read-only opens ("<>" would make a regular file where a node is missing).
+  auto opens = [&](const std::string& path) { return container_->exec("exec 3<" + path).rc == 0; };
+  // The other instance's capability, made by the container itself: the device gate stops it.
+  auto other_instance = [&] {
+    return container_->exec("rm -f /tmp/c; mknod /tmp/c c 4 32 && exec 3</tmp/c").rc == 0;
+  };
+  const std::string before = snapshot(*container_);
+  for (const auto& p : given) EXPECT_FALSE(opens(p)) << p;
+
+  agent::Engine engine(io_, ctx_, {}, host_, nullptr);
+  auto [ce, cv] = testing::call(io_, engine, event::Create{0, "manual/kinds", r});
+  ASSERT_FALSE(ce) << ce->message;
+  auto [ae, av] = testing::call(io_, engine, event::Attach{0, "manual/kinds", target()});
+  ASSERT_FALSE(ae) << ae->message;
+  for (const auto& p : given) EXPECT_TRUE(opens(p)) << p;
+  EXPECT_FALSE(opens("/dev/nvidia-caps/nvidia-cap32")) << "the other instance's node is not made";
+  EXPECT_FALSE(other_instance()) << "nor may the container make it";
+  EXPECT_FALSE(opens("/dev/dri/card1")) << "the rule gives the render node only";
+
+  auto [de, dv] = testing::call(io_, engine, event::Detach{0, "manual/kinds"});
+  ASSERT_FALSE(de) << de->message;
+  for (const auto& p : given) EXPECT_FALSE(opens(p)) << p;
+  EXPECT_EQ(diff(before, snapshot(*container_)), "");
 }
 
 INSTANTIATE_TEST_SUITE_P(CgroupModes, AttachTest, ::testing::Values(CgroupMode::v1, CgroupMode::v2),

@@ -60,7 +60,7 @@ TEST(Placement, PassthroughGroupGoesWholeOrNotAtAll) {
   Usage u2;
   auto two = place(inv, u2, gpus(2));
   ASSERT_TRUE(two);
-  for (const auto& g : two->gpus) EXPECT_NE(inv.gpu_by_pci(g)->iommu_group, 70);
+  for (const auto& g : two->gpus) EXPECT_NE(inv.gpu_by_id(g)->iommu_group, 70);
 
   BerthRequest half;
   half.gpu_ids = {"6"};
@@ -79,7 +79,7 @@ TEST(Placement, ThreeGpusOnNodeOneTakeTheGroupAndASingle) {
   ASSERT_TRUE(p) << p.error().message;
   EXPECT_EQ(p->numa, std::vector<int>{1});
   int in_group = 0;
-  for (const auto& g : p->gpus) in_group += inv.gpu_by_pci(g)->iommu_group == 70;
+  for (const auto& g : p->gpus) in_group += inv.gpu_by_id(g)->iommu_group == 70;
   EXPECT_EQ(in_group, 2);
 }
 
