@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <linux/bpf.h>
 #include <linux/magic.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -14,6 +15,8 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+
+#include <spdlog/spdlog.h>
 
 #include "agent/host/safe_open.hpp"
 
@@ -272,20 +275,19 @@ Expected<ProgramChange> DevicePrograms::change(const std::string& cgroup, const 
       }
       out.already = false;
 
-      const auto key = std::make_pair(cgroup_id, id);
-      auto original = originals_.find(key);
+      UniqueFd original = original_of(cgroup_id, id);
       UniqueFd next;
       bool restoring = false;
-      if (devices.empty() && original != originals_.end()) {
-        auto held = info_of(original->second.get());
+      if (devices.empty() && original) {
+        auto held = info_of(original.get());
         if (held && held->insns == inner) {
-          next = UniqueFd(::fcntl(original->second.get(), F_DUPFD_CLOEXEC, 3));
+          next = UniqueFd(::fcntl(original.get(), F_DUPFD_CLOEXEC, 3));
           restoring = static_cast<bool>(next);
         }
       }
       if (!next) {
-        // After a restart berth no longer holds the original: the same instructions, loaded
-        // again, are the same program under a new id.
+        // After a restart without a pin berth no longer holds the original: the same
+        // instructions, loaded again, are the same program under a new id.
         auto loaded = devices.empty() ? load_device_program(inner)
                                       : load_device_program(bpf::wrap(devices, inner));
         if (!loaded) return loaded.error();
@@ -304,16 +306,61 @@ Expected<ProgramChange> DevicePrograms::change(const std::string& cgroup, const 
       out.note += "device program " + std::to_string(id) + " -> " + std::to_string(next_id) +
                   (restoring ? " (the runtime's own, restored)" : "");
       // Keep the runtime's program alive for as long as a berth program stands in for it.
-      UniqueFd keep = original != originals_.end() ? std::move(original->second)
-                      : wrapped                    ? UniqueFd()
-                                                   : std::move(current);
-      if (original != originals_.end()) originals_.erase(original);
-      if (!devices.empty() && keep) originals_[{cgroup_id, next_id}] = std::move(keep);
+      UniqueFd keep = original ? std::move(original) : wrapped ? UniqueFd() : std::move(current);
+      forget_original(cgroup_id, id);
+      if (!devices.empty() && keep) keep_original(cgroup_id, next_id, std::move(keep));
     }
     if (!raced) return out;
   }
   return make_error(ErrorCode::busy, "the device program on cgroup " + cgroup +
                                          " kept changing while berth replaced it; try again");
+}
+
+bool is_bpffs(const std::string& path) {
+  struct statfs fs {};
+  return ::statfs(path.c_str(), &fs) == 0 && fs.f_type == BPF_FS_MAGIC;
+}
+
+Status prepare_pin_dir(const std::string& dir) {
+  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return bpf_error("cannot create " + dir);
+  if (is_bpffs(dir)) return ok_status();
+  if (::mount("bpf", dir.c_str(), "bpf", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0700") != 0)
+    return bpf_error("cannot mount a bpffs on " + dir);
+  return ok_status();
+}
+
+std::string DevicePrograms::pin_path(uint64_t cgroup_id, uint32_t id) const {
+  return pin_dir_ + "/original-" + std::to_string(cgroup_id) + "-" + std::to_string(id);
+}
+
+UniqueFd DevicePrograms::original_of(uint64_t cgroup_id, uint32_t id) {
+  if (auto it = originals_.find({cgroup_id, id}); it != originals_.end())
+    return UniqueFd(::fcntl(it->second.get(), F_DUPFD_CLOEXEC, 3));
+  if (pin_dir_.empty()) return {};
+  const std::string path = pin_path(cgroup_id, id);
+  bpf_attr attr{};
+  attr.pathname = reinterpret_cast<uint64_t>(path.c_str());
+  UniqueFd fd(static_cast<int>(sys_bpf(BPF_OBJ_GET, attr)));
+  if (fd) originals_[{cgroup_id, id}] = UniqueFd(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 3));
+  return fd;
+}
+
+void DevicePrograms::keep_original(uint64_t cgroup_id, uint32_t id, UniqueFd fd) {
+  if (!pin_dir_.empty()) {
+    const std::string path = pin_path(cgroup_id, id);
+    bpf_attr attr{};
+    attr.pathname = reinterpret_cast<uint64_t>(path.c_str());
+    attr.bpf_fd = static_cast<uint32_t>(fd.get());
+    // Without the pin it is still held in memory; only a restart then loses the exact program.
+    if (sys_bpf(BPF_OBJ_PIN, attr) != 0 && errno != EEXIST)
+      spdlog::warn("BERTH_BPF_PIN_FAILED {}: {}", path, std::strerror(errno));
+  }
+  originals_[{cgroup_id, id}] = std::move(fd);
+}
+
+void DevicePrograms::forget_original(uint64_t cgroup_id, uint32_t id) {
+  originals_.erase({cgroup_id, id});
+  if (!pin_dir_.empty()) ::unlink(pin_path(cgroup_id, id).c_str());
 }
 
 std::vector<std::string> DevicePrograms::holders(const std::string& cgroup, unsigned major,

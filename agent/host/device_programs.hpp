@@ -31,9 +31,17 @@ Expected<UniqueFd> load_device_program(const std::vector<bpf::Insn>& insns);
 Status attach_device_program(int cgroup_fd, int prog_fd, int replace_fd = -1);
 UniqueFd device_program_by_id(uint32_t id);
 
+// Makes `dir` (mode 0700) a directory on a bpffs: inside one (/sys/fs/bpf/berth), or a bpffs
+// of its own mounted there; pinned programs outlive berthd's restarts (not a reboot).
+Status prepare_pin_dir(const std::string& dir);
+bool is_bpffs(const std::string& path);
+
 class DevicePrograms {
  public:
-  explicit DevicePrograms(std::string unified_mount) : mount_(std::move(unified_mount)) {}
+  // With a `pin_dir` (a bpffs, prepare_pin_dir), each runtime program berth stands in for is
+  // also pinned there, so that after a restart detach still puts back exactly that program.
+  explicit DevicePrograms(std::string unified_mount, std::string pin_dir = {})
+      : mount_(std::move(unified_mount)), pin_dir_(std::move(pin_dir)) {}
 
   // `cgroup` is the "0::" path of /proc/<pid>/cgroup, relative to the mount.
   Expected<ProgramChange> allow(const std::string& cgroup, unsigned major, unsigned minor);
@@ -49,7 +57,15 @@ class DevicePrograms {
   Expected<UniqueFd> open_cgroup(const std::string& cgroup);
   Expected<ProgramChange> change(const std::string& cgroup, const bpf::Device& dev, bool add);
 
+  // The runtime's program berth's program `id` on cgroup `cgroup_id` stands in for: held in
+  // memory, else (after a restart) from its pin.
+  UniqueFd original_of(uint64_t cgroup_id, uint32_t id);
+  void keep_original(uint64_t cgroup_id, uint32_t id, UniqueFd fd);
+  void forget_original(uint64_t cgroup_id, uint32_t id);
+  std::string pin_path(uint64_t cgroup_id, uint32_t id) const;
+
   std::string mount_;
+  std::string pin_dir_;
   // The runtime's program each berth program replaced, by (cgroup inode, berth program id): held
   // open so that the last detach puts back exactly that program.
   std::map<std::pair<uint64_t, uint32_t>, UniqueFd> originals_;

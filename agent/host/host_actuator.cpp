@@ -176,8 +176,9 @@ StepOutcome HostActuator::set_vf_guid(const step::SetVfGuid& s) {
   return done(*previous);
 }
 
-HostActuator::HostActuator(std::string cgroup_root, std::string sysfs_root)
-    : real_(std::make_unique<RealHost>(std::move(cgroup_root), std::move(sysfs_root))),
+HostActuator::HostActuator(std::string cgroup_root, std::string sysfs_root, std::string bpf_pin_dir)
+    : real_(std::make_unique<RealHost>(std::move(cgroup_root), std::move(sysfs_root),
+                                       std::move(bpf_pin_dir))),
       host_(real_->seams()),
       host_netns_(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)) {}
 

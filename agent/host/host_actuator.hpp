@@ -14,8 +14,10 @@ namespace berth::agent {
 // Performs steps on the host through its seams: device nodes, cgroups, links, containers.
 class HostActuator : public Actuator {
  public:
-  // The real host.
-  explicit HostActuator(std::string cgroup_root, std::string sysfs_root = "/sys");
+  // The real host; with a bpffs `bpf_pin_dir` the runtime programs berth stands in for are
+  // pinned there (prepare_pin_dir).
+  explicit HostActuator(std::string cgroup_root, std::string sysfs_root = "/sys",
+                        std::string bpf_pin_dir = {});
   // Any host, e.g. fakes in unit tests.
   explicit HostActuator(HostSeams seams);
   StepOutcome run(const Step& step, const Target& target, bool rollback) override;

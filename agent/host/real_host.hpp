@@ -27,11 +27,11 @@ class RealLinkSeam : public LinkSeam {
 
 class RealCgroupSeam : public CgroupSeam {
  public:
-  explicit RealCgroupSeam(const std::string& root)
+  explicit RealCgroupSeam(const std::string& root, std::string bpf_pin_dir = {})
       : v1_(root),
         unified_mount_(find_unified_mount(root)),
         v2_(unified_mount_),
-        programs_(unified_mount_) {}
+        programs_(unified_mount_, std::move(bpf_pin_dir)) {}
   Expected<ProgramChange> allow_program(const std::string& unified, unsigned major,
                                         unsigned minor) override {
     if (unified_mount_.empty()) return ProgramChange{};
@@ -102,8 +102,10 @@ class RealRdmaSeam : public RdmaSeam {
 
 // All of them, for berthd.
 struct RealHost {
-  RealHost(const std::string& cgroup_root, std::string sysfs_root)
-      : links(std::move(sysfs_root)), cgroups(cgroup_root), containers(cgroup_root) {}
+  RealHost(const std::string& cgroup_root, std::string sysfs_root, std::string bpf_pin_dir)
+      : links(std::move(sysfs_root)),
+        cgroups(cgroup_root, std::move(bpf_pin_dir)),
+        containers(cgroup_root) {}
   RealLinkSeam links;
   RealCgroupSeam cgroups;
   RealDeviceNodeSeam nodes;

@@ -239,7 +239,19 @@ int run(const std::string& path, bool recover) {
   berth::agent::EventBus bus;
   boost::asio::io_context io(1);
   berth::agent::Worker worker;
-  berth::agent::HostActuator actuator(config.cgroup_root, config.sysfs_root);
+  // The runtime device programs berth stands in for are pinned under the host's bpffs (where
+  // systemd mounts it), so a restart still puts back exactly them.
+  std::string bpf_pins;
+  if (!berth::agent::find_unified_mount(config.cgroup_root).empty() &&
+      berth::agent::is_bpffs("/sys/fs/bpf")) {
+    bpf_pins = "/sys/fs/bpf/berth";
+    if (auto pinned = berth::agent::prepare_pin_dir(bpf_pins); !pinned) {
+      spdlog::warn("BERTH_BPF_PIN_FAILED {}; the runtime's programs are held in memory only",
+                   pinned.error().message);
+      bpf_pins.clear();
+    }
+  }
+  berth::agent::HostActuator actuator(config.cgroup_root, config.sysfs_root, bpf_pins);
   berth::agent::Metrics metrics(BERTH_VERSION);
   std::optional<berth::agent::CdiWriter> cdi;
   if (!config.cdi_spec.empty())

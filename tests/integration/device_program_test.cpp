@@ -2,6 +2,7 @@
 // runtime-style deny-by-default program, a process in it that tries the stand-in device, and
 // berth's wrap and unwrap around that program.
 #include <fcntl.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -110,6 +111,56 @@ TEST_F(DeviceProgramTest, AttachAllowsTheDeviceKeepsTheOldRulesAndDetachPutsTheO
   EXPECT_NE(d->note.find("restored"), std::string::npos) << d->note;
   EXPECT_FALSE(can_open("/dev/fuse"));
   EXPECT_TRUE(can_open("/dev/null"));
+}
+
+// berthd restarts while a berth program stands in for the runtime's: with the original pinned
+// in a bpffs, the new berthd's detach puts back exactly it (same id), and the pin goes.
+class DeviceProgramPinTest : public DeviceProgramTest {
+ protected:
+  DeviceProgramPinTest() { cgroup_ = "/berth-itest-devprog-pin"; }
+};
+
+TEST_F(DeviceProgramPinTest, AfterARestartDetachPutsBackTheSameProgramFromItsPin) {
+  namespace fs = std::filesystem;
+  const std::string pins =
+      fs::temp_directory_path() / ("berth-itest-bpf-" + std::to_string(::getpid()));
+  auto prepared = agent::prepare_pin_dir(pins);
+  if (!prepared) GTEST_SKIP() << "no bpffs here: " << prepared.error().message;
+  struct Unmount {
+    std::string dir;
+    ~Unmount() {
+      ::umount2(dir.c_str(), MNT_DETACH);
+      ::rmdir(dir.c_str());
+    }
+  } unmount{pins};
+  // Only berth's pins (a fresh bpffs may hold the kernel's maps.debug and progs.debug).
+  auto pinned = [&] {
+    int n = 0;
+    for (const auto& e : fs::directory_iterator(pins))
+      n += e.path().filename().string().rfind("original-", 0) == 0;
+    return n;
+  };
+  const uint32_t runtime_id = runtime_id_;
+  {
+    DevicePrograms first(mount_, pins);
+    auto a = first.allow(cgroup_, kFuseMajor, kFuseMinor);
+    ASSERT_TRUE(a) << a.error().message;
+    EXPECT_EQ(pinned(), 1);
+  }
+  // The runtime forgets its own descriptor too: only the pin keeps the program alive.
+  runtime_.reset();
+  EXPECT_TRUE(can_open("/dev/fuse"));
+  DevicePrograms second(mount_, pins);
+  auto zero = second.allow(cgroup_, kZeroMajor, kZeroMinor);  // another device meanwhile
+  ASSERT_TRUE(zero) << zero.error().message;
+  ASSERT_TRUE(second.deny(cgroup_, kZeroMajor, kZeroMinor));
+  auto d = second.deny(cgroup_, kFuseMajor, kFuseMinor);
+  ASSERT_TRUE(d) << d.error().message;
+  EXPECT_EQ(only_program(), runtime_id) << "the runtime's own program, not a copy: " << d->note;
+  EXPECT_NE(d->note.find("restored"), std::string::npos) << d->note;
+  EXPECT_FALSE(can_open("/dev/fuse"));
+  EXPECT_TRUE(can_open("/dev/null"));
+  EXPECT_EQ(pinned(), 0) << "the pin is gone with the berth";
 }
 
 TEST_F(DeviceProgramTest, DetachNamesTheProcessesThatStillHoldTheDeviceOpen) {
