@@ -205,9 +205,6 @@ struct Server : std::enable_shared_from_this<Server<Protocol>> {
     const bool paced = !(peer.local && peer.uid == 0);
     asio::steady_timer turn(stream.get_executor());
     beast::flat_buffer buffer;
-    // Beast reads at most the buffer's free capacity (at least 512 bytes) per receive: room for
-    // a typical webhook delivery's headers and body up front makes that one receive, not many.
-    buffer.reserve(16 * 1024);
     bool first = true;
     for (;;) {
       http::request_parser<http::string_body> parser;
