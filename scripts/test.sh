@@ -15,7 +15,12 @@ for variant in plain sanitize; do
   cmake --build "$build" -j "$jobs"
   echo "== $variant tests"
   # Sanitizer reports fail the run; leaks included.
-  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    ctest --test-dir "$build" --output-on-failure -j "$jobs"
+  if ! ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --test-dir "$build" --output-on-failure -j "$jobs"; then
+    # The failing cases last, so the end of the log names them.
+    echo "== $variant tests failed:"
+    grep -h -E '^\[  FAILED  \]|^FAIL|: Failure$' "$build/Testing/Temporary/LastTest.log" | sort -u | head -40 || true
+    exit 1
+  fi
 done
 echo "== all tests passed in both builds"
