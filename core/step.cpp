@@ -1,5 +1,7 @@
 #include "core/step.hpp"
 
+#include <sstream>
+
 #include <nlohmann/json.hpp>
 
 #include "core/overloaded.hpp"
@@ -20,11 +22,15 @@ std::string describe(const Step& s) {
             return "create device node " + x.dev.path + " (" + devnum(x.dev.major, x.dev.minor) +
                    ")";
           },
-          [](const step::RemoveNode& x) { return "remove device node " + x.dev.path; },
+          [](const step::RemoveNode& x) {
+            return (x.bind ? "unmount the bind-mounted device node " : "remove device node ") +
+                   x.dev.path;
+          },
           [](const step::AllowDevice& x) {
             return "allow device c " + devnum(x.major, x.minor) + " in the devices cgroup";
           },
           [](const step::DenyDevice& x) {
+            if (x.via == "lxc") return "deny device c " + devnum(x.major, x.minor) + " through LXC";
             return "deny device c " + devnum(x.major, x.minor) + " in the devices cgroup" +
                    (x.skip.empty() ? "" : " (not in " + x.skip + ": allowed there before)");
           },
@@ -69,14 +75,19 @@ std::optional<Step> inverse(const Step& s, const std::string& undo) {
       overloaded{
           [&](const step::MakeNode& x) -> std::optional<Step> {
             if (undo == "existed") return std::nullopt;
-            int dirs = 0;
-            if (undo.rfind("dirs=", 0) == 0 && undo.size() == 6 && undo[5] >= '1' && undo[5] <= '9')
-              dirs = undo[5] - '0';
-            return step::RemoveNode{x.dev, dirs};
+            step::RemoveNode out{x.dev};
+            std::istringstream words(undo);
+            for (std::string w; words >> w;) {
+              if (w == "bind") out.bind = true;
+              if (w.rfind("dirs=", 0) == 0 && w.size() == 6 && w[5] >= '1' && w[5] <= '9')
+                out.dirs = w[5] - '0';
+            }
+            return out;
           },
           [&](const step::AllowDevice& x) -> std::optional<Step> {
             // Denying a device the container was already allowed would take away what it had.
             if (undo == "already-allowed") return std::nullopt;
+            if (undo == "lxc") return step::DenyDevice{x.major, x.minor, "", "lxc"};
             const bool v1 = undo.find("v1-already") != std::string::npos;
             const bool v2 = undo.find("v2-already") != std::string::npos;
             if (v1 && v2) return std::nullopt;
@@ -125,6 +136,7 @@ nlohmann::json step_to_json(const Step& s) {
           [](const step::RemoveNode& x) -> nlohmann::json {
             nlohmann::json j = {{"op", "remove_node"}, {"dev", nlohmann::json(x.dev)}};
             if (x.dirs) j["dirs"] = x.dirs;
+            if (x.bind) j["bind"] = true;
             return j;
           },
           [](const step::AllowDevice& x) -> nlohmann::json {
@@ -133,6 +145,7 @@ nlohmann::json step_to_json(const Step& s) {
           [](const step::DenyDevice& x) -> nlohmann::json {
             nlohmann::json j{{"op", "deny_device"}, {"major", x.major}, {"minor", x.minor}};
             if (!x.skip.empty()) j["skip"] = x.skip;
+            if (!x.via.empty()) j["via"] = x.via;
             return j;
           },
           [](const step::SetCpuset& x) -> nlohmann::json {
@@ -199,12 +212,13 @@ static Step step_from_json_unchecked(const nlohmann::json& j) {
   };
   auto str = [&](const char* k) { return j.at(k).get<std::string>(); };
   if (op == "make_node") return step::MakeNode{dev()};
-  if (op == "remove_node") return step::RemoveNode{dev(), j.value("dirs", 0)};
+  if (op == "remove_node")
+    return step::RemoveNode{dev(), j.value("dirs", 0), j.value("bind", false)};
   if (op == "allow_device")
     return step::AllowDevice{j.at("major").get<unsigned>(), j.at("minor").get<unsigned>()};
   if (op == "deny_device")
     return step::DenyDevice{j.at("major").get<unsigned>(), j.at("minor").get<unsigned>(),
-                            j.value("skip", "")};
+                            j.value("skip", ""), j.value("via", "")};
   if (op == "set_cpuset") return step::SetCpuset{str("cpus"), str("mems")};
   const std::string pci = j.value("pci", "");
   if (op == "move_link_in") return step::MoveLinkIn{str("host_name"), str("ifname"), pci};

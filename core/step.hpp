@@ -14,16 +14,21 @@
 namespace berth {
 
 namespace step {
+// Undo "existed" when the node was already there; otherwise "bind" when the node is a bind
+// mount of the host's (a container in a user namespace of its own) and "dirs=N" when berth made
+// N parent directories for it, space-separated.
 struct MakeNode {
   CharDevice dev;
-};  // undo "existed" when the node was already there
+};
 struct RemoveNode {
   CharDevice dev;
-  int dirs = 0;  // parent directory levels berth made for the node (undo "dirs=N" of MakeNode)
+  int dirs = 0;       // parent directory levels berth made for the node
+  bool bind = false;  // a bind mount to take off, not a node to unlink
 };
 // Both gates where the host has them: the cgroup v1 devices list and the cgroup v2 device
 // programs. Undo "already-allowed": nothing to deny; otherwise it names the gate that already
-// allowed the device ("v1-already", "v2-already") and the v2 program ids berth swapped.
+// allowed the device ("v1-already", "v2-already") and the v2 program ids berth swapped, or
+// "lxc" when LXC's own rule list took the device (LXC on cgroup v2).
 struct AllowDevice {
   unsigned major;
   unsigned minor;
@@ -32,6 +37,7 @@ struct DenyDevice {
   unsigned major;
   unsigned minor;
   std::string skip = {};  // "v1" or "v2": a gate that allowed the device before berth did
+  std::string via = {};   // "lxc": allowed through LXC's own rules (undo "lxc"), denied there
 };
 struct SetCpuset {
   std::string cpus;

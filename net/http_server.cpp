@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -198,6 +199,16 @@ struct Server : std::enable_shared_from_this<Server<Protocol>> {
     co_await serve(stream, peer, key);
   }
 
+  // Beast reads at most the buffer's free room, which starts at 512 bytes, so a webhook body would
+  // take many receives. Room for the declared body is made only once its headers are in, so the
+  // connections of a flood that never send a body cost no more than before.
+  static void reserve_for_body(beast::flat_buffer& buffer, boost::optional<std::uint64_t> length) {
+    constexpr std::uint64_t most = 1 << 20;
+    if (!length || *length == 0) return;
+    const std::size_t want = buffer.size() + static_cast<std::size_t>(std::min(*length, most));
+    if (want > buffer.capacity()) buffer.reserve(want);
+  }
+
   // Requests one at a time on one connection (plain or TLS), until the peer closes or fails.
   template <class Stream>
   asio::awaitable<void> serve(Stream& stream, const Peer& peer, const std::string& key) {
@@ -217,6 +228,7 @@ struct Server : std::enable_shared_from_this<Server<Protocol>> {
       beast::error_code ec = hec;
       if (!ec) {
         lowest.expires_after(limits.read_timeout);
+        reserve_for_body(buffer, parser.content_length());
         auto [bec, bn] =
             co_await http::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
         ec = bec;

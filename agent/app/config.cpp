@@ -110,6 +110,7 @@ Expected<Config> parse_config(const std::string& text, const std::string& base_d
                                                   {"cdi_spec", &c.cdi_spec},
                                                   {"cdi_hook", &c.cdi_hook},
                                                   {"lxc_info", &c.lxc_info},
+                                                  {"lxc_cgroup", &c.lxc_cgroup},
                                                   {"apptainer", &c.apptainer}};
   static const std::set<std::string> others{"control_socket_mode",
                                             "control_group",
@@ -132,7 +133,7 @@ Expected<Config> parse_config(const std::string& text, const std::string& base_d
         return config_error(key, "must be a non-empty string");
       *it->second = value.get<std::string>();
       bool is_path = key != "runc" && key != "log_level" && key != "runc_root" &&
-                     key != "lxc_info" && key != "apptainer";
+                     key != "lxc_info" && key != "lxc_cgroup" && key != "apptainer";
       if (is_path && it->second->front() != '/') {
         if (base_dir.empty()) return config_error(key, "must be an absolute path");
         *it->second =

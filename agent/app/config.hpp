@@ -43,6 +43,7 @@ struct Config {
   std::string runc = "runc";                 // runc binary used to resolve container ids
   std::string runc_root;                     // runc --root, empty for runc's default
   std::string lxc_info = "lxc-info";         // resolves --lxc NAME to its init's pid
+  std::string lxc_cgroup = "lxc-cgroup";     // changes an LXC container's device rules (v2)
   std::string apptainer = "apptainer";       // resolves --apptainer NAME (instance list --json)
   DriverPolicy driver_check = DriverPolicy::warn;  // host vs container NVIDIA driver at attach
   std::string log_level = "info";

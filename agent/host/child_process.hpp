@@ -25,4 +25,8 @@ boost::asio::awaitable<ChildResult> run_child(std::vector<std::string> argv,
                                               std::string output_path = {},
                                               std::vector<std::string> extra_env = {});
 
+// The same, for the worker thread: blocks until the child ends or `timeout` passes (then it is
+// killed). For a short command whose answer a step waits on (lxc-cgroup).
+ChildResult run_blocking(std::vector<std::string> argv, std::chrono::milliseconds timeout);
+
 }  // namespace berth::agent

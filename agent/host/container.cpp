@@ -14,6 +14,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <tuple>
 
@@ -142,6 +143,19 @@ ContainerCgroups container_cgroups(int pid) {
   return out;
 }
 
+namespace {
+
+// The host id that id 0 of a user namespace maps to, from its uid_map or gid_map.
+std::optional<unsigned> host_id_of_root(const std::string& map_file) {
+  std::ifstream in(map_file);
+  unsigned inside = 0, outside = 0, count = 0;
+  while (in >> inside >> outside >> count)
+    if (inside == 0 && count > 0) return outside;
+  return std::nullopt;
+}
+
+}  // namespace
+
 Expected<ContainerHandle> open_container(const Target& target) {
   const int pid = target.pid;
   if (pid <= 1)
@@ -177,6 +191,23 @@ Expected<ContainerHandle> open_container(const Target& target) {
   }
 
   if (auto own = check_own_dev(h.root.get(), pid); !own) return own.error();
+  struct stat self_user {
+  }, its_user{};
+  if (::stat("/proc/self/ns/user", &self_user) == 0 &&
+      ::stat((proc + "/ns/user").c_str(), &its_user) == 0 && self_user.st_ino != its_user.st_ino) {
+    h.userns_mntns.reset(::open((proc + "/ns/mnt").c_str(), O_RDONLY | O_CLOEXEC));
+    if (!h.userns_mntns)
+      return target_gone(pid, std::string("mount namespace: ") + std::strerror(errno));
+    auto uid = host_id_of_root(proc + "/uid_map");
+    auto gid = host_id_of_root(proc + "/gid_map");
+    if (!uid || !gid)
+      return make_error(ErrorCode::attach_failed,
+                        "pid " + std::to_string(pid) +
+                            " runs in a user namespace that maps no root: berth cannot make its "
+                            "device nodes");
+    h.userns_uid = *uid;
+    h.userns_gid = *gid;
+  }
   auto cgroups = container_cgroups(pid);
   h.devices_cgroup = std::move(cgroups.devices);
   h.cpuset_cgroup = std::move(cgroups.cpuset);

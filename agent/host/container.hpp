@@ -16,6 +16,11 @@ struct ContainerHandle {
   UniqueFd pidfd;
   UniqueFd netns;
   UniqueFd root;  // O_PATH directory: the container's "/"
+  // Its mount namespace, opened only when it runs in a user namespace of its own: a /dev mounted
+  // there is nodev, so its device nodes are bind mounts of the host's, made in that namespace.
+  UniqueFd userns_mntns;
+  unsigned userns_uid = 0;  // the host ids of its root (uid_map, gid_map)
+  unsigned userns_gid = 0;
   std::string
       devices_cgroup;  // cgroup v1 path relative to the controller's mount, e.g. "/berth/c1"
   std::string cpuset_cgroup;

@@ -1,12 +1,18 @@
 #include "agent/host/device_nodes.hpp"
 
 #include <fcntl.h>
+#include <sched.h>
+#include <sys/fsuid.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <sstream>
+#include <thread>
 
 #include "agent/host/safe_open.hpp"
 
@@ -61,7 +67,83 @@ Expected<UniqueFd> open_levels(int root_fd, const CharDevice& dev,
   return dir;
 }
 
+bool is_node(int dir, const std::string& name, const CharDevice& dev) {
+  struct stat st {};
+  return ::fstatat(dir, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISCHR(st.st_mode) &&
+         st.st_rdev == makedev(dev.major, dev.minor);
+}
+
+// Runs `fn` on a thread of its own that has joined the container's mount namespace and acts on
+// files as the container's root (host ids ns.uid and ns.gid): a mount is made or removed only
+// from inside its namespace, and a user namespace's filesystem takes no file from an id it does
+// not map. berthd's own threads never leave theirs.
+template <class Fn>
+auto as_container_root(const UserNs& ns, Fn fn) -> decltype(fn()) {
+  std::optional<decltype(fn())> out;
+  int saved = 0;
+  std::thread t([&] {
+    if (::unshare(CLONE_FS) != 0 || ::setns(ns.mntns_fd, CLONE_NEWNS) != 0) {
+      saved = errno;
+      return;
+    }
+    // Per thread: fsuid and fsgid are not shared by berthd's other threads.
+    ::setfsgid(ns.gid);
+    ::setfsuid(ns.uid);
+    out.emplace(fn());
+  });
+  t.join();
+  if (!out)
+    return make_error(
+        ErrorCode::internal,
+        std::string("cannot join the container's mount namespace: ") + std::strerror(saved));
+  return std::move(*out);
+}
+
+int unmount_at(int dir, const std::string& name) {
+  return ::fchdir(dir) == 0 ? ::umount2(name.c_str(), MNT_DETACH | UMOUNT_NOFOLLOW) : -1;
+}
+
 }  // namespace
+
+Expected<NodeMade> bind_device_node(int root_fd, const UserNs& ns, const CharDevice& dev,
+                                    const std::string& host_node) {
+  std::string name;
+  auto levels = levels_of(dev, name);
+  if (!levels) return levels.error();
+  // The host's node, as a detached mount: a host path of the admin's, checked to be the device.
+  UniqueFd tree(::open_tree(AT_FDCWD, host_node.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC));
+  struct stat st {};
+  if (!tree || ::fstat(tree.get(), &st) != 0 || !S_ISCHR(st.st_mode) ||
+      st.st_rdev != makedev(dev.major, dev.minor))
+    return make_error(ErrorCode::internal,
+                      "the host's " + host_node + " is not c " + std::to_string(dev.major) + ":" +
+                          std::to_string(dev.minor) + " (" +
+                          (tree ? "another file" : std::strerror(errno)) + ")");
+  return as_container_root(ns, [&]() -> Expected<NodeMade> {
+    NodeMade made;
+    made.bound = true;
+    auto dir = open_levels(root_fd, dev, *levels, levels->size(), true, &made.dirs);
+    if (!dir) return dir.error();
+    if (is_node(dir->get(), name, dev)) {
+      made.existed = true;
+      return made;
+    }
+    UniqueFd placeholder(::openat(dir->get(), name.c_str(),
+                                  O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0666));
+    if (!placeholder) return node_error(dev, "cannot create the mount point of");
+    placeholder.reset();
+    // The last component is not followed: a link the container swaps in is not a way out.
+    const int rc = ::move_mount(tree.get(), "", dir->get(), name.c_str(), MOVE_MOUNT_F_EMPTY_PATH);
+    if (rc != 0 || !is_node(dir->get(), name, dev)) {
+      const int saved = rc != 0 ? errno : EIO;
+      if (rc == 0) (void)unmount_at(dir->get(), name);
+      ::unlinkat(dir->get(), name.c_str(), 0);
+      errno = saved;
+      return node_error(dev, "cannot bind-mount the host's node to");
+    }
+    return made;
+  });
+}
 
 Expected<NodeMade> make_device_node(int root_fd, const CharDevice& dev) {
   std::string name;
@@ -72,7 +154,7 @@ Expected<NodeMade> make_device_node(int root_fd, const CharDevice& dev) {
   if (!dir) return dir.error();
   struct stat st {};
   if (::fstatat(dir->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
-    if (S_ISCHR(st.st_mode) && st.st_rdev == makedev(dev.major, dev.minor)) {
+    if (is_node(dir->get(), name, dev)) {
       made.existed = true;
       return made;
     }
@@ -91,16 +173,27 @@ Expected<NodeMade> make_device_node(int root_fd, const CharDevice& dev) {
   return made;
 }
 
-Status remove_device_node(int root_fd, const CharDevice& dev, int dirs) {
+namespace {
+
+Status remove_node(int root_fd, const CharDevice& dev, int dirs, bool bound) {
   std::string name;
   auto levels = levels_of(dev, name);
   if (!levels) return levels.error();
   auto dir = open_levels(root_fd, dev, *levels, levels->size(), false, nullptr);
   if (!dir) return ok_status();  // no /dev or no parent: nothing of ours is there
-  struct stat st {};
-  if (::fstatat(dir->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return ok_status();
-  if (!S_ISCHR(st.st_mode) || st.st_rdev != makedev(dev.major, dev.minor)) return ok_status();
-  if (::unlinkat(dir->get(), name.c_str(), 0) != 0 && errno != ENOENT)
+  if (!is_node(dir->get(), name, dev)) return ok_status();
+  if (bound) {
+    // A bind mount, taken off by a name relative to the directory berth holds; then the empty
+    // file under it goes.
+    if (unmount_at(dir->get(), name) != 0 && errno != EINVAL)
+      return node_error(dev, "cannot unmount");
+    struct stat st {};
+    if (::fstatat(dir->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+        st.st_size == 0)
+      ::unlinkat(dir->get(), name.c_str(), 0);
+  }
+  if (is_node(dir->get(), name, dev) && ::unlinkat(dir->get(), name.c_str(), 0) != 0 &&
+      errno != ENOENT)
     return node_error(dev, "cannot remove");
   // The directories berth made for the node, innermost first, while they are empty; one the
   // container has put something in stays.
@@ -109,6 +202,13 @@ Status remove_device_node(int root_fd, const CharDevice& dev, int dirs) {
     if (!parent || ::unlinkat(parent->get(), (*levels)[k - 1].c_str(), AT_REMOVEDIR) != 0) break;
   }
   return ok_status();
+}
+
+}  // namespace
+
+Status remove_device_node(int root_fd, const CharDevice& dev, int dirs, const UserNs* ns) {
+  if (ns) return as_container_root(*ns, [&] { return remove_node(root_fd, dev, dirs, true); });
+  return remove_node(root_fd, dev, dirs, false);
 }
 
 std::vector<std::string> ensure_char_links(const std::string& dev_root,

@@ -204,6 +204,26 @@ Expected<std::vector<uint32_t>> DevicePrograms::attached(const std::string& cgro
   return q->ids;
 }
 
+Expected<std::optional<bool>> DevicePrograms::allows(const std::string& cgroup, unsigned major,
+                                                     unsigned minor) {
+  auto dir = open_cgroup(cgroup);
+  if (!dir) return dir.error();
+  // Every program that applies, its parents' too: LXC may put its program on a parent cgroup.
+  auto q = query(dir->get(), true);
+  if (!q) return q.error();
+  if (q->ids.empty()) return std::optional<bool>{};
+  for (uint32_t id : q->ids) {
+    UniqueFd fd = fd_by_id(id);
+    if (!fd) return bpf_error("cannot open device program " + std::to_string(id));
+    auto info = info_of(fd.get());
+    if (!info) return info.error();
+    auto yes =
+        bpf::evaluate(info->insns, {bpf::kDevChar, major, minor, bpf::kAccRead | bpf::kAccWrite});
+    if (!yes || !*yes) return std::optional<bool>{false};
+  }
+  return std::optional<bool>{true};
+}
+
 Expected<ProgramChange> DevicePrograms::allow(const std::string& cgroup, unsigned major,
                                               unsigned minor) {
   return change(cgroup, {major, minor}, true);

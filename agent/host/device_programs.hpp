@@ -47,6 +47,10 @@ class DevicePrograms {
   Expected<ProgramChange> allow(const std::string& cgroup, unsigned major, unsigned minor);
   Expected<ProgramChange> deny(const std::string& cgroup, unsigned major, unsigned minor);
   bool exists(const std::string& cgroup);
+  // What the device programs that apply to `cgroup` (its own and its parents') say of c
+  // major:minor read+write: none (nullopt), or whether all of them allow it (a program berth
+  // cannot read counts as denying).
+  Expected<std::optional<bool>> allows(const std::string& cgroup, unsigned major, unsigned minor);
   // The ids of the device programs attached to `cgroup` itself.
   Expected<std::vector<uint32_t>> attached(const std::string& cgroup);
   // "pid 123 (fd 4)" for each process in `cgroup` that still holds c major:minor open; a revoked

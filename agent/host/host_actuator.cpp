@@ -24,16 +24,41 @@ bool own(const std::string& cgroup) {
   return !cgroup.empty() && cgroup != "/";
 }
 
+UserNs userns_of(const ContainerHandle& h) {
+  return {h.userns_mntns.get(), h.userns_uid, h.userns_gid};
+}
+
 CgroupPaths paths_of(const ContainerHandle& h) {
   return {h.devices_cgroup, h.cpuset_cgroup, h.unified_cgroup};
 }
 
+// LXC on cgroup v2 builds its device program from its own rule list and attaches a new one
+// whenever a rule changes, which would drop a program berth put in its place: its rules are
+// changed through LXC instead.
+bool lxc_decides(const CgroupPaths& cg, const Target& target) {
+  return !target.lxc.empty() && !own(cg.devices) && own(cg.unified);
+}
+
 }  // namespace
+
+StepOutcome HostActuator::allow_through_lxc(const CgroupPaths& cg, const step::AllowDevice& s,
+                                            const Target& target) {
+  auto allows = host_.cgroups.device_programs_allow(cg.unified, s.major, s.minor);
+  if (!allows) return failed(allows.error());
+  // No program: LXC restricts no devices. Allowed already: the container's own rule, which
+  // detach must leave alone.
+  if (!allows->has_value() || **allows) return done("already-allowed");
+  if (auto st = host_.runtimes.lxc(target.lxcpath, target.lxc, true, s.major, s.minor); !st)
+    return failed(st.error());
+  return done("lxc");
+}
 
 // Two gates decide device access: the v1 devices list of the container's own devices cgroup (a
 // root cgroup cannot be restricted, so there is no gate to open), and the cgroup v2 device
 // programs on its own cgroup. Both are opened; a container with neither of its own is refused.
-StepOutcome HostActuator::allow_device(const CgroupPaths& cg, const step::AllowDevice& s) {
+StepOutcome HostActuator::allow_device(const CgroupPaths& cg, const step::AllowDevice& s,
+                                       const Target& target) {
+  if (lxc_decides(cg, target)) return allow_through_lxc(cg, s, target);
   auto v2 = host_.cgroups.allow_program(cg.unified, s.major, s.minor);
   if (!v2) return failed(v2.error());
   const bool v1 = own(cg.devices);
@@ -62,9 +87,15 @@ StepOutcome HostActuator::allow_device(const CgroupPaths& cg, const step::AllowD
   return done(undo);
 }
 
-StepOutcome HostActuator::deny_device(const CgroupPaths& cg, const step::DenyDevice& s) {
+StepOutcome HostActuator::deny_device(const CgroupPaths& cg, const step::DenyDevice& s,
+                                      const Target& target) {
   std::string note;
-  if (s.skip != "v2" && !cg.unified.empty()) {
+  if (s.via == "lxc") {
+    // The cgroup is gone with the container: so are LXC's rules.
+    if (cg.unified.empty()) return done();
+    if (auto st = host_.runtimes.lxc(target.lxcpath, target.lxc, false, s.major, s.minor); !st)
+      return failed(st.error());
+  } else if (s.skip != "v2" && !cg.unified.empty()) {
     auto v2 = host_.cgroups.deny_program(cg.unified, s.major, s.minor);
     if (!v2) return failed(v2.error());
   }
@@ -176,9 +207,8 @@ StepOutcome HostActuator::set_vf_guid(const step::SetVfGuid& s) {
   return done(*previous);
 }
 
-HostActuator::HostActuator(std::string cgroup_root, std::string sysfs_root, std::string bpf_pin_dir)
-    : real_(std::make_unique<RealHost>(std::move(cgroup_root), std::move(sysfs_root),
-                                       std::move(bpf_pin_dir))),
+HostActuator::HostActuator(const HostPaths& paths)
+    : real_(std::make_unique<RealHost>(paths)),
       host_(real_->seams()),
       host_netns_(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)) {}
 
@@ -301,7 +331,11 @@ StepOutcome HostActuator::run(const Step& step, const Target& target, bool rollb
           host_.cgroups.exists("devices", target.devices_cgroup) ? target.devices_cgroup : "",
           host_.cgroups.exists("cpuset", target.cpuset_cgroup) ? target.cpuset_cgroup : "",
           host_.cgroups.exists("unified", target.unified_cgroup) ? target.unified_cgroup : ""};
-      if (const auto* deny = std::get_if<step::DenyDevice>(&step)) return deny_device(left, *deny);
+      if (const auto* deny = std::get_if<step::DenyDevice>(&step)) {
+        // LXC's rules live in its monitor, which went with the container.
+        if (deny->via == "lxc") return done();
+        return deny_device(left, *deny, target);
+      }
       // The cpuset went to the cgroup attach chose (v1 when it had one of its own): back there,
       // if that cgroup is still there.
       const bool v1_cpuset = own(target.cpuset_cgroup) || !own(target.unified_cgroup);
@@ -323,17 +357,23 @@ StepOutcome HostActuator::run(const Step& step, const Target& target, bool rollb
   return std::visit(
       overloaded{
           [&](const step::MakeNode& s) {
-            auto made = host_.nodes.make(c.handle.root.get(), s.dev);
+            const UserNs ns = userns_of(c.handle);
+            auto made = ns.mntns_fd >= 0 ? host_.nodes.bind(c.handle.root.get(), ns, s.dev)
+                                         : host_.nodes.make(c.handle.root.get(), s.dev);
             if (!made) return failed(made.error());
-            return done(made->existed ? "existed"
-                        : made->dirs  ? "dirs=" + std::to_string(made->dirs)
-                                      : "");
+            if (made->existed) return done("existed");
+            std::string undo = made->bound ? "bind" : "";
+            if (made->dirs)
+              undo += (undo.empty() ? "" : " ") + std::string("dirs=") + std::to_string(made->dirs);
+            return done(undo);
           },
           [&](const step::RemoveNode& s) {
-            return from(host_.nodes.remove(c.handle.root.get(), s.dev, s.dirs));
+            const UserNs ns = userns_of(c.handle);
+            return from(host_.nodes.remove(c.handle.root.get(), s.dev, s.dirs,
+                                           s.bind && ns.mntns_fd >= 0 ? &ns : nullptr));
           },
-          [&](const step::AllowDevice& s) { return allow_device(paths_of(c.handle), s); },
-          [&](const step::DenyDevice& s) { return deny_device(paths_of(c.handle), s); },
+          [&](const step::AllowDevice& s) { return allow_device(paths_of(c.handle), s, target); },
+          [&](const step::DenyDevice& s) { return deny_device(paths_of(c.handle), s, target); },
           [&](const step::SetCpuset& s) {
             auto previous = set_cpuset(paths_of(c.handle), s);
             return previous ? done(*previous) : failed(previous.error());

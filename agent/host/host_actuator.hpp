@@ -16,8 +16,7 @@ class HostActuator : public Actuator {
  public:
   // The real host; with a bpffs `bpf_pin_dir` the runtime programs berth stands in for are
   // pinned there (prepare_pin_dir).
-  explicit HostActuator(std::string cgroup_root, std::string sysfs_root = "/sys",
-                        std::string bpf_pin_dir = {});
+  explicit HostActuator(const HostPaths& paths);
   // Any host, e.g. fakes in unit tests.
   explicit HostActuator(HostSeams seams);
   StepOutcome run(const Step& step, const Target& target, bool rollback) override;
@@ -44,8 +43,10 @@ class HostActuator : public Actuator {
   StepOutcome recover_link(const step::MoveLinkOut& s);
   StepOutcome set_vf_guid(const step::SetVfGuid& s);
   StepOutcome move_link_out(net::LinkOps& in_container, const step::MoveLinkOut& s);
-  StepOutcome allow_device(const CgroupPaths& cg, const step::AllowDevice& s);
-  StepOutcome deny_device(const CgroupPaths& cg, const step::DenyDevice& s);
+  StepOutcome allow_device(const CgroupPaths& cg, const step::AllowDevice& s, const Target& target);
+  StepOutcome allow_through_lxc(const CgroupPaths& cg, const step::AllowDevice& s,
+                                const Target& target);
+  StepOutcome deny_device(const CgroupPaths& cg, const step::DenyDevice& s, const Target& target);
   Expected<std::string> set_cpuset(const CgroupPaths& cg, const step::SetCpuset& s);
 
   std::unique_ptr<RealHost> real_;  // owned when the actuator was made for the real host

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "agent/host/child_process.hpp"
 #include "agent/host/device_nodes.hpp"
 #include "net/rdma_netlink.hpp"
 
@@ -156,8 +157,29 @@ Expected<NodeMade> RealDeviceNodeSeam::make(int root_fd, const CharDevice& dev) 
   return make_device_node(root_fd, dev);
 }
 
-Status RealDeviceNodeSeam::remove(int root_fd, const CharDevice& dev, int dirs) {
-  return remove_device_node(root_fd, dev, dirs);
+Expected<NodeMade> RealDeviceNodeSeam::bind(int root_fd, const UserNs& ns, const CharDevice& dev) {
+  return bind_device_node(root_fd, ns, dev, dev_root_ + dev.path.substr(4));
+}
+
+Status RealDeviceNodeSeam::remove(int root_fd, const CharDevice& dev, int dirs, const UserNs* ns) {
+  return remove_device_node(root_fd, dev, dirs, ns);
+}
+
+Status RealRuntimeDeviceSeam::lxc(const std::string& lxcpath, const std::string& name, bool allow,
+                                  unsigned major, unsigned minor) {
+  std::vector<std::string> argv{lxc_cgroup_};
+  if (!lxcpath.empty()) argv.insert(argv.end(), {"-P", lxcpath});
+  const std::string rule = "c " + std::to_string(major) + ":" + std::to_string(minor) + " rw";
+  argv.insert(argv.end(), {"-n", name, allow ? "devices.allow" : "devices.deny", rule});
+  const auto r = run_blocking(std::move(argv), std::chrono::seconds(10));
+  if (r.exit_code == 0) return ok_status();
+  std::string why = !r.error.empty() ? r.error : "exit code " + std::to_string(r.exit_code);
+  std::string out = r.output.substr(0, 512);
+  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+  return make_error(ErrorCode::attach_failed,
+                    "LXC did not " + std::string(allow ? "allow" : "deny") + " " + rule +
+                        " for container '" + name + "' (" + lxc_cgroup_ + ": " + why +
+                        (out.empty() ? "" : ": " + out) + ")");
 }
 
 }  // namespace berth::agent

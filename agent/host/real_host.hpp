@@ -67,6 +67,11 @@ class RealCgroupSeam : public CgroupSeam {
     if (controller == "unified") return !unified_mount_.empty() && programs_.exists(cgroup);
     return v1_.exists(controller, cgroup);
   }
+  Expected<std::optional<bool>> device_programs_allow(const std::string& unified, unsigned major,
+                                                      unsigned minor) override {
+    if (unified_mount_.empty()) return std::optional<bool>{};
+    return programs_.allows(unified, major, minor);
+  }
 
  private:
   CgroupV1 v1_;
@@ -77,8 +82,14 @@ class RealCgroupSeam : public CgroupSeam {
 
 class RealDeviceNodeSeam : public DeviceNodeSeam {
  public:
+  // `dev_root`: where the host's nodes are (config dev_root; a fixture's links in tests).
+  explicit RealDeviceNodeSeam(std::string dev_root) : dev_root_(std::move(dev_root)) {}
   Expected<NodeMade> make(int root_fd, const CharDevice& dev) override;
-  Status remove(int root_fd, const CharDevice& dev, int dirs) override;
+  Expected<NodeMade> bind(int root_fd, const UserNs& ns, const CharDevice& dev) override;
+  Status remove(int root_fd, const CharDevice& dev, int dirs, const UserNs* ns) override;
+
+ private:
+  std::string dev_root_;
 };
 
 class RealContainerSeam : public ContainerSeam {
@@ -100,18 +111,42 @@ class RealRdmaSeam : public RdmaSeam {
   Expected<bool> present(const std::string& device, int netns_fd) override;
 };
 
+// Where the real host's interfaces are, and the commands berth runs on it.
+struct HostPaths {
+  std::string cgroup_root = "/sys/fs/cgroup";
+  std::string sysfs_root = "/sys";
+  std::string dev_root = "/dev";
+  // A bpffs directory: the runtime programs berth stands in for are pinned there (empty: none).
+  std::string bpf_pin_dir = {};
+  std::string lxc_cgroup = "lxc-cgroup";  // changes an LXC container's device rules (v2)
+};
+
+// LXC's rules changed through `lxc-cgroup` (argv[0] `lxc_cgroup`), run from the worker thread.
+class RealRuntimeDeviceSeam : public RuntimeDeviceSeam {
+ public:
+  explicit RealRuntimeDeviceSeam(std::string lxc_cgroup) : lxc_cgroup_(std::move(lxc_cgroup)) {}
+  Status lxc(const std::string& lxcpath, const std::string& name, bool allow, unsigned major,
+             unsigned minor) override;
+
+ private:
+  std::string lxc_cgroup_;
+};
+
 // All of them, for berthd.
 struct RealHost {
-  RealHost(const std::string& cgroup_root, std::string sysfs_root, std::string bpf_pin_dir)
-      : links(std::move(sysfs_root)),
-        cgroups(cgroup_root, std::move(bpf_pin_dir)),
-        containers(cgroup_root) {}
+  explicit RealHost(const HostPaths& p)
+      : links(p.sysfs_root),
+        cgroups(p.cgroup_root, p.bpf_pin_dir),
+        nodes(p.dev_root),
+        containers(p.cgroup_root),
+        runtimes(p.lxc_cgroup) {}
   RealLinkSeam links;
   RealCgroupSeam cgroups;
   RealDeviceNodeSeam nodes;
   RealContainerSeam containers;
   RealRdmaSeam rdma;
-  HostSeams seams() { return {links, cgroups, nodes, containers, rdma}; }
+  RealRuntimeDeviceSeam runtimes;
+  HostSeams seams() { return {links, cgroups, nodes, containers, rdma, runtimes}; }
 };
 
 }  // namespace berth::agent

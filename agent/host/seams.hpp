@@ -4,6 +4,7 @@
 // has exited, when a VF came back under another name, when a node already existed) are
 // unit-tested without root.
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -65,14 +66,33 @@ class CgroupSeam {
   virtual Expected<std::string> set_cpuset(const std::string& cgroup, const std::string& cpus,
                                            const std::string& mems) = 0;
   virtual bool exists(const std::string& controller, const std::string& cgroup) = 0;
+  // What the device programs on v2 cgroup `unified` say of c major:minor: nullopt when it has
+  // none (its runtime restricts no devices), else whether they allow it.
+  virtual Expected<std::optional<bool>> device_programs_allow(const std::string& unified,
+                                                              unsigned major, unsigned minor) = 0;
+};
+
+// A container runtime's own channel for device access, used where berth must not stand in for
+// the runtime's device program: LXC regenerates its program from its own rule list, so berth
+// asks LXC's monitor (`lxc-cgroup`) to add and take away the rule.
+class RuntimeDeviceSeam {
+ public:
+  virtual ~RuntimeDeviceSeam() = default;
+  // devices.allow (or, `allow` false, devices.deny) "c M:m rw" for LXC container `name`.
+  virtual Status lxc(const std::string& lxcpath, const std::string& name, bool allow,
+                     unsigned major, unsigned minor) = 0;
 };
 
 class DeviceNodeSeam {
  public:
   virtual ~DeviceNodeSeam() = default;
   virtual Expected<NodeMade> make(int root_fd, const CharDevice& dev) = 0;
-  // Removes the node and up to `dirs` of its parent levels while they are empty.
-  virtual Status remove(int root_fd, const CharDevice& dev, int dirs) = 0;
+  // The host's node bind-mounted at dev.path, inside the container's namespaces `ns` (a
+  // container in a user namespace of its own, whose /dev is nodev).
+  virtual Expected<NodeMade> bind(int root_fd, const UserNs& ns, const CharDevice& dev) = 0;
+  // Removes the node (with `ns`: unmounts the bind mount there) and up to `dirs` of its parent
+  // levels while they are empty.
+  virtual Status remove(int root_fd, const CharDevice& dev, int dirs, const UserNs* ns) = 0;
 };
 
 class ContainerSeam {
@@ -102,6 +122,7 @@ struct HostSeams {
   DeviceNodeSeam& nodes;
   ContainerSeam& containers;
   RdmaSeam& rdma;
+  RuntimeDeviceSeam& runtimes;
 };
 
 }  // namespace berth::agent

@@ -251,7 +251,8 @@ int run(const std::string& path, bool recover) {
       bpf_pins.clear();
     }
   }
-  berth::agent::HostActuator actuator(config.cgroup_root, config.sysfs_root, bpf_pins);
+  berth::agent::HostActuator actuator(berth::agent::HostPaths{
+      config.cgroup_root, config.sysfs_root, config.dev_root, bpf_pins, config.lxc_cgroup});
   berth::agent::Metrics metrics(BERTH_VERSION);
   std::optional<berth::agent::CdiWriter> cdi;
   if (!config.cdi_spec.empty())

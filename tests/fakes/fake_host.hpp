@@ -237,6 +237,12 @@ class FakeCgroupSeam : public agent::CgroupSeam {
     return agent::ProgramChange{true, !had, had ? "device program 2 -> 1" : ""};
   }
   std::vector<std::string> holders(const std::string&, unsigned, unsigned) override { return {}; }
+  Expected<std::optional<bool>> device_programs_allow(const std::string& cg, unsigned ma,
+                                                      unsigned mi) override {
+    if (!programs.count(cg)) return std::optional<bool>{};
+    const std::string dev = "c " + std::to_string(ma) + ":" + std::to_string(mi);
+    return std::optional<bool>{program_allows.count(dev) > 0 || programs[cg].count(dev) > 0};
+  }
   Expected<std::string> set_cpuset_v2(const std::string& cg, const std::string& cpus,
                                       const std::string& mems) override {
     BERTH_FAULT("set_cpuset_v2");
@@ -251,13 +257,19 @@ class FakeDeviceNodeSeam : public agent::DeviceNodeSeam {
  public:
   Faults* faults = nullptr;
   std::set<std::string> nodes;
+  std::set<std::string> bound;  // bind mounts of the host's node
   Expected<agent::NodeMade> make(int, const CharDevice& d) override {
     BERTH_FAULT("make node " + d.path);
     return agent::NodeMade{!nodes.insert(d.path).second, 0};
   }
-  Status remove(int, const CharDevice& d, int) override {
+  Expected<agent::NodeMade> bind(int, const agent::UserNs&, const CharDevice& d) override {
+    BERTH_FAULT("bind node " + d.path);
+    if (nodes.count(d.path)) return agent::NodeMade{true, 0, true};
+    return agent::NodeMade{!bound.insert(d.path).second, 0, true};
+  }
+  Status remove(int, const CharDevice& d, int, const agent::UserNs* ns) override {
     BERTH_FAULT("remove node " + d.path);
-    nodes.erase(d.path);
+    (ns ? bound : nodes).erase(d.path);
     return ok_status();
   }
 };
@@ -273,7 +285,8 @@ class FakeContainerSeam : public agent::ContainerSeam {
     bool alive = true;
     int token = -1;  // stands for the namespace fd
     FakeNetns ns;
-    int member_of = 0;  // another process of the container of this pid (same namespaces)
+    int member_of = 0;    // another process of the container of this pid (same namespaces)
+    bool userns = false;  // in a user namespace of its own
   };
   std::map<int, Container> containers;
   Container& add(int pid) {
@@ -293,6 +306,7 @@ class FakeContainerSeam : public agent::ContainerSeam {
     h.devices_cgroup = t.devices_cgroup;
     h.cpuset_cgroup = t.cpuset_cgroup;
     h.unified_cgroup = t.unified_cgroup;
+    if (it->second.userns) h.userns_mntns.reset(::dup(it->second.token));
     return h;
   }
   Expected<agent::ContainerHandle> open_member(const Target& t) override {
@@ -337,9 +351,34 @@ class FakeRdmaSeam : public agent::RdmaSeam {
   std::function<bool(int, int)> same_ns = [](int a, int b) { return a == b; };
 };
 
+// LXC's rule list per container ("lxcpath:name" -> "c M:m"), changed as lxc-cgroup would.
+class FakeRuntimeDeviceSeam : public agent::RuntimeDeviceSeam {
+ public:
+  Faults* faults = nullptr;
+  std::map<std::string, std::set<std::string>> lxc_rules;
+  std::vector<std::string> calls;
+  bool fail_next = false;
+  Status lxc(const std::string& lxcpath, const std::string& name, bool allow, unsigned ma,
+             unsigned mi) override {
+    BERTH_FAULT("lxc-cgroup");
+    const std::string dev = "c " + std::to_string(ma) + ":" + std::to_string(mi);
+    calls.push_back(std::string(allow ? "allow " : "deny ") + lxcpath + ":" + name + " " + dev);
+    if (fail_next) {
+      fail_next = false;
+      return make_error(ErrorCode::attach_failed, "LXC did not allow " + dev);
+    }
+    auto& rules = lxc_rules[lxcpath + ":" + name];
+    if (allow)
+      rules.insert(dev);
+    else
+      rules.erase(dev);
+    return ok_status();
+  }
+};
+
 struct FakeHost {
   FakeHost() {
-    links.faults = cgroups.faults = nodes.faults = rdma.faults = &faults;
+    links.faults = cgroups.faults = nodes.faults = rdma.faults = runtimes.faults = &faults;
     rdma.same_ns = [this](int a, int b) {
       if (a == b) return true;
       auto ia = links.by_fd.find(a);
@@ -355,7 +394,8 @@ struct FakeHost {
   FakeDeviceNodeSeam nodes;
   FakeContainerSeam containers{links};
   FakeRdmaSeam rdma;
-  agent::HostSeams seams() { return {links, cgroups, nodes, containers, rdma}; }
+  FakeRuntimeDeviceSeam runtimes;
+  agent::HostSeams seams() { return {links, cgroups, nodes, containers, rdma, runtimes}; }
 };
 
 }  // namespace berth::testing

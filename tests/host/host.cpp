@@ -90,7 +90,8 @@ std::string RuncContainer::device_rules() const {
   return out + "\n";
 }
 
-RuncContainer::RuncContainer(std::string id, std::string cgroup_parent, CgroupMode mode)
+RuncContainer::RuncContainer(std::string id, std::string cgroup_parent, CgroupMode mode,
+                             bool user_namespace)
     : id_(std::move(id)), parent_(std::move(cgroup_parent)), mode_(mode) {
   bundle_ = (fs::temp_directory_path() / ("berth-bundle-" + id_)).string();
   runc("delete -f " + id_);
@@ -114,6 +115,17 @@ RuncContainer::RuncContainer(std::string id, std::string cgroup_parent, CgroupMo
   for (auto& [set, caps] : j["process"]["capabilities"].items())
     if (set != "ambient") caps.insert(caps.end(), {"CAP_MKNOD", "CAP_NET_RAW"});
   j["linux"]["cgroupsPath"] = cgroup();
+  if (user_namespace) {
+    j["linux"]["namespaces"].push_back({{"type", "user"}});
+    const nlohmann::json map = {{{"containerID", 0}, {"hostID", 100000}, {"size", 65536}}};
+    j["linux"]["uidMappings"] = map;
+    j["linux"]["gidMappings"] = map;
+    // sysfs and cgroupfs cannot be mounted from a user namespace here: the container goes without.
+    auto& mounts = j["mounts"];
+    for (auto it = mounts.begin(); it != mounts.end();)
+      it = (*it)["type"] == "sysfs" || (*it)["type"] == "cgroup" ? mounts.erase(it) : it + 1;
+    sh("chown -R 100000:100000 " + bundle_ + "/rootfs");
+  }
   std::ofstream(bundle_ + "/config.json") << j.dump(1);
   std::string launch = "cd " + bundle_ + " && ";
   if (mode_ == CgroupMode::v2 && hybrid()) {

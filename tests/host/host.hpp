@@ -32,8 +32,10 @@ class RuncContainer {
  public:
   // The container's cgroup is <cgroup_parent>/<id> under every v1 controller (v1) or under the
   // cgroup2 mount (v2).
+  // `user_namespace`: its root is host uid 100000 in a user namespace of its own (as Podman's
+  // or LXD's unprivileged containers are), so the /dev it mounts is nodev.
   explicit RuncContainer(std::string id, std::string cgroup_parent = "/berth-test",
-                         CgroupMode mode = CgroupMode::v1);
+                         CgroupMode mode = CgroupMode::v1, bool user_namespace = false);
   ~RuncContainer();
   RuncContainer(const RuncContainer&) = delete;
   RuncContainer& operator=(const RuncContainer&) = delete;

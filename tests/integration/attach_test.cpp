@@ -2,9 +2,13 @@
 // devices standing in for GPUs, in both cgroup modes (runc on the v1 controllers, and runc in
 // pure v2 mode with its own device program). The engine runs in-process with the host actuator.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 
 #include <boost/asio/io_context.hpp>
@@ -70,7 +74,8 @@ class AttachTest : public ::testing::TestWithParam<CgroupMode> {
   boost::asio::io_context io_;
   Context ctx_;
   std::optional<RuncContainer> container_;
-  agent::HostActuator host_{"/sys/fs/cgroup"};
+  agent::HostActuator host_{
+      agent::HostPaths{"/sys/fs/cgroup", "/sys", std::string(BERTH_FIXTURES) + "/two-socket/dev"}};
 };
 
 TEST_P(AttachTest, AttachGivesDevicesNetworkAndCpusAndDetachTakesThemBack) {
@@ -397,6 +402,61 @@ TEST_P(AttachTest, AVfMovedToANestedNamespaceIsReportedAndHeld) {
 // A MIG instance (the parent's node and the instance's two capability nodes, the other
 // instance's not) and another vendor's GPU (its render node and /dev/kfd, by the config map):
 // each node opens inside after attach, none before or after detach, the host as before.
+// A container in a user namespace of its own mounts its /dev nodev: a node berth made there
+// could not be opened. berth bind-mounts the host's node instead, inside the container's mount
+// namespace, and takes the mount and its mount point away on detach.
+TEST_P(AttachTest, AUserNamespacedContainerGetsTheHostsNodeBoundAndLosesItOnDetach) {
+  container_.reset();
+  container_.emplace(std::string("berth-itest-userns-") + to_string(GetParam()), "/berth-test",
+                     GetParam(), true);
+  ASSERT_TRUE(container_->started()) << container_->error();
+  ASSERT_NE(sh("readlink /proc/" + std::to_string(container_->pid()) + "/ns/user").out,
+            sh("readlink /proc/self/ns/user").out);
+  // The bind mount brings the host node's mode with it (NVIDIA's are 0666); the stand-ins' host
+  // nodes are 0600, so this test's host nodes are 0666 copies of them.
+  namespace fs = std::filesystem;
+  const fs::path dev =
+      fs::temp_directory_path() / (std::string("berth-itest-userns-dev-") + to_string(GetParam()));
+  struct Cleanup {
+    fs::path p;
+    ~Cleanup() { fs::remove_all(p); }
+  } cleanup{dev};
+  fs::remove_all(dev);
+  fs::create_directories(dev);
+  for (const char* node : {"nvidia0", "nvidiactl"}) {
+    struct stat st {};
+    ASSERT_EQ(::stat((std::string(BERTH_FIXTURES) + "/two-socket/dev/" + node).c_str(), &st), 0);
+    const std::string path = (dev / node).string();
+    ASSERT_EQ(::mknod(path.c_str(), S_IFCHR | 0666, st.st_rdev), 0) << std::strerror(errno);
+    ASSERT_EQ(::chmod(path.c_str(), 0666), 0);
+  }
+  agent::HostActuator host(agent::HostPaths{"/sys/fs/cgroup", "/sys", dev.string()});
+  auto mounted = [&] {
+    return container_->exec("cat /proc/self/mountinfo").out.find(" /dev/nvidia0 ") !=
+           std::string::npos;
+  };
+  const std::string before = snapshot(*container_);
+  EXPECT_FALSE(can_open_gpu());
+  BerthRequest r;
+  r.gpu_count = 1;
+  agent::Engine engine(io_, ctx_, {}, host, nullptr);
+  auto [ce, cv] = testing::call(io_, engine, event::Create{0, "manual/userns", r});
+  ASSERT_FALSE(ce) << ce->message;
+  auto [ae, av] = testing::call(io_, engine, event::Attach{0, "manual/userns", target()});
+  ASSERT_FALSE(ae) << ae->message;
+  EXPECT_TRUE(can_open_gpu()) << container_->exec("ls -l /dev; exec 3</dev/nvidia0").out;
+  EXPECT_TRUE(container_->exec("exec 3</dev/nvidiactl").rc == 0);
+  EXPECT_TRUE(mounted()) << "the node is a bind mount of the host's";
+  EXPECT_EQ(container_->exec("stat -c %t:%T /dev/nvidia0").out, "a:e5\n");
+
+  auto [de, dv] = testing::call(io_, engine, event::Detach{0, "manual/userns"});
+  ASSERT_FALSE(de) << de->message;
+  EXPECT_FALSE(can_open_gpu());
+  EXPECT_FALSE(mounted());
+  EXPECT_NE(container_->exec("test -e /dev/nvidia0").rc, 0) << "the mount point is gone too";
+  EXPECT_EQ(diff(before, snapshot(*container_)), "");
+}
+
 TEST_P(AttachTest, AMigInstanceAndAnotherVendorsGpuOpenInsideAndNothingElse) {
   namespace fs = std::filesystem;
   const fs::path root =

@@ -21,7 +21,8 @@ fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 pass() { echo "ok: $*"; }
 ctl() { "$BERTHCTL" --socket "$SOCK" "$@"; }
 cleanup() {
-  for c in alice bob; do lxc_rm $c; done
+  for c in alice bob carol; do lxc_rm $c; done
+  [ -d /sys/fs/cgroup/cpuset/berth-lxc-carol ] && rmdir /sys/fs/cgroup/cpuset/berth-lxc-carol
   berthd_stop
   standins_remove
   if [ "$failures" = 0 ]; then rm -rf "$D"; else echo "kept $D"; fi
@@ -191,6 +192,89 @@ msg=$(ctl attach manual/race --lxc alice --lxcpath "$LXC_PATH" 2>&1)
 grep -q "changed while it was being attached" <<<"$msg" && pass "a container that changes between resolve and attach is refused: $msg" || fail "race: $msg"
 opens alice nvidia2 || opens bob nvidia2 && fail "the raced attach gave nvidia2 to a container" || pass "neither container got the GPU"
 [ "$(state_of manual/race)" = reserved ] && pass "the berth stays reserved" || fail "race berth: $(state_of manual/race)"
+
+# ---- LXC on cgroup v2: its own rules, changed through lxc-cgroup ----------------------------------
+# LXC on cgroup v2 rebuilds its device program whenever a rule changes, so berth asks LXC instead
+# of standing in for LXC's program. On a hybrid host carol runs where /sys/fs/cgroup is the
+# cgroup2 mount (a mount namespace of her own, as on a pure v2 host), in a v1 cpuset cgroup of her
+# own; lxc-cgroup runs with the same view.
+ctl release manual/race >/dev/null
+berthd_stop
+v2view() { "$@"; }
+if [ "$(stat -fc %T /sys/fs/cgroup)" != cgroup2fs ]; then
+  unified=$(awk '$3 == "cgroup2" {print $2; exit}' /proc/mounts)
+  v2view() { unshare -m --propagation private sh -c "mount --bind $unified /sys/fs/cgroup && exec \"\$@\"" sh "$@"; }
+fi
+if [ -n "${unified:-}" ]; then
+  cat >"$D/lxc-cgroup-v2" <<SH
+#!/bin/sh
+exec unshare -m --propagation private sh -c 'mount --bind $unified /sys/fs/cgroup && exec lxc-cgroup "\$@"' sh "\$@"
+SH
+else
+  printf '#!/bin/sh\nexec lxc-cgroup "$@"\n' >"$D/lxc-cgroup-v2"
+fi
+chmod +x "$D/lxc-cgroup-v2"
+lxc_make carol
+cat >>"$LXC_PATH/carol/config" <<CONF
+lxc.cgroup2.devices.deny = a
+lxc.cgroup2.devices.allow = c 1:3 rwm
+lxc.cgroup2.devices.allow = c 1:5 rwm
+lxc.cgroup2.devices.allow = c 1:8 rwm
+lxc.cgroup2.devices.allow = c 1:9 rwm
+lxc.cgroup2.devices.allow = c 5:0 rwm
+CONF
+carol_cpuset=
+if [ -d /sys/fs/cgroup/cpuset ] && [ "$(stat -fc %T /sys/fs/cgroup)" != cgroup2fs ]; then
+  carol_cpuset=/sys/fs/cgroup/cpuset/berth-lxc-carol
+  mkdir -p "$carol_cpuset"
+  cat /sys/fs/cgroup/cpuset/cpuset.cpus >"$carol_cpuset/cpuset.cpus"
+  cat /sys/fs/cgroup/cpuset/cpuset.mems >"$carol_cpuset/cpuset.mems"
+fi
+carol_up() {
+  (
+    [ -n "$carol_cpuset" ] && echo $BASHPID >"$carol_cpuset/tasks"
+    v2view lxc-start -P "$LXC_PATH" -n carol -d -o "$LXC_PATH/carol.log"
+  ) && lxc-wait -P "$LXC_PATH" -n carol -s RUNNING -t 10
+}
+jq --arg c "$D/lxc-cgroup-v2" '.lxc_cgroup = $c | del(.standing) | del(.lxc_info)' "$D/standing.json" >"$D/v2.json"
+if ! carol_up; then
+  fail "carol did not start on cgroup v2: $(tail -5 "$LXC_PATH/carol.log")"
+else
+  berthd_start "$D/v2.json" "$SOCK" || fail "berthd for the v2 section did not start"
+  grep -q "^0::/." "/proc/$(lxc_pid carol)/cgroup" && ! grep -q ":devices:/." "/proc/$(lxc_pid carol)/cgroup" &&
+    pass "carol's devices are decided by cgroup v2 alone" || fail "carol's cgroups: $(cat "/proc/$(lxc_pid carol)/cgroup")"
+  opens carol null && pass "carol opens what her config allows" || fail "carol cannot open /dev/null"
+  lxc_run carol "mknod /dev/nvidia0 c 10 229" >/dev/null 2>&1 && fail "carol could make nvidia0's node before attach" ||
+    pass "before attach LXC's program refuses carol nvidia0's node"
+  ctl create manual/carol --gpu-ids 0 --cpus 1 >/dev/null || fail "create manual/carol"
+  out=$(ctl attach manual/carol --lxc carol --lxcpath "$LXC_PATH" 2>&1) && pass "attach --lxc carol on cgroup v2" || fail "attach carol: $out"
+  opens carol nvidia0 && opens carol nvidiactl && pass "carol opens nvidia0 and nvidiactl after attach" || fail "carol cannot open her GPU"
+  grep -rqs '"undo":"lxc"' "$D/run" "$D/state" && pass "the device rules went through LXC (undo \"lxc\" recorded)" ||
+    fail "no allow through LXC in the records: $(grep -rhos '"op":"allow_device"[^}]*}[^}]*' "$D/run" "$D/state" | head -3)"
+  # LXC changes its own rules (an admin's lxc-cgroup): berth's grant is in LXC's list, so it stays.
+  "$D/lxc-cgroup-v2" -P "$LXC_PATH" -n carol devices.allow "c 1:7 rwm" || fail "the admin's lxc-cgroup failed"
+  lxc_run carol "mknod /dev/full c 1 7" >/dev/null 2>&1
+  opens carol full && opens carol nvidia0 && pass "after LXC rebuilt its program carol still opens nvidia0 and the admin's /dev/full" ||
+    fail "LXC's own change cut carol off"
+  ctl detach manual/carol >/dev/null || fail "detach manual/carol"
+  opens carol nvidia0 && fail "carol still opens nvidia0 after detach" || pass "after detach carol cannot open nvidia0"
+  opens carol null && opens carol full && pass "and what LXC allowed her is still allowed" || fail "detach took LXC's own rules"
+  lxc_run carol "mknod /dev/nvidia9 c 10 229" >/dev/null 2>&1 && fail "carol can make the GPU's node after detach" ||
+    pass "LXC's program refuses the GPU's node again"
+  ctl release manual/carol >/dev/null || fail "release manual/carol"
+  # LXC refusing the rule fails the attach and leaves the berth reserved.
+  berthd_stop
+  jq '.lxc_cgroup = "/bin/false"' "$D/v2.json" >"$D/v2-refuse.json"
+  berthd_start "$D/v2-refuse.json" "$SOCK" || fail "berthd with a refusing lxc-cgroup did not start"
+  ctl create manual/carol2 --gpu-ids 1 --cpus 1 >/dev/null
+  msg=$(ctl attach manual/carol2 --lxc carol --lxcpath "$LXC_PATH" 2>&1)
+  grep -q "LXC did not allow" <<<"$msg" && pass "LXC refusing the rule fails the attach: $msg" || fail "refusal: $msg"
+  [ "$(state_of manual/carol2)" = failed ] && ! opens carol nvidia1 && ! lxc_run carol "test -e /dev/nvidia1" &&
+    pass "the berth is failed (rolled back) and nothing of it is left in carol" || fail "carol2: $(state_of manual/carol2)"
+  ctl release manual/carol2 >/dev/null
+fi
+lxc_rm carol
+[ -n "$carol_cpuset" ] && rmdir "$carol_cpuset" 2>/dev/null
 
 echo "lxc_test: $failures failures"
 [ "$failures" = 0 ]

@@ -2,6 +2,8 @@
 // came back under another name, when a node or rule was already there.
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include "agent/host/host_actuator.hpp"
 #include "tests/fakes/fake_host.hpp"
 
@@ -150,6 +152,112 @@ TEST(HostActuator, AGateThatAllowedTheDeviceBeforeIsLeftAloneOnDetach) {
   ASSERT_TRUE(a.run(*inv, t, true).ok);
   EXPECT_EQ(host.cgroups.rules["/berth/c1"].count("c 195:0"), 1u);
   EXPECT_TRUE(host.cgroups.programs["/berth/c1"].empty());
+}
+
+Target lxc_v2_target(int pid) {
+  Target t = v2_target(pid);
+  t.lxc = "lab1";
+  t.lxcpath = "/var/lib/lxc";
+  return t;
+}
+
+TEST(HostActuator, AnLxcContainerOnCgroupV2GetsTheDeviceThroughLxcNotAProgramOfBerths) {
+  testing::FakeHost host;
+  host.containers.add(42);
+  host.cgroups.programs["/berth/c1"] = {};  // LXC's program, deny by default
+  HostActuator a(host.seams());
+  auto out = a.run(step::AllowDevice{195, 0}, lxc_v2_target(42), false);
+  ASSERT_TRUE(out.ok) << out.error;
+  EXPECT_EQ(out.undo, "lxc");
+  EXPECT_EQ(host.runtimes.lxc_rules["/var/lib/lxc:lab1"].count("c 195:0"), 1u);
+  EXPECT_TRUE(host.cgroups.programs["/berth/c1"].empty()) << "LXC's program is not replaced";
+  auto inv = inverse(step::AllowDevice{195, 0}, out.undo);
+  ASSERT_TRUE(inv);
+  EXPECT_EQ(std::get<step::DenyDevice>(*inv).via, "lxc");
+  // The undo survives the ledger.
+  auto back = step_from_json(step_to_json(*inv));
+  ASSERT_TRUE(back);
+  EXPECT_EQ(std::get<step::DenyDevice>(*back).via, "lxc");
+  ASSERT_TRUE(a.run(*inv, lxc_v2_target(42), true).ok);
+  EXPECT_TRUE(host.runtimes.lxc_rules["/var/lib/lxc:lab1"].empty());
+  EXPECT_EQ(host.runtimes.calls, (std::vector<std::string>{"allow /var/lib/lxc:lab1 c 195:0",
+                                                           "deny /var/lib/lxc:lab1 c 195:0"}));
+}
+
+TEST(HostActuator, AnLxcRuleTheContainerHadIsLeftAloneAndARefusalFailsTheStep) {
+  testing::FakeHost host;
+  host.containers.add(42);
+  host.cgroups.programs["/berth/c1"] = {};
+  host.cgroups.program_allows = {"c 195:255"};  // in the container's own config
+  HostActuator a(host.seams());
+  auto had = a.run(step::AllowDevice{195, 255}, lxc_v2_target(42), false);
+  ASSERT_TRUE(had.ok) << had.error;
+  EXPECT_EQ(had.undo, "already-allowed");
+  EXPECT_FALSE(inverse(step::AllowDevice{195, 255}, had.undo)) << "detach must not deny it";
+  EXPECT_TRUE(host.runtimes.calls.empty());
+  host.runtimes.fail_next = true;
+  auto refused = a.run(step::AllowDevice{195, 0}, lxc_v2_target(42), false);
+  EXPECT_FALSE(refused.ok);
+  EXPECT_NE(refused.error.find("LXC did not allow"), std::string::npos) << refused.error;
+}
+
+TEST(HostActuator, AnLxcContainerOnV1OrWithoutProgramsKeepsTheOtherGates) {
+  testing::FakeHost host;
+  host.containers.add(42);
+  // LXC on a hybrid host keeps its devices in v1: the v1 gate, as for any container.
+  host.cgroups.rules["/berth/c1"] = {};
+  Target v1 = target(42);
+  v1.lxc = "lab1";
+  HostActuator a(host.seams());
+  auto out = a.run(step::AllowDevice{195, 0}, v1, false);
+  ASSERT_TRUE(out.ok) << out.error;
+  EXPECT_EQ(host.cgroups.rules["/berth/c1"].count("c 195:0"), 1u);
+  EXPECT_TRUE(host.runtimes.calls.empty());
+  // On v2 without a device program LXC restricts nothing: nothing to open or take back.
+  testing::FakeHost open_host;
+  open_host.containers.add(42);
+  open_host.cgroups.rules["/berth/c1"] = {};
+  HostActuator b(open_host.seams());
+  Target v2 = lxc_v2_target(42);
+  auto open = b.run(step::AllowDevice{195, 0}, v2, false);
+  ASSERT_TRUE(open.ok) << open.error;
+  EXPECT_EQ(open.undo, "already-allowed");
+  EXPECT_TRUE(open_host.runtimes.calls.empty());
+}
+
+TEST(HostActuator, AnLxcRuleOfAnExitedContainerNeedsNoUndo) {
+  testing::FakeHost host;
+  HostActuator a(host.seams());
+  auto out = a.run(step::DenyDevice{195, 0, "", "lxc"}, lxc_v2_target(42), true);
+  EXPECT_TRUE(out.ok) << out.error;
+  EXPECT_TRUE(host.runtimes.calls.empty());
+}
+
+TEST(HostActuator, AUserNamespacedContainersNodeIsABindMountAndItsUndoSaysSo) {
+  testing::FakeHost host;
+  host.containers.add(42).userns = true;
+  HostActuator a(host.seams());
+  const CharDevice gpu{"/dev/nvidia-caps/nvidia-cap1", 234, 1};
+  auto out = a.run(step::MakeNode{gpu}, target(42), false);
+  ASSERT_TRUE(out.ok) << out.error;
+  EXPECT_EQ(out.undo, "bind");
+  EXPECT_EQ(host.nodes.bound.count(gpu.path), 1u);
+  EXPECT_TRUE(host.nodes.nodes.empty()) << "no node is made on a nodev /dev";
+  auto inv = inverse(step::MakeNode{gpu}, "bind dirs=1");
+  ASSERT_TRUE(inv);
+  EXPECT_TRUE(std::get<step::RemoveNode>(*inv).bind);
+  EXPECT_EQ(std::get<step::RemoveNode>(*inv).dirs, 1);
+  auto back = step_from_json(step_to_json(*inv));
+  ASSERT_TRUE(back);
+  EXPECT_TRUE(std::get<step::RemoveNode>(*back).bind);
+  ASSERT_TRUE(a.run(*inv, target(42), true).ok);
+  EXPECT_TRUE(host.nodes.bound.empty());
+  // Any other container gets a node of its own, as before.
+  host.containers.add(43);
+  auto own = a.run(step::MakeNode{gpu}, target(43), false);
+  ASSERT_TRUE(own.ok) << own.error;
+  EXPECT_EQ(own.undo, "");
+  EXPECT_EQ(host.nodes.nodes.count(gpu.path), 1u);
 }
 
 TEST(HostActuator, AContainerWithNoDeviceGateOfItsOwnIsRefused) {
