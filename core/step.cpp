@@ -32,7 +32,8 @@ std::string describe(const Step& s) {
           [](const step::DenyDevice& x) {
             if (x.via == "lxc") return "deny device c " + devnum(x.major, x.minor) + " through LXC";
             return "deny device c " + devnum(x.major, x.minor) + " in the devices cgroup" +
-                   (x.skip.empty() ? "" : " (not in " + x.skip + ": allowed there before)");
+                   (x.skip.empty() ? "" : " (not in " + x.skip + ": allowed there before)") +
+                   (x.unit.empty() ? "" : " and take it out of " + x.unit + "'s DeviceAllow=");
           },
           [](const step::SetCpuset& x) { return "set cpuset cpus=" + x.cpus + " mems=" + x.mems; },
           [](const step::MoveLinkIn& x) {
@@ -90,8 +91,11 @@ std::optional<Step> inverse(const Step& s, const std::string& undo) {
             if (undo == "lxc") return step::DenyDevice{x.major, x.minor, "", "lxc"};
             const bool v1 = undo.find("v1-already") != std::string::npos;
             const bool v2 = undo.find("v2-already") != std::string::npos;
-            if (v1 && v2) return std::nullopt;
-            return step::DenyDevice{x.major, x.minor, v1 ? "v1" : v2 ? "v2" : ""};
+            std::string unit;
+            if (auto at = undo.find("systemd="); at != std::string::npos)
+              unit = undo.substr(at + 8, undo.find(';', at) - (at + 8));
+            if (v1 && v2 && unit.empty()) return std::nullopt;
+            return step::DenyDevice{x.major, x.minor, v1 ? "v1" : v2 ? "v2" : "", "", unit};
           },
           [&](const step::SetCpuset&) -> std::optional<Step> {
             auto bar = undo.find('|');
@@ -146,6 +150,7 @@ nlohmann::json step_to_json(const Step& s) {
             nlohmann::json j{{"op", "deny_device"}, {"major", x.major}, {"minor", x.minor}};
             if (!x.skip.empty()) j["skip"] = x.skip;
             if (!x.via.empty()) j["via"] = x.via;
+            if (!x.unit.empty()) j["unit"] = x.unit;
             return j;
           },
           [](const step::SetCpuset& x) -> nlohmann::json {
@@ -218,7 +223,7 @@ static Step step_from_json_unchecked(const nlohmann::json& j) {
     return step::AllowDevice{j.at("major").get<unsigned>(), j.at("minor").get<unsigned>()};
   if (op == "deny_device")
     return step::DenyDevice{j.at("major").get<unsigned>(), j.at("minor").get<unsigned>(),
-                            j.value("skip", ""), j.value("via", "")};
+                            j.value("skip", ""), j.value("via", ""), j.value("unit", "")};
   if (op == "set_cpuset") return step::SetCpuset{str("cpus"), str("mems")};
   const std::string pci = j.value("pci", "");
   if (op == "move_link_in") return step::MoveLinkIn{str("host_name"), str("ifname"), pci};

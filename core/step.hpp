@@ -28,7 +28,8 @@ struct RemoveNode {
 // Both gates where the host has them: the cgroup v1 devices list and the cgroup v2 device
 // programs. Undo "already-allowed": nothing to deny; otherwise it names the gate that already
 // allowed the device ("v1-already", "v2-already") and the v2 program ids berth swapped, or
-// "lxc" when LXC's own rule list took the device (LXC on cgroup v2).
+// "lxc" when LXC's own rule list took the device (LXC on cgroup v2), and "systemd=UNIT" when
+// berth added it to a systemd scope's DeviceAllow=; tokens are separated by "; ".
 struct AllowDevice {
   unsigned major;
   unsigned minor;
@@ -38,6 +39,7 @@ struct DenyDevice {
   unsigned minor;
   std::string skip = {};  // "v1" or "v2": a gate that allowed the device before berth did
   std::string via = {};   // "lxc": allowed through LXC's own rules (undo "lxc"), denied there
+  std::string unit = {};  // the systemd scope whose DeviceAllow= berth added it to ("systemd=")
 };
 struct SetCpuset {
   std::string cpus;

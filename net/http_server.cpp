@@ -158,13 +158,32 @@ struct Server : std::enable_shared_from_this<Server<Protocol>> {
     co_await http::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
   }
 
-  asio::awaitable<void> session(socket_type socket) {
-    auto self = this->shared_from_this();
-    const Peer peer = peer_of(socket);
-    const std::string key = peer_key(peer);
-    stream_type stream(std::move(socket));
+  // Counts the connection against the caps, or closes it at once, unanswered, when it is one too
+  // many: in the accept loop, before anything is made for it, because a flood's connections wait
+  // in the same backlog as root's and each costs the time it takes to turn it away.
+  bool admit(socket_type& socket, const Peer& peer, const std::string& key) {
+    auto it = per_peer.find(key);
+    const size_t mine = (it == per_peer.end() ? 0 : it->second) + 1;
+    if (connections + 1 > limits.max_connections || mine > limits.max_per_peer) {
+      log.warn("BERTH_HTTP_CONNECTION_CAP", [&] {
+        return name + ": closed a connection from " + peer.address + " (" + std::to_string(mine) +
+               " of its own, " + std::to_string(connections + 1) + " in total)";
+      });
+      beast::error_code ec;
+      socket.close(ec);
+      return false;
+    }
     ++connections;
-    const size_t mine = ++per_peer[key];
+    if (it == per_peer.end())
+      per_peer.emplace(key, 1);
+    else
+      ++it->second;
+    return true;
+  }
+
+  asio::awaitable<void> session(socket_type socket, Peer peer, std::string key) {
+    auto self = this->shared_from_this();
+    stream_type stream(std::move(socket));
     struct Release {
       Server* s;
       std::string key;
@@ -173,14 +192,6 @@ struct Server : std::enable_shared_from_this<Server<Protocol>> {
         if (--s->per_peer[key] == 0) s->per_peer.erase(key);
       }
     } release{this, key};
-    if (connections > limits.max_connections || mine > limits.max_per_peer) {
-      // Closed at once, unanswered: the cheapest thing to do with a connection too many.
-      log.warn("BERTH_HTTP_CONNECTION_CAP", [&] {
-        return name + ": closed a connection from " + peer.address + " (" + std::to_string(mine) +
-               " of its own, " + std::to_string(connections) + " in total)";
-      });
-      co_return;
-    }
     if constexpr (std::is_same_v<Protocol, tcp>) {
       if (tls) {
         beast::ssl_stream<stream_type> secure(std::move(stream), *tls);
@@ -328,7 +339,11 @@ struct Server : std::enable_shared_from_this<Server<Protocol>> {
         log.warn("BERTH_ACCEPT_FAILED", [&] { return name + ": " + ec.message(); });
         continue;
       }
-      asio::co_spawn(acceptor.get_executor(), session(std::move(socket)), asio::detached);
+      Peer peer = peer_of(socket);
+      std::string key = peer_key(peer);
+      if (!admit(socket, peer, key)) continue;
+      asio::co_spawn(acceptor.get_executor(),
+                     session(std::move(socket), std::move(peer), std::move(key)), asio::detached);
     }
   }
 };

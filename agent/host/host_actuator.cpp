@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "core/guid.hpp"
@@ -84,7 +85,58 @@ StepOutcome HostActuator::allow_device(const CgroupPaths& cg, const step::AllowD
   if (v2->present && v2->already) undo = "v2-already";
   // The program ids go to the ledger with the step, not to the log as a warning.
   if (!v2->note.empty()) undo += (undo.empty() ? "" : "; ") + v2->note;
-  return done(undo);
+  std::string note;
+  auto listed = add_to_scope(cg, s, note);
+  if (!listed) {
+    // A failed step is not undone by the rollback: what this one changed is taken back here.
+    if (!v2_already) (void)host_.cgroups.deny_program(cg.unified, s.major, s.minor);
+    if (v1 && !v1_already) (void)host_.cgroups.deny_device(cg.devices, s.major, s.minor);
+    return failed(listed.error());
+  }
+  if (!listed->empty()) undo += (undo.empty() ? "" : "; ") + *listed;
+  StepOutcome out = done(undo);
+  out.note = note;
+  return out;
+}
+
+// A systemd scope rebuilds its device program from its DeviceAllow= list (on daemon-reload and
+// on any property change), which would drop berth's program: the device goes in that list too,
+// as a runtime property. Returns the undo token "systemd=UNIT", or "" when there is no scope to
+// tell or the list has the device already.
+Expected<std::string> HostActuator::add_to_scope(const CgroupPaths& cg, const step::AllowDevice& s,
+                                                 std::string& note) {
+  const auto unit = scope_of(cg.unified);
+  if (!unit || !own(cg.unified)) return std::string();
+  auto list = host_.runtimes.device_allow(*unit);
+  if (!list) {
+    // systemd does not manage it: a cgroup that merely ends in ".scope".
+    if (list.error().code == ErrorCode::target_not_found) return std::string();
+    if (list.error().code != ErrorCode::host_unsupported) return list.error();
+    note = list.error().message + "; DeviceAllow= of " + *unit + " not set";
+    return std::string();
+  }
+  const auto entry = device_allow_entry(s.major, s.minor);
+  if (std::find(list->begin(), list->end(), entry) != list->end()) return std::string();
+  list->push_back(entry);
+  if (auto st = host_.runtimes.set_device_allow(*unit, *list); !st) return st.error();
+  return "systemd=" + *unit;
+}
+
+// The device's entry out of the scope's DeviceAllow=, the rest as it is now.
+Status HostActuator::remove_from_scope(const std::string& unit, unsigned major, unsigned minor) {
+  auto list = host_.runtimes.device_allow(unit);
+  if (!list) {
+    // The scope went with its container, or systemd with the host's bus: nothing to take out.
+    const auto code = list.error().code;
+    if (code == ErrorCode::target_not_found || code == ErrorCode::host_unsupported)
+      return ok_status();
+    return list.error();
+  }
+  const auto entry = device_allow_entry(major, minor);
+  const auto it = std::find(list->begin(), list->end(), entry);
+  if (it == list->end()) return ok_status();
+  list->erase(it);
+  return host_.runtimes.set_device_allow(unit, *list);
 }
 
 StepOutcome HostActuator::deny_device(const CgroupPaths& cg, const step::DenyDevice& s,
@@ -102,6 +154,8 @@ StepOutcome HostActuator::deny_device(const CgroupPaths& cg, const step::DenyDev
   if (s.skip != "v1" && own(cg.devices))
     if (auto st = host_.cgroups.deny_device(cg.devices, s.major, s.minor); !st)
       return failed(st.error());
+  if (!s.unit.empty())
+    if (auto st = remove_from_scope(s.unit, s.major, s.minor); !st) return failed(st.error());
   // Taking the rule away does not close what is already open.
   if (!cg.unified.empty()) {
     auto holders = host_.cgroups.holders(cg.unified, s.major, s.minor);

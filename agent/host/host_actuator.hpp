@@ -47,6 +47,9 @@ class HostActuator : public Actuator {
   StepOutcome allow_through_lxc(const CgroupPaths& cg, const step::AllowDevice& s,
                                 const Target& target);
   StepOutcome deny_device(const CgroupPaths& cg, const step::DenyDevice& s, const Target& target);
+  Expected<std::string> add_to_scope(const CgroupPaths& cg, const step::AllowDevice& s,
+                                     std::string& note);
+  Status remove_from_scope(const std::string& unit, unsigned major, unsigned minor);
   Expected<std::string> set_cpuset(const CgroupPaths& cg, const step::SetCpuset& s);
 
   std::unique_ptr<RealHost> real_;  // owned when the actuator was made for the real host

@@ -127,9 +127,16 @@ class RealRuntimeDeviceSeam : public RuntimeDeviceSeam {
   explicit RealRuntimeDeviceSeam(std::string lxc_cgroup) : lxc_cgroup_(std::move(lxc_cgroup)) {}
   Status lxc(const std::string& lxcpath, const std::string& name, bool allow, unsigned major,
              unsigned minor) override;
+  Expected<DeviceAllowList> device_allow(const std::string& unit) override {
+    return systemd_.device_allow(unit);
+  }
+  Status set_device_allow(const std::string& unit, const DeviceAllowList& list) override {
+    return systemd_.set_device_allow(unit, list);
+  }
 
  private:
   std::string lxc_cgroup_;
+  SystemdUnits systemd_;
 };
 
 // All of them, for berthd.

@@ -11,6 +11,7 @@
 #include "agent/host/container.hpp"
 #include "agent/host/device_nodes.hpp"
 #include "agent/host/device_programs.hpp"
+#include "agent/host/systemd_units.hpp"
 #include "core/expected.hpp"
 #include "core/inventory.hpp"
 #include "net/links.hpp"
@@ -72,15 +73,19 @@ class CgroupSeam {
                                                               unsigned major, unsigned minor) = 0;
 };
 
-// A container runtime's own channel for device access, used where berth must not stand in for
-// the runtime's device program: LXC regenerates its program from its own rule list, so berth
-// asks LXC's monitor (`lxc-cgroup`) to add and take away the rule.
+// The device lists container managers keep and rebuild their device programs from. LXC
+// regenerates its program from its own rule list, so berth asks LXC's monitor (`lxc-cgroup`) to
+// add and take away the rule instead of standing in for LXC's program. systemd rebuilds a
+// scope's program from its DeviceAllow= on daemon-reload, so berth's devices go in that list too.
 class RuntimeDeviceSeam {
  public:
   virtual ~RuntimeDeviceSeam() = default;
   // devices.allow (or, `allow` false, devices.deny) "c M:m rw" for LXC container `name`.
   virtual Status lxc(const std::string& lxcpath, const std::string& name, bool allow,
                      unsigned major, unsigned minor) = 0;
+  // A systemd unit's DeviceAllow= (SystemdUnits).
+  virtual Expected<DeviceAllowList> device_allow(const std::string& unit) = 0;
+  virtual Status set_device_allow(const std::string& unit, const DeviceAllowList& list) = 0;
 };
 
 class DeviceNodeSeam {

@@ -374,6 +374,21 @@ class FakeRuntimeDeviceSeam : public agent::RuntimeDeviceSeam {
       rules.erase(dev);
     return ok_status();
   }
+  // systemd's units and their DeviceAllow=; a unit not listed is unknown to systemd.
+  std::map<std::string, agent::DeviceAllowList> units;
+  bool no_systemd = false;
+  Expected<agent::DeviceAllowList> device_allow(const std::string& unit) override {
+    BERTH_FAULT("systemd GetUnit");
+    if (no_systemd) return make_error(ErrorCode::host_unsupported, "systemd: no bus");
+    auto it = units.find(unit);
+    if (it == units.end()) return make_error(ErrorCode::target_not_found, "no unit " + unit);
+    return it->second;
+  }
+  Status set_device_allow(const std::string& unit, const agent::DeviceAllowList& list) override {
+    BERTH_FAULT("systemd SetUnitProperties");
+    units[unit] = list;
+    return ok_status();
+  }
 };
 
 struct FakeHost {

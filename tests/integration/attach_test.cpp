@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -15,12 +16,15 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/app/engine.hpp"
+#include "agent/host/cgroups.hpp"
 #include "agent/host/container.hpp"
 #include "agent/host/device_nodes.hpp"
+#include "agent/host/device_programs.hpp"
 #include "agent/host/discovery.hpp"
 #include "agent/host/host_actuator.hpp"
 #include "tests/fakes/engine_call.hpp"
 #include "tests/fakes/fake_actuator.hpp"
+#include "tests/fakes/fake_systemd.hpp"
 #include "tests/fakes/gpu_kinds_fixture.hpp"
 #include "tests/host/host.hpp"
 
@@ -455,6 +459,68 @@ TEST_P(AttachTest, AUserNamespacedContainerGetsTheHostsNodeBoundAndLosesItOnDeta
   EXPECT_FALSE(mounted());
   EXPECT_NE(container_->exec("test -e /dev/nvidia0").rc, 0) << "the mount point is gone too";
   EXPECT_EQ(diff(before, snapshot(*container_)), "");
+}
+
+// A container in a systemd scope: systemd rebuilds the scope's device program from DeviceAllow=
+// on daemon-reload. berth puts its devices in that list (a runtime property, over D-Bus) and
+// takes exactly them out again on detach. systemd here is testing::FakeSystemd on a private bus;
+// its daemon-reload is done as systemd does it: a new program from the list, attached beside.
+TEST_P(AttachTest, ASystemdScopeKeepsTheGpuAcrossADaemonReloadAndGetsItsOwnListBack) {
+  namespace fs = std::filesystem;
+  const std::string unit = std::string("berth-itest-sd-") + to_string(GetParam()) + ".scope";
+  const fs::path dir =
+      fs::temp_directory_path() / ("berth-itest-bus-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  struct Cleanup {
+    fs::path p;
+    ~Cleanup() { fs::remove_all(p); }
+  } cleanup{dir};
+  testing::FakeSystemd systemd(dir.string(), {unit});
+  ASSERT_TRUE(systemd.ready()) << systemd.error();
+  const testing::FakeSystemd::List own{{"/dev/null", "rwm"}, {"/dev/char/136:*", "rw"}};
+  systemd.set_device_allow(unit, own);
+  container_.reset();
+  container_.emplace(unit, "/berth-test", GetParam());
+  ASSERT_TRUE(container_->started()) << container_->error();
+
+  BerthRequest r;
+  r.gpu_count = 1;
+  agent::Engine engine(io_, ctx_, {}, host_, nullptr);
+  auto [ce, cv] = testing::call(io_, engine, event::Create{0, "manual/scope", r});
+  ASSERT_FALSE(ce) << ce->message;
+  auto [ae, av] = testing::call(io_, engine, event::Attach{0, "manual/scope", target()});
+  ASSERT_FALSE(ae) << ae->message;
+  EXPECT_TRUE(can_open_gpu());
+  const auto listed = systemd.device_allow(unit);
+  ASSERT_EQ(listed.size(), own.size() + 2) << "the GPU and its control node";
+  EXPECT_TRUE(std::equal(own.begin(), own.end(), listed.begin())) << "the unit's own entries stay";
+  EXPECT_EQ(listed[2], (std::pair<std::string, std::string>{"/dev/char/10:229", "rw"}));
+  EXPECT_TRUE(systemd.all_runtime()) << "runtime properties only: gone at reboot";
+
+  if (GetParam() == CgroupMode::v2) {
+    // daemon-reload: systemd attaches a program built from DeviceAllow= (its old one is no longer
+    // attached: berth's stands in its place, so that detach fails and berth's stays).
+    std::vector<bpf::Rule> rules;
+    for (const auto& [dev, access] : listed) {
+      unsigned major = 0, minor = 0;
+      if (std::sscanf(dev.c_str(), "/dev/char/%u:%u", &major, &minor) == 2)
+        rules.push_back({bpf::kDevChar, static_cast<int>(major), static_cast<int>(minor),
+                         bpf::kAccRead | bpf::kAccWrite});
+    }
+    rules.push_back({bpf::kDevChar, 1, 3});
+    auto reloaded = agent::load_device_program(bpf::runtime_program(rules, false));
+    ASSERT_TRUE(reloaded) << reloaded.error().message;
+    const std::string cgroup = agent::find_unified_mount("/sys/fs/cgroup") + container_->cgroup();
+    agent::UniqueFd cg(::open(cgroup.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    ASSERT_TRUE(cg) << cgroup;
+    ASSERT_TRUE(agent::attach_device_program(cg.get(), reloaded->get()));
+    EXPECT_TRUE(can_open_gpu()) << "after daemon-reload the GPU is still the container's";
+  }
+
+  auto [de, dv] = testing::call(io_, engine, event::Detach{0, "manual/scope"});
+  ASSERT_FALSE(de) << de->message;
+  EXPECT_FALSE(can_open_gpu());
+  EXPECT_EQ(systemd.device_allow(unit), own) << "exactly the unit's own list again";
 }
 
 TEST_P(AttachTest, AMigInstanceAndAnotherVendorsGpuOpenInsideAndNothingElse) {

@@ -260,6 +260,71 @@ TEST(HostActuator, AUserNamespacedContainersNodeIsABindMountAndItsUndoSaysSo) {
   EXPECT_EQ(host.nodes.nodes.count(gpu.path), 1u);
 }
 
+Target scope_target(int pid) {
+  Target t = v2_target(pid);
+  t.unified_cgroup = "/machine.slice/libpod-ab12.scope";
+  return t;
+}
+
+TEST(HostActuator, ASystemdScopeGetsTheDeviceInItsDeviceAllowAndLosesOnlyThatOnDetach) {
+  testing::FakeHost host;
+  host.containers.add(42);
+  host.cgroups.programs["/machine.slice/libpod-ab12.scope"] = {};
+  const agent::DeviceAllowList own{{"/dev/null", "rwm"}, {"/dev/char/136:*", "rw"}};
+  host.runtimes.units["libpod-ab12.scope"] = own;
+  HostActuator a(host.seams());
+  auto out = a.run(step::AllowDevice{195, 0}, scope_target(42), false);
+  ASSERT_TRUE(out.ok) << out.error;
+  EXPECT_NE(out.undo.find("systemd=libpod-ab12.scope"), std::string::npos) << out.undo;
+  auto with = own;
+  with.emplace_back("/dev/char/195:0", "rw");
+  EXPECT_EQ(host.runtimes.units["libpod-ab12.scope"], with);
+  EXPECT_EQ(host.cgroups.programs["/machine.slice/libpod-ab12.scope"].count("c 195:0"), 1u)
+      << "berth's program still lets it in at once";
+  auto inv = inverse(step::AllowDevice{195, 0}, out.undo);
+  ASSERT_TRUE(inv);
+  EXPECT_EQ(std::get<step::DenyDevice>(*inv).unit, "libpod-ab12.scope");
+  auto back = step_from_json(step_to_json(*inv));
+  ASSERT_TRUE(back);
+  EXPECT_EQ(std::get<step::DenyDevice>(*back).unit, "libpod-ab12.scope");
+  // Meanwhile the unit's list changed (an admin's systemctl set-property): that change stays.
+  host.runtimes.units["libpod-ab12.scope"].emplace_back("/dev/fuse", "rw");
+  ASSERT_TRUE(a.run(*inv, scope_target(42), true).ok);
+  auto after = own;
+  after.emplace_back("/dev/fuse", "rw");
+  EXPECT_EQ(host.runtimes.units["libpod-ab12.scope"], after);
+}
+
+TEST(HostActuator, WithoutSystemdOrItsUnitTheProgramAloneDecidesAndAFailedListChangeRollsBack) {
+  testing::FakeHost host;
+  host.containers.add(42);
+  host.cgroups.programs["/machine.slice/libpod-ab12.scope"] = {};
+  HostActuator a(host.seams());
+  // A cgroup that ends in ".scope" but that systemd does not know.
+  auto unknown = a.run(step::AllowDevice{195, 0}, scope_target(42), false);
+  ASSERT_TRUE(unknown.ok) << unknown.error;
+  EXPECT_EQ(unknown.undo.find("systemd="), std::string::npos) << unknown.undo;
+  ASSERT_TRUE(a.run(*inverse(step::AllowDevice{195, 0}, unknown.undo), scope_target(42), true).ok);
+  // No systemd on the bus: attached, with a note.
+  host.runtimes.no_systemd = true;
+  auto absent = a.run(step::AllowDevice{195, 0}, scope_target(42), false);
+  ASSERT_TRUE(absent.ok) << absent.error;
+  EXPECT_NE(absent.note.find("DeviceAllow= of libpod-ab12.scope not set"), std::string::npos)
+      << absent.note;
+  ASSERT_TRUE(a.run(*inverse(step::AllowDevice{195, 0}, absent.undo), scope_target(42), true).ok);
+  // systemd refusing the change fails the step and takes berth's program change back.
+  host.runtimes.no_systemd = false;
+  host.runtimes.units["libpod-ab12.scope"] = {};
+  testing::Faults faults;
+  host.runtimes.faults = &faults;
+  faults.fail_at = 2;  // GetUnit answers, SetUnitProperties fails
+  auto refused = a.run(step::AllowDevice{195, 0}, scope_target(42), false);
+  EXPECT_FALSE(refused.ok);
+  EXPECT_TRUE(host.cgroups.programs["/machine.slice/libpod-ab12.scope"].empty())
+      << "the program change of the failed step is taken back";
+  EXPECT_TRUE(host.runtimes.units["libpod-ab12.scope"].empty());
+}
+
 TEST(HostActuator, AContainerWithNoDeviceGateOfItsOwnIsRefused) {
   testing::FakeHost host;
   host.containers.add(42);
