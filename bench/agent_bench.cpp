@@ -417,8 +417,9 @@ int run(const Options& o) {
 
 int main(int argc, char** argv) {
   berth::bench::Options o;
-  for (int i = 1; i + 1 < argc; i += 2) {
+  for (int i = 1; i < argc; i += 2) {
     std::string a = argv[i];
+    if (i + 1 >= argc) a = "";  // an option without its value, or --help: the usage
     if (a == "--cycles")
       o.cycles = std::stoi(argv[i + 1]);
     else if (a == "--idle-seconds")

@@ -67,6 +67,16 @@ class AttachTest : public ::testing::TestWithParam<CgroupMode> {
   }
   Target target() const { return Target{container_->pid(), 0, ""}; }
 
+  // A berth of one GPU, created and attached to the container through `engine`.
+  void attach_one_gpu(agent::Engine& engine, const std::string& owner) {
+    BerthRequest r;
+    r.gpu_count = 1;
+    auto [ce, cv] = testing::call(io_, engine, event::Create{0, owner, r});
+    ASSERT_FALSE(ce) << ce->message;
+    auto [ae, av] = testing::call(io_, engine, event::Attach{0, owner, target()});
+    ASSERT_FALSE(ae) << ae->message;
+  }
+
   // Opens the stand-in GPU node, and a node the container makes itself for the same device
   // (so a missing node is not the only thing that stops it: the devices cgroup must too).
   // Read-only redirections: "<>" would create a regular file where the node is missing.
@@ -441,13 +451,8 @@ TEST_P(AttachTest, AUserNamespacedContainerGetsTheHostsNodeBoundAndLosesItOnDeta
   };
   const std::string before = snapshot(*container_);
   EXPECT_FALSE(can_open_gpu());
-  BerthRequest r;
-  r.gpu_count = 1;
   agent::Engine engine(io_, ctx_, {}, host, nullptr);
-  auto [ce, cv] = testing::call(io_, engine, event::Create{0, "manual/userns", r});
-  ASSERT_FALSE(ce) << ce->message;
-  auto [ae, av] = testing::call(io_, engine, event::Attach{0, "manual/userns", target()});
-  ASSERT_FALSE(ae) << ae->message;
+  ASSERT_NO_FATAL_FAILURE(attach_one_gpu(engine, "manual/userns"));
   EXPECT_TRUE(can_open_gpu()) << container_->exec("ls -l /dev; exec 3</dev/nvidia0").out;
   EXPECT_TRUE(container_->exec("exec 3</dev/nvidiactl").rc == 0);
   EXPECT_TRUE(mounted()) << "the node is a bind mount of the host's";
@@ -483,13 +488,8 @@ TEST_P(AttachTest, ASystemdScopeKeepsTheGpuAcrossADaemonReloadAndGetsItsOwnListB
   container_.emplace(unit, "/berth-test", GetParam());
   ASSERT_TRUE(container_->started()) << container_->error();
 
-  BerthRequest r;
-  r.gpu_count = 1;
   agent::Engine engine(io_, ctx_, {}, host_, nullptr);
-  auto [ce, cv] = testing::call(io_, engine, event::Create{0, "manual/scope", r});
-  ASSERT_FALSE(ce) << ce->message;
-  auto [ae, av] = testing::call(io_, engine, event::Attach{0, "manual/scope", target()});
-  ASSERT_FALSE(ae) << ae->message;
+  ASSERT_NO_FATAL_FAILURE(attach_one_gpu(engine, "manual/scope"));
   EXPECT_TRUE(can_open_gpu());
   const auto listed = systemd.device_allow(unit);
   ASSERT_EQ(listed.size(), own.size() + 2) << "the GPU and its control node";
