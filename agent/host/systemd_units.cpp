@@ -18,7 +18,7 @@ struct Message {
   ~Message() { sd_bus_message_unref(m); }
 };
 struct BusError {
-  sd_bus_error e = SD_BUS_ERROR_NULL;
+  sd_bus_error e{};  // SD_BUS_ERROR_NULL, without its C compound literal
   ~BusError() { sd_bus_error_free(&e); }
 };
 

@@ -93,7 +93,7 @@ TEST_F(EngineTest, AnUnsavedBerthIsRetriedAndNeverAnsweredAsDoneUntilSaved) {
   // The obstacle goes; the retry timer writes the record without any caller asking.
   std::filesystem::remove(dir_ / "blocked");
   std::filesystem::create_directories(dir_ / "blocked");
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (!engine.unsaved().empty() && std::chrono::steady_clock::now() < deadline) {
     io_.restart();
     io_.run_for(std::chrono::milliseconds(20));
