@@ -142,7 +142,12 @@ Status HostActuator::remove_from_scope(const std::string& unit, unsigned major, 
 StepOutcome HostActuator::deny_device(const CgroupPaths& cg, const step::DenyDevice& s,
                                       const Target& target) {
   std::string note;
-  if (s.via == "lxc") {
+  // A completed allow into such a container leaves undo "lxc" or nothing to deny: a plain deny
+  // there is the inverse of an allow berthd was killed in the middle of, which may have reached
+  // LXC's list.
+  const bool through_lxc =
+      s.via == "lxc" || (s.via.empty() && s.skip.empty() && lxc_decides(cg, target));
+  if (through_lxc) {
     // The cgroup is gone with the container: so are LXC's rules.
     if (cg.unified.empty()) return done();
     if (auto st = host_.runtimes.lxc(target.lxcpath, target.lxc, false, s.major, s.minor); !st)

@@ -225,6 +225,19 @@ TEST(HostActuator, AnLxcContainerOnV1OrWithoutProgramsKeepsTheOtherGates) {
   EXPECT_TRUE(open_host.runtimes.calls.empty());
 }
 
+TEST(HostActuator, AnLxcAllowCutOffByAKillIsTakenBackThroughLxc) {
+  testing::FakeHost host;
+  host.containers.add(42);
+  host.cgroups.programs["/berth/c1"] = {};
+  HostActuator a(host.seams());
+  ASSERT_TRUE(a.run(step::AllowDevice{195, 0}, lxc_v2_target(42), false).ok);
+  // berthd died before the step's undo was recorded: resume undoes it with undo "".
+  auto inv = inverse(step::AllowDevice{195, 0}, "");
+  ASSERT_TRUE(inv);
+  ASSERT_TRUE(a.run(*inv, lxc_v2_target(42), true).ok);
+  EXPECT_TRUE(host.runtimes.lxc_rules["/var/lib/lxc:lab1"].empty());
+}
+
 TEST(HostActuator, AnLxcRuleOfAnExitedContainerNeedsNoUndo) {
   testing::FakeHost host;
   HostActuator a(host.seams());
