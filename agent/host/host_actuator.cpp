@@ -427,9 +427,12 @@ StepOutcome HostActuator::run(const Step& step, const Target& target, bool rollb
             return done(undo);
           },
           [&](const step::RemoveNode& s) {
+            // In a user-namespaced container berth's nodes are always bind mounts, also when
+            // the undo that says so was never recorded (berthd killed during the step); the
+            // removal there takes a plain node away as well.
             const UserNs ns = userns_of(c.handle);
             return from(host_.nodes.remove(c.handle.root.get(), s.dev, s.dirs,
-                                           s.bind && ns.mntns_fd >= 0 ? &ns : nullptr));
+                                           ns.mntns_fd >= 0 ? &ns : nullptr));
           },
           [&](const step::AllowDevice& s) { return allow_device(paths_of(c.handle), s, target); },
           [&](const step::DenyDevice& s) { return deny_device(paths_of(c.handle), s, target); },

@@ -338,6 +338,19 @@ TEST(HostActuator, WithoutSystemdOrItsUnitTheProgramAloneDecidesAndAFailedListCh
   EXPECT_TRUE(host.runtimes.units["libpod-ab12.scope"].empty());
 }
 
+TEST(HostActuator, ABindMountCutOffByAKillIsUnmountedAfterTheRestart) {
+  testing::FakeHost host;
+  host.containers.add(42).userns = true;
+  HostActuator a(host.seams());
+  const CharDevice gpu{"/dev/nvidia0", 195, 0};
+  ASSERT_TRUE(a.run(step::MakeNode{gpu}, target(42), false).ok);
+  // The undo ("bind") never reached the record: resume undoes the step with undo "".
+  auto inv = inverse(step::MakeNode{gpu}, "");
+  ASSERT_TRUE(inv);
+  ASSERT_TRUE(a.run(*inv, target(42), true).ok);
+  EXPECT_TRUE(host.nodes.bound.empty()) << "unmounted, not left as a mount";
+}
+
 TEST(HostActuator, AContainerWithNoDeviceGateOfItsOwnIsRefused) {
   testing::FakeHost host;
   host.containers.add(42);
