@@ -98,6 +98,7 @@ void to_json(nlohmann::json& j, const Berth& b) {
                         {"rdma", v.rdma},
                         {"node_guid", v.node_guid},
                         {"port_guid", v.port_guid}});
+    if (!v.rebind.empty()) j["vfs"].back()["rebind"] = v.rebind;
   }
   j["routes"] = nlohmann::json::array();
   for (const auto& r : b.routes)
@@ -166,10 +167,15 @@ Expected<Berth> berth_from_json(const nlohmann::json& j) {
       b.placement.gpus.push_back(g.contains("id") ? g.at("id").get<std::string>()
                                                   : g.at("pci").get<std::string>());
     for (const auto& v : j.at("vfs")) {
-      VfBinding vb{v.at("pci").get<std::string>(),    v.at("netdev").get<std::string>(),
-                   v.at("ifname").get<std::string>(), {},
-                   v.at("pool").get<std::string>(),   v.value("rdma", ""),
-                   v.value("node_guid", ""),          v.value("port_guid", "")};
+      VfBinding vb{v.at("pci").get<std::string>(),
+                   v.at("netdev").get<std::string>(),
+                   v.at("ifname").get<std::string>(),
+                   {},
+                   v.at("pool").get<std::string>(),
+                   v.value("rdma", ""),
+                   v.value("node_guid", ""),
+                   v.value("port_guid", ""),
+                   v.value("rebind", "")};
       for (const auto& a : v.at("addresses")) {
         auto c = parse_cidr(a.get<std::string>());
         if (!c) return c.error();

@@ -46,6 +46,9 @@ struct VfBinding {
   // on detach; empty for other VFs.
   std::string node_guid = {};
   std::string port_guid = {};
+  // The VF's driver, unbound and bound again after its GUIDs are set (config vf_rebind_drivers:
+  // mlx5_core applies GUIDs only when it probes the VF); empty when the VF is not rebound.
+  std::string rebind = {};
 };
 
 struct Target {

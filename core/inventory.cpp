@@ -89,6 +89,7 @@ void to_json(nlohmann::json& j, const Inventory& inv) {
                    {"numa", v.numa},
                    {"iommu_group", v.iommu_group},
                    {"mtu", v.mtu},
+                   {"driver", v.driver},
                    {"devices", v.devices}});
   j["rdma_netns"] = inv.rdma_netns;
   auto& rdma = j["rdma_devices"] = nlohmann::json::array();

@@ -52,6 +52,7 @@ struct Vf {
   int iommu_group = -1;
   int mtu = 1500;  // the host's MTU, restored on detach
   std::vector<CharDevice> devices;
+  std::string driver = {};  // the kernel driver bound to it (sysfs driver link), empty when none
 };
 
 struct Hca {

@@ -69,6 +69,9 @@ struct Machine {
   void on(const event::TargetExited& e);
   void on(const event::InventoryChanged& e);
   void on(const event::Fault& e);
+  // A VF that came back from a driver rebind: the inventory and the berth's binding take its
+  // names as they are now.
+  void follow_vf(Berth& b, const Vf& now);
 
   // An operation starts: its caller is answered when it ends.
   void begin(Berth& b, Operation op, uint64_t request) {
@@ -182,6 +185,10 @@ void Machine::on(const event::Create& e) {
       vb.node_guid = format_guid(derive_guid(ctx.node_name, vf->pf_pci, index, 0));
       vb.port_guid = format_guid(derive_guid(ctx.node_name, vf->pf_pci, index, 1));
     }
+    if (!vb.node_guid.empty() &&
+        std::find(ctx.vf_rebind_drivers.begin(), ctx.vf_rebind_drivers.end(), vf->driver) !=
+            ctx.vf_rebind_drivers.end())
+      vb.rebind = vf->driver;
     if (!vf->rdma.empty() && net.rdma != "shared") {
       if (ctx.inventory.rdma_netns == "exclusive")
         vb.rdma = vf->rdma;
@@ -337,12 +344,32 @@ void Machine::on(const event::StepFinished& e) {
   Berth* b = find(e.owner);
   if (!b || b->op == Operation::none) return;  // a late outcome for an operation that is over
   if (!e.note.empty()) warn(b->owner, e.note);
+  if (e.vf) follow_vf(*b, *e.vf);
   bool forward = b->state == BerthState::attaching && b->op_error.empty();
   if (forward) {
     if (!b->in_flight) return;  // no step was asked for: a stray outcome
     b->in_flight.reset();
     if (e.ok) {
       b->done.push_back({b->plan[b->done.size()], e.undo});
+      if (e.vf) {
+        // The steps after a rebind name the VF's netdev, RDMA device and nodes as they are now.
+        auto fresh = attach_plan(*b, ctx.inventory);
+        bool same_start = fresh.size() >= b->done.size();
+        for (size_t i = 0; same_start && i < b->done.size(); ++i)
+          same_start = fresh[i].index() == b->plan[i].index();
+        const bool lost_rdma = e.vf->rdma.empty() &&
+                               std::any_of(b->vfs.begin(), b->vfs.end(), [&](const VfBinding& v) {
+                                 return v.pci == e.vf->pci && !v.rdma.empty();
+                               });
+        if (!same_start || lost_rdma) {
+          b->op_error = "VF " + e.vf->pci + " came back from its driver rebind " +
+                        (lost_rdma ? std::string("without the RDMA device it is to take along")
+                                   : std::string("in a shape its steps so far do not fit"));
+          return run_next_reverse(*b);
+        }
+        b->plan = std::move(fresh);
+        persist_attachment(b->owner);
+      }
       return run_next_forward(*b);
     }
     b->op_error = "step " + std::to_string(b->done.size() + 1) + "/" +
@@ -456,6 +483,22 @@ void Machine::on(const event::TargetExited& e) {
   // An attach in flight fails at its next step and rolls back by itself.
   start_reverse(*b, releases_on_exit(*b) ? Operation::release : Operation::detach, 0,
                 "container (pid " + std::to_string(e.target.pid) + ") exited");
+}
+
+void Machine::follow_vf(Berth& b, const Vf& now) {
+  for (auto& v : ctx.inventory.vfs) {
+    if (v.pci != now.pci) continue;
+    v.netdev = now.netdev;
+    v.rdma = now.rdma;
+    v.devices = now.devices;
+    v.driver = now.driver;
+    v.infiniband = now.infiniband;
+  }
+  for (auto& v : b.vfs) {
+    if (v.pci != now.pci) continue;
+    v.netdev = now.netdev;
+    if (!v.rdma.empty() && !now.rdma.empty()) v.rdma = now.rdma;
+  }
 }
 
 void Machine::on(const event::InventoryChanged& e) {

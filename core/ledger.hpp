@@ -3,6 +3,7 @@
 // The agent performs the actions and feeds their outcomes back as events.
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
@@ -27,6 +28,9 @@ struct Context {
   std::map<std::string, PoolConfig> pools;
   size_t max_tombstones = 256;  // released berths kept so a repeated release is answered
   std::string node_name = {};   // this node's name: part of the GUIDs derived for its VFs
+  // Drivers of InfiniBand VFs that apply GUIDs only when they probe the VF: such a VF is
+  // unbound and bound again after its GUIDs are set, and followed by its PCI address.
+  std::vector<std::string> vf_rebind_drivers = {"mlx5_core"};
 };
 
 // ---- events: requests from callers, and outcomes of actions -------------------------------
@@ -59,6 +63,9 @@ struct StepFinished {
   std::string error;
   std::string note =
       {};  // reported as a warning (e.g. a stand-in link destroyed with its namespace)
+  // The VF as the host shows it after a step that re-probed it (a driver rebind): the berth and
+  // the inventory follow its new names, and the rest of an attach is planned again from them.
+  std::optional<Vf> vf = {};
 };
 // At start, before any caller is served: the ledger meets the machine.
 // - an operation cut off by a restart is finished: attaching rolls back (a step that was in
@@ -131,7 +138,8 @@ using Action =
 
 // Applies one event to the ledger in place and returns the actions it calls for, in order.
 // No I/O, no clock: the same ledger, context and event always give the same result.
-// Only event::InventoryChanged changes the context.
+// Only event::InventoryChanged, and a StepFinished that reports a re-probed VF, change the
+// context.
 std::vector<Action> apply(Ledger& ledger, Context& ctx, const Event& ev);
 
 void to_json(nlohmann::json& j, const Ledger& l);

@@ -23,8 +23,8 @@ std::vector<Step> attach_plan(const Berth& b, const Inventory& inv) {
     // GUIDs before anything uses the VF; the RDMA device before its netdev.
     if (!v.node_guid.empty())
       if (const Vf* vf = inv.vf_by_pci(v.pci))
-        plan.push_back(
-            step::SetVfGuid{vf->pf_pci, vf->pci, vf->vf_index, v.node_guid, v.port_guid});
+        plan.push_back(step::SetVfGuid{vf->pf_pci, vf->pci, vf->vf_index, v.node_guid, v.port_guid,
+                                       1, v.rebind});
     if (!v.rdma.empty()) plan.push_back(step::MoveRdmaIn{v.rdma});
     plan.push_back(step::MoveLinkIn{v.netdev, v.ifname, v.pci});
     if (b.request.network.mtu) plan.push_back(step::SetMtu{v.ifname, b.request.network.mtu});

@@ -44,7 +44,8 @@ std::string describe(const Step& s) {
           },
           [](const step::SetVfGuid& x) {
             return "set node GUID " + x.node_guid + " and port GUID " + x.port_guid + " of VF " +
-                   std::to_string(x.vf_index) + " on " + x.pf_pci;
+                   std::to_string(x.vf_index) + " on " + x.pf_pci +
+                   (x.rebind.empty() ? "" : ", then rebind " + x.vf_pci + " to " + x.rebind);
           },
           [](const step::MoveRdmaIn& x) {
             return "move RDMA device " + x.device + " into the container's network namespace";
@@ -112,7 +113,8 @@ std::optional<Step> inverse(const Step& s, const std::string& undo) {
             auto bar = undo.find('|');
             if (bar == std::string::npos) return std::nullopt;
             return step::SetVfGuid{
-                x.pf_pci, x.vf_pci, x.vf_index, undo.substr(0, bar), undo.substr(bar + 1), 0};
+                x.pf_pci, x.vf_pci, x.vf_index, undo.substr(0, bar), undo.substr(bar + 1),
+                0,        x.rebind};
           },
           [&](const step::SetMtu& x) -> std::optional<Step> {
             if (undo.empty()) return std::nullopt;
@@ -171,10 +173,12 @@ nlohmann::json step_to_json(const Step& s) {
             return j;
           },
           [](const step::SetVfGuid& x) -> nlohmann::json {
-            return {{"op", "set_vf_guid"},       {"pf_pci", x.pf_pci},
-                    {"vf_pci", x.vf_pci},        {"vf_index", x.vf_index},
-                    {"node_guid", x.node_guid},  {"port_guid", x.port_guid},
-                    {"link_state", x.link_state}};
+            nlohmann::json j = {{"op", "set_vf_guid"},       {"pf_pci", x.pf_pci},
+                                {"vf_pci", x.vf_pci},        {"vf_index", x.vf_index},
+                                {"node_guid", x.node_guid},  {"port_guid", x.port_guid},
+                                {"link_state", x.link_state}};
+            if (!x.rebind.empty()) j["rebind"] = x.rebind;
+            return j;
           },
           [](const step::MoveRdmaIn& x) -> nlohmann::json {
             return {{"op", "move_rdma_in"}, {"device", x.device}};
@@ -230,8 +234,9 @@ static Step step_from_json_unchecked(const nlohmann::json& j) {
   if (op == "move_link_out")
     return step::MoveLinkOut{str("ifname"), str("host_name"), pci, j.value("identity", "")};
   if (op == "set_vf_guid")
-    return step::SetVfGuid{str("pf_pci"),    str("vf_pci"),    j.at("vf_index").get<int>(),
-                           str("node_guid"), str("port_guid"), j.value("link_state", 1)};
+    return step::SetVfGuid{str("pf_pci"),        str("vf_pci"),    j.at("vf_index").get<int>(),
+                           str("node_guid"),     str("port_guid"), j.value("link_state", 1),
+                           j.value("rebind", "")};
   if (op == "move_rdma_in") return step::MoveRdmaIn{str("device")};
   if (op == "move_rdma_out") return step::MoveRdmaOut{str("device")};
   if (op == "set_mtu") return step::SetMtu{str("ifname"), j.at("mtu").get<int>()};

@@ -66,7 +66,10 @@ struct MoveLinkOut {
 // the container's, while that namespace still lives).
 // An InfiniBand VF's GUIDs, set on its PF (two RTM_SETLINK messages, node then port), then its
 // link state (IFLA_VF_LINK_STATE: 1 enable at attach, 0 auto when put back); undo
-// "<node>|<port>", the GUIDs it had.
+// "<node>|<port>", the GUIDs it had. With `rebind` (the VF's driver, mlx5_core: it applies GUIDs
+// only when it probes the VF) the VF is unbound from that driver and bound again afterwards, and
+// the step reports the VF as it came back: its netdev, RDMA device and nodes may have new names,
+// and the steps after it are planned again from them.
 struct SetVfGuid {
   std::string pf_pci;
   std::string vf_pci;
@@ -74,6 +77,7 @@ struct SetVfGuid {
   std::string node_guid;
   std::string port_guid;
   int link_state = 1;
+  std::string rebind = {};
 };
 struct MoveRdmaIn {
   std::string device;

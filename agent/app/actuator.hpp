@@ -1,18 +1,21 @@
 #pragma once
 // The seam between the state machine and the host: one step in, one outcome out.
 // HostActuator changes the real host; tests/ has fakes that record and fail on demand.
+#include <optional>
 #include <string>
 
 #include "core/berth.hpp"
+#include "core/inventory.hpp"
 #include "core/step.hpp"
 
 namespace berth::agent {
 
 struct StepOutcome {
   bool ok = false;
-  std::string undo;       // what the step replaced, for its inverse
-  std::string error;      // why it failed
-  std::string note = {};  // something worth reporting about a step that succeeded
+  std::string undo;           // what the step replaced, for its inverse
+  std::string error;          // why it failed
+  std::string note = {};      // something worth reporting about a step that succeeded
+  std::optional<Vf> vf = {};  // the VF as it came back from a driver rebind
 };
 
 class Actuator {

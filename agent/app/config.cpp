@@ -126,6 +126,7 @@ Expected<Config> parse_config(const std::string& text, const std::string& base_d
                                             "github",
                                             "http",
                                             "driver_check",
+                                            "vf_rebind_drivers",
                                             "standing"};
   for (const auto& [key, value] : j.items()) {
     if (auto it = paths.find(key); it != paths.end()) {
@@ -170,6 +171,22 @@ Expected<Config> parse_config(const std::string& text, const std::string& base_d
         return config_error("passthrough_iommu_groups", "must be an array of group numbers");
       c.passthrough_iommu_groups.push_back(n.get<int>());
     }
+  }
+  if (j.contains("vf_rebind_drivers")) {
+    const auto& v = j["vf_rebind_drivers"];
+    auto driver_name = [](const nlohmann::json& d) {
+      if (!d.is_string()) return false;
+      const auto name = d.get<std::string>();
+      return !name.empty() && name.size() < 64 &&
+             name.find_first_not_of(
+                 "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                 "0123456789_-") == std::string::npos;
+    };
+    if (!v.is_array() || !std::all_of(v.begin(), v.end(), driver_name))
+      return config_error("vf_rebind_drivers",
+                          "must be an array of kernel driver names like [\"mlx5_core\"] "
+                          "([] never rebinds a VF)");
+    c.vf_rebind_drivers = v.get<std::vector<std::string>>();
   }
   if (j.contains("gpu_vendors")) {
     auto rules = parse_gpu_vendors(j["gpu_vendors"]);

@@ -44,7 +44,10 @@ struct Config {
   std::string runc_root;                     // runc --root, empty for runc's default
   std::string lxc_info = "lxc-info";         // resolves --lxc NAME to its init's pid
   std::string lxc_cgroup = "lxc-cgroup";     // changes an LXC container's device rules (v2)
-  std::string apptainer = "apptainer";       // resolves --apptainer NAME (instance list --json)
+  // InfiniBand VF drivers that apply GUIDs only when they probe the VF: such a VF is unbound and
+  // bound again after berth sets its GUIDs (and on detach after it puts the old ones back).
+  std::vector<std::string> vf_rebind_drivers = {"mlx5_core"};
+  std::string apptainer = "apptainer";  // resolves --apptainer NAME (instance list --json)
   DriverPolicy driver_check = DriverPolicy::warn;  // host vs container NVIDIA driver at attach
   std::string log_level = "info";
   std::vector<int> passthrough_iommu_groups;

@@ -169,7 +169,8 @@ void Engine::perform(std::vector<Action> actions) {
                       spdlog::warn("BERTH_STEP_NOTE {} {}: {}", run.owner, describe(run.step),
                                    out->note);
                     dispatch(event::StepFinished{run.owner, out->ok, std::move(out->undo),
-                                                 std::move(out->error), std::move(out->note)});
+                                                 std::move(out->error), std::move(out->note),
+                                                 std::move(out->vf)});
                   });
             },
             [&](action::Notify& n) {

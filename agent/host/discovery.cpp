@@ -50,9 +50,9 @@ std::vector<std::string> entries(const fs::path& dir) {
   return out;
 }
 
-std::optional<CharDevice> char_device(const Config& c, const std::string& rel,
+std::optional<CharDevice> char_device(const std::string& dev_root, const std::string& rel,
                                       std::vector<std::string>& warnings) {
-  fs::path p = fs::path(c.dev_root) / rel;
+  fs::path p = fs::path(dev_root) / rel;
   struct stat st {};
   if (::stat(p.c_str(), &st) != 0) {
     warnings.push_back("device node " + p.string() + " is missing");
@@ -63,6 +63,11 @@ std::optional<CharDevice> char_device(const Config& c, const std::string& rel,
     return std::nullopt;
   }
   return CharDevice{"/dev/" + rel, major(st.st_rdev), minor(st.st_rdev)};
+}
+
+std::optional<CharDevice> char_device(const Config& c, const std::string& rel,
+                                      std::vector<std::string>& warnings) {
+  return char_device(c.dev_root, rel, warnings);
 }
 
 Expected<std::vector<NumaNode>> discover_numa(const Config& c,
@@ -288,6 +293,33 @@ std::string first_entry(const fs::path& dir) {
 
 }  // namespace
 
+Vf discover_vf(const std::string& sysfs_root, const std::string& dev_root, const std::string& addr,
+               std::vector<std::string>& warnings) {
+  const fs::path pci = fs::path(sysfs_root) / "bus/pci/devices";
+  const fs::path dev = pci / addr;
+  Vf v;
+  v.pci = addr;
+  v.pf_pci = link_name(dev / "physfn");
+  v.driver = link_name(dev / "driver");
+  v.netdev = first_entry(dev / "net");
+  v.rdma = first_entry(dev / "infiniband");
+  v.numa = read_int(dev / "numa_node", -1);
+  if (v.netdev.empty()) return v;
+  v.mtu = read_int(dev / "net" / v.netdev / "mtu", 1500);
+  v.infiniband = read_line(dev / "net" / v.netdev / "type") == "32";  // ARPHRD_INFINIBAND
+  // Its verbs node, its management nodes (umadN, issmN) where the driver has them, and the
+  // shared connection manager node.
+  for (const char* dir : {"infiniband_verbs", "infiniband_mad"})
+    for (const auto& node : entries(dev / dir))
+      if (auto d = char_device(dev_root, "infiniband/" + node, warnings)) v.devices.push_back(*d);
+  if (!v.devices.empty() && fs::exists(fs::path(dev_root) / "infiniband/rdma_cm"))
+    if (auto d = char_device(dev_root, "infiniband/rdma_cm", warnings)) v.devices.push_back(*d);
+  const fs::path pf = pci / v.pf_pci;
+  for (const auto& e : entries(pf))
+    if (e.rfind("virtfn", 0) == 0 && link_name(pf / e) == addr) v.vf_index = std::stoi(e.substr(6));
+  return v;
+}
+
 Expected<Discovery> discover(const Config& c) {
   Discovery out;
   auto& inv = out.inventory;
@@ -363,26 +395,9 @@ Expected<Discovery> discover(const Config& c) {
       inv.hcas.push_back(std::move(h));
     }
     if (is_vf) {
-      Vf v;
-      v.pci = addr;
-      v.pf_pci = link_name(dev / "physfn");
-      v.netdev = first_entry(dev / "net");
-      v.rdma = first_entry(dev / "infiniband");
+      Vf v = discover_vf(c.sysfs_root, c.dev_root, addr, out.warnings);
       v.numa = numa_of(dev);
       v.iommu_group = group_of(dev);
-      v.mtu = read_int(dev / "net" / v.netdev / "mtu", 1500);
-      v.infiniband = read_line(dev / "net" / v.netdev / "type") == "32";  // ARPHRD_INFINIBAND
-      // Its verbs node, its management nodes (umadN, issmN) where the driver has them, and the
-      // shared connection manager node.
-      for (const char* dir : {"infiniband_verbs", "infiniband_mad"})
-        for (const auto& node : entries(dev / dir))
-          if (auto d = char_device(c, "infiniband/" + node, out.warnings)) v.devices.push_back(*d);
-      if (!v.devices.empty() && fs::exists(fs::path(c.dev_root) / "infiniband/rdma_cm"))
-        if (auto d = char_device(c, "infiniband/rdma_cm", out.warnings)) v.devices.push_back(*d);
-      fs::path pf = pci / v.pf_pci;
-      for (const auto& e : entries(pf))
-        if (e.rfind("virtfn", 0) == 0 && link_name(pf / e) == addr)
-          v.vf_index = std::stoi(e.substr(6));
       if (v.netdev.empty()) {
         out.warnings.push_back("VF " + addr + " skipped: it has no netdev");
         continue;

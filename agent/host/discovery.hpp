@@ -16,4 +16,9 @@ struct Discovery {
 
 Expected<Discovery> discover(const Config& config);
 
+// One VF at PCI address `addr` as sysfs shows it now (netdev, RDMA device, nodes, driver, VF
+// index); `numa` is sysfs's raw value (-1: none reported) and `netdev` is empty when it has none.
+Vf discover_vf(const std::string& sysfs_root, const std::string& dev_root, const std::string& addr,
+               std::vector<std::string>& warnings);
+
 }  // namespace berth::agent

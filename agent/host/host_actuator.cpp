@@ -257,13 +257,27 @@ StepOutcome HostActuator::set_vf_guid(const step::SetVfGuid& s) {
     (void)host_.links.set_vf_guid(s.pf_pci, s.vf_index, *old_node, false);
     return failed(st.error());
   }
-  if (auto st = host_.links.set_vf_link_state(s.pf_pci, s.vf_index, s.link_state); !st) {
+  auto put_back = [&] {
     const auto old_port = parse_guid(previous->substr(bar + 1));
     if (old_port) (void)host_.links.set_vf_guid(s.pf_pci, s.vf_index, *old_port, true);
     (void)host_.links.set_vf_guid(s.pf_pci, s.vf_index, *old_node, false);
+  };
+  if (auto st = host_.links.set_vf_link_state(s.pf_pci, s.vf_index, s.link_state); !st) {
+    put_back();
     return failed(st.error());
   }
-  return done(*previous);
+  if (s.rebind.empty()) return done(*previous);
+  auto now = host_.links.rebind_vf(s.vf_pci, s.rebind);
+  if (!now) {
+    // The GUIDs it had, and a probe that takes them, so the VF is left as it was found.
+    put_back();
+    (void)host_.links.set_vf_link_state(s.pf_pci, s.vf_index, 0);
+    (void)host_.links.rebind_vf(s.vf_pci, s.rebind);
+    return failed(now.error());
+  }
+  StepOutcome out = done(*previous);
+  out.vf = std::move(*now);
+  return out;
 }
 
 HostActuator::HostActuator(const HostPaths& paths)

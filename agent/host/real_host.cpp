@@ -4,6 +4,7 @@
 #include <linux/netlink.h>
 #include <net/if.h>
 #include <sched.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -13,13 +14,15 @@
 
 #include "agent/host/child_process.hpp"
 #include "agent/host/device_nodes.hpp"
+#include "agent/host/discovery.hpp"
 #include "net/rdma_netlink.hpp"
 
 namespace berth::agent {
 namespace fs = std::filesystem;
 
-RealLinkSeam::RealLinkSeam(std::string sysfs_root)
+RealLinkSeam::RealLinkSeam(std::string sysfs_root, std::string dev_root)
     : sysfs_root_(std::move(sysfs_root)),
+      dev_root_(std::move(dev_root)),
       home_netns_(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)) {}
 
 Expected<std::unique_ptr<net::LinkOps>> RealLinkSeam::host() {
@@ -151,6 +154,48 @@ Status RealLinkSeam::set_vf_link_state(const std::string& pf_pci, int vf, int st
       net::vf_msg::set_link_state(1, pf->second, static_cast<uint32_t>(vf),
                                   static_cast<uint32_t>(state)),
       "setting the link state of VF " + std::to_string(vf) + " on " + pf->first);
+}
+
+namespace {
+
+// One write of `text` to a sysfs attribute (bind, unbind): the kernel acts within the write.
+Status write_attribute(const fs::path& file, const std::string& text, const std::string& what) {
+  UniqueFd fd(::open(file.c_str(), O_WRONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!fd)
+    return make_error(ErrorCode::internal,
+                      what + ": cannot open " + file.string() + ": " + std::strerror(errno));
+  if (::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()))
+    return make_error(ErrorCode::internal,
+                      what + ": writing " + file.string() + ": " + std::strerror(errno));
+  return ok_status();
+}
+
+}  // namespace
+
+Expected<Vf> RealLinkSeam::rebind_vf(const std::string& pci, const std::string& driver) {
+  if (driver.empty() || driver.find('/') != std::string::npos || driver == "." || driver == "..")
+    return make_error(ErrorCode::internal, "'" + driver + "' is not a driver name");
+  const fs::path dev = fs::path(sysfs_root_) / "bus/pci/devices" / pci;
+  const fs::path drivers = fs::path(sysfs_root_) / "bus/pci/drivers";
+  std::error_code ec;
+  const std::string bound = fs::read_symlink(dev / "driver", ec).filename().string();
+  if (!bound.empty() && bound != driver)
+    return make_error(ErrorCode::internal, "VF " + pci + " is bound to " + bound + ", not " +
+                                               driver + ": not rebinding it");
+  const std::string what = "rebinding VF " + pci + " to " + driver;
+  if (!bound.empty())
+    if (auto st = write_attribute(drivers / driver / "unbind", pci, what); !st) return st.error();
+  if (auto st = write_attribute(drivers / driver / "bind", pci, what); !st) return st.error();
+  // The probe runs within the write, but the netdev may be registered by a driver's own
+  // auxiliary device a moment later: wait for it, up to 5 s, on the worker thread.
+  std::vector<std::string> warnings;
+  for (int i = 0; i < 100; ++i) {
+    Vf v = discover_vf(sysfs_root_, dev_root_, pci, warnings);
+    if (!v.netdev.empty()) return v;
+    ::usleep(50 * 1000);
+  }
+  return make_error(ErrorCode::internal,
+                    what + ": the VF has no netdev 5 s after binding it again");
 }
 
 Expected<NodeMade> RealDeviceNodeSeam::make(int root_fd, const CharDevice& dev) {

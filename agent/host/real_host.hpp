@@ -10,7 +10,7 @@ namespace berth::agent {
 
 class RealLinkSeam : public LinkSeam {
  public:
-  explicit RealLinkSeam(std::string sysfs_root);
+  explicit RealLinkSeam(std::string sysfs_root, std::string dev_root = "/dev");
   Expected<std::unique_ptr<net::LinkOps>> host() override;
   Expected<std::unique_ptr<net::LinkOps>> in(int netns_fd) override;
   std::string pci_of(const std::string& name) override;
@@ -18,10 +18,12 @@ class RealLinkSeam : public LinkSeam {
   Expected<std::string> vf_guids(const std::string& vf_pci) override;
   Status set_vf_guid(const std::string& pf_pci, int vf, uint64_t guid, bool port) override;
   Status set_vf_link_state(const std::string& pf_pci, int vf, int state) override;
+  Expected<Vf> rebind_vf(const std::string& pci, const std::string& driver) override;
 
  private:
   Expected<std::pair<std::string, int>> pf_link(const std::string& pf_pci);
   std::string sysfs_root_;
+  std::string dev_root_;
   UniqueFd home_netns_;
 };
 
@@ -142,7 +144,7 @@ class RealRuntimeDeviceSeam : public RuntimeDeviceSeam {
 // All of them, for berthd.
 struct RealHost {
   explicit RealHost(const HostPaths& p)
-      : links(p.sysfs_root),
+      : links(p.sysfs_root, p.dev_root),
         cgroups(p.cgroup_root, p.bpf_pin_dir),
         nodes(p.dev_root),
         containers(p.cgroup_root),

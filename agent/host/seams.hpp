@@ -36,6 +36,10 @@ class LinkSeam {
   virtual Status set_vf_guid(const std::string& pf_pci, int vf, uint64_t guid, bool port) = 0;
   // IFLA_VF_LINK_STATE of VF `vf`: 0 auto, 1 enable, 2 disable.
   virtual Status set_vf_link_state(const std::string& pf_pci, int vf, int state) = 0;
+  // Unbinds the VF at `pci` from `driver` and binds it again (mlx5 applies GUIDs only when it
+  // probes a VF), then the VF as sysfs shows it once its netdev is back: the netdev, its RDMA
+  // device and their nodes may have other names now. A VF bound to another driver is refused.
+  virtual Expected<Vf> rebind_vf(const std::string& pci, const std::string& driver) = 0;
 };
 
 // A container's cgroups: v1 devices and cpuset (relative to their controllers' mounts), and v2

@@ -220,6 +220,7 @@ int run(const std::string& path, bool recover) {
   berth::Context ctx;
   ctx.inventory = p->discovery.inventory;
   ctx.pools = config.pools;
+  ctx.vf_rebind_drivers = config.vf_rebind_drivers;
   if (config.dev_root == "/dev") {
     std::vector<berth::CharDevice> nodes;
     for (const auto& g : ctx.inventory.gpus)

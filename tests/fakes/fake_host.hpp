@@ -181,6 +181,33 @@ class FakeLinkSeam : public agent::LinkSeam {
       if (l.pci == pci) out.push_back(n);
     return out;
   }
+  // A rebind renames the VF's host link to rebound[pci].netdev (when given) and reports that VF;
+  // the call is logged in guid_calls as "rebind <pci> <driver>".
+  std::map<std::string, Vf> rebound;
+  int fail_rebinds = 0;  // the next N rebinds fail
+  Expected<Vf> rebind_vf(const std::string& pci, const std::string& driver) override {
+    guid_calls.push_back("rebind " + pci + " " + driver);
+    BERTH_FAULT("rebind_vf");
+    if (fail_rebinds > 0) {
+      --fail_rebinds;
+      return make_error(ErrorCode::internal, "injected: no netdev after binding " + driver);
+    }
+    Vf v = rebound.count(pci) ? rebound[pci] : Vf{};
+    v.pci = pci;
+    v.driver = driver;
+    for (auto it = host_ns.begin(); it != host_ns.end(); ++it) {
+      if (it->second.pci != pci) continue;
+      if (v.netdev.empty()) v.netdev = it->first;
+      if (v.netdev != it->first) {
+        FakeLink l = it->second;
+        l.ifindex = 0;  // a new netdev: a new ifindex
+        host_ns.erase(it);
+        host_ns[v.netdev] = l;
+      }
+      break;
+    }
+    return v;
+  }
 };
 
 class FakeCgroupSeam : public agent::CgroupSeam {

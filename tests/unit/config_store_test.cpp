@@ -19,6 +19,10 @@ TEST(Config, DefaultsAndOverrides) {
   EXPECT_EQ(c->control_socket, "/run/berth/berth.sock");
   EXPECT_EQ(c->state_dir, "/tmp/x");
   EXPECT_EQ(c->pools.size(), 1u);
+  EXPECT_EQ(c->vf_rebind_drivers, std::vector<std::string>{"mlx5_core"});
+  auto never = parse_config(R"({"vf_rebind_drivers": []})");
+  ASSERT_TRUE(never) << never.error().message;
+  EXPECT_TRUE(never->vf_rebind_drivers.empty());
 }
 
 TEST(Config, BadConfigNamesTheFieldAndTheReason) {
@@ -47,6 +51,8 @@ TEST(Config, BadConfigNamesTheFieldAndTheReason) {
           {R"({"netlink_resync_s": 0})", "'netlink_resync_s'"},
           {R"({"udev_source": "systemd"})", "'udev_source'"},
           {R"({"udev_subsystems": "pci"})", "'udev_subsystems'"},
+          {R"({"vf_rebind_drivers": "mlx5_core"})", "'vf_rebind_drivers': must be an array"},
+          {R"({"vf_rebind_drivers": ["../mlx5_core"]})", "'vf_rebind_drivers'"},
       }) {
     auto c = parse_config(text);
     ASSERT_FALSE(c) << text;

@@ -1,5 +1,5 @@
 // Every OS operation of an attach fails in turn, on fakes of every OS interface (links, cgroups
-// v1 and v2, device nodes, RDMA netlink, VF GUIDs): the attach fails with that error and the host
+// v1 and v2, device nodes, RDMA netlink, VF GUIDs and driver rebinds): the attach fails with that error and the host
 // after the rollback equals the host before.
 #include <gtest/gtest.h>
 
@@ -26,6 +26,7 @@ Context context() {
   for (auto& vf : ctx.inventory.vfs) {
     vf.rdma = "mlx5_" + std::to_string(vf.vf_index + 2);
     vf.infiniband = true;
+    vf.driver = "mlx5_core";  // rebound after its GUIDs are set
   }
   ctx.node_name = "gpu01";
   ctx.pools["grid"] = *parse_pool_config(nlohmann::json::parse(
@@ -42,6 +43,7 @@ void set_up(testing::FakeHost& host, const Context& ctx) {
   for (const auto& vf : ctx.inventory.vfs) {
     host.links.host_ns[vf.netdev] = {vf.pci, false, 1500, {}, 100 + vf.vf_index, "mlx5_core"};
     host.rdma.where[vf.rdma] = -1;
+    host.links.rebound[vf.pci] = vf;  // back from a rebind as it was
   }
 }
 

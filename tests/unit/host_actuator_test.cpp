@@ -2,9 +2,15 @@
 // came back under another name, when a node or rule was already there.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
 #include <nlohmann/json.hpp>
 
 #include "agent/host/host_actuator.hpp"
+#include "agent/host/real_host.hpp"
 #include "tests/fakes/fake_host.hpp"
 
 namespace berth::agent {
@@ -553,6 +559,105 @@ TEST(HostActuator, VfGuidsGoInTwoMessagesNodeFirstAndAFailedPortPutsTheNodeBack)
   EXPECT_EQ(host.links.guid_calls,
             (std::vector<std::string>{"0000:1a:00.0 vf 2 node 02:00:00:00:00:00:00:01",
                                       "0000:1a:00.0 vf 2 node 00:00:00:00:00:00:00:aa"}));
+}
+
+}  // namespace
+}  // namespace berth::agent
+
+namespace berth::agent {
+namespace {
+
+// mlx5: after the GUIDs and the link state, the VF is unbound and bound again, and the step
+// reports the VF as it came back; a rebind that fails puts the old GUIDs back and probes again.
+TEST(HostActuator, AVfIsReboundAfterItsGuidsAndReportedUnderItsNewName) {
+  testing::FakeHost host;
+  host.containers.add(42);
+  host.links.host_ns["ib2"] = {"0000:1a:00.3", false, 2044, {}};
+  host.links.guids["0000:1a:00.3"] = "00:00:00:00:00:00:00:aa|00:00:00:00:00:00:00:bb";
+  Vf back;
+  back.netdev = "ib5";
+  back.rdma = "mlx5_7";
+  host.links.rebound["0000:1a:00.3"] = back;
+  HostActuator a(host.seams());
+  step::SetVfGuid set{"0000:1a:00.0", "0000:1a:00.3", 2, "02:00:00:00:00:00:00:01",
+                      "02:00:00:00:00:00:00:02"};
+  set.rebind = "mlx5_core";
+  auto out = a.run(set, target(42), false);
+  ASSERT_TRUE(out.ok) << out.error;
+  EXPECT_EQ(
+      host.links.guid_calls,
+      (std::vector<std::string>{"0000:1a:00.0 vf 2 node 02:00:00:00:00:00:00:01",
+                                "0000:1a:00.0 vf 2 port 02:00:00:00:00:00:00:02",
+                                "0000:1a:00.0 vf 2 link 1", "rebind 0000:1a:00.3 mlx5_core"}));
+  ASSERT_TRUE(out.vf);
+  EXPECT_EQ(out.vf->netdev, "ib5");
+  EXPECT_EQ(out.vf->rdma, "mlx5_7");
+  EXPECT_EQ(host.links.host_ns.count("ib5"), 1u);
+
+  // The rebind fails: the old GUIDs go back, the link state to auto, and the VF is probed again
+  // so it runs with them.
+  host.links.guid_calls.clear();
+  host.links.fail_rebinds = 1;
+  auto failed = a.run(set, target(42), false);
+  EXPECT_FALSE(failed.ok);
+  EXPECT_NE(failed.error.find("no netdev after binding mlx5_core"), std::string::npos)
+      << failed.error;
+  EXPECT_FALSE(failed.vf);
+  EXPECT_EQ(host.links.guid_calls,
+            (std::vector<std::string>{
+                "0000:1a:00.0 vf 2 node 02:00:00:00:00:00:00:01",
+                "0000:1a:00.0 vf 2 port 02:00:00:00:00:00:00:02", "0000:1a:00.0 vf 2 link 1",
+                "rebind 0000:1a:00.3 mlx5_core", "0000:1a:00.0 vf 2 port 00:00:00:00:00:00:00:bb",
+                "0000:1a:00.0 vf 2 node 00:00:00:00:00:00:00:aa", "0000:1a:00.0 vf 2 link 0",
+                "rebind 0000:1a:00.3 mlx5_core"}));
+}
+
+// The real seam on a sysfs-shaped tree: unbind and bind written with the VF's address, then the
+// VF read back; a VF bound to another driver, or a driver name that is a path, is refused
+// before anything is written.
+TEST(RealLinkSeam, RebindWritesUnbindThenBindAndReadsTheVfBack) {
+  namespace fs = std::filesystem;
+  const fs::path root = fs::temp_directory_path() / ("berth-rebind-" + std::to_string(::getpid()));
+  fs::remove_all(root);
+  const fs::path sys = root / "sys";
+  const fs::path dev = sys / "bus/pci/devices/0000:1a:00.3";
+  const fs::path drivers = sys / "bus/pci/drivers";
+  fs::create_directories(dev / "net/ib4");
+  fs::create_directories(dev / "infiniband/mlx5_6");
+  fs::create_directories(drivers / "mlx5_core");
+  fs::create_directories(drivers / "vfio-pci");
+  fs::create_directories(root / "dev");
+  for (const char* f : {"mlx5_core/bind", "mlx5_core/unbind", "vfio-pci/bind", "vfio-pci/unbind"})
+    std::ofstream(drivers / f).flush();
+  std::ofstream(dev / "net/ib4/type") << "32\n";
+  std::ofstream(dev / "net/ib4/mtu") << "4092\n";
+  fs::create_directory_symlink("../../../bus/pci/drivers/mlx5_core", dev / "driver");
+  auto text = [](const fs::path& p) {
+    std::ifstream in(p);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  };
+
+  RealLinkSeam links(sys.string(), (root / "dev").string());
+  auto v = links.rebind_vf("0000:1a:00.3", "mlx5_core");
+  ASSERT_TRUE(v) << v.error().message;
+  EXPECT_EQ(text(drivers / "mlx5_core/unbind"), "0000:1a:00.3");
+  EXPECT_EQ(text(drivers / "mlx5_core/bind"), "0000:1a:00.3");
+  EXPECT_EQ(v->netdev, "ib4");
+  EXPECT_EQ(v->rdma, "mlx5_6");
+  EXPECT_EQ(v->mtu, 4092);
+  EXPECT_TRUE(v->infiniband);
+  EXPECT_EQ(v->driver, "mlx5_core");
+
+  std::ofstream(drivers / "mlx5_core/bind").flush();
+  auto other = links.rebind_vf("0000:1a:00.3", "vfio-pci");
+  ASSERT_FALSE(other);
+  EXPECT_NE(other.error().message.find("bound to mlx5_core, not vfio-pci"), std::string::npos)
+      << other.error().message;
+  EXPECT_EQ(text(drivers / "vfio-pci/unbind"), "");
+  auto path = links.rebind_vf("0000:1a:00.3", "../../../../tmp");
+  ASSERT_FALSE(path);
+  EXPECT_NE(path.error().message.find("not a driver name"), std::string::npos);
+  fs::remove_all(root);
 }
 
 }  // namespace

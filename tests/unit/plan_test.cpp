@@ -187,3 +187,157 @@ TEST(Plan, GuidsFromTheRequestGoToTheirVfsAndOthersAreDerived) {
 }
 
 }  // namespace berth
+
+namespace berth {
+
+// mlx5 applies GUIDs only when it probes the VF: the VF is unbound and bound again after its
+// GUIDs are set, comes back with other names, and the rest of the attach (RDMA device, netdev,
+// verbs nodes) and the detach follow it by PCI address.
+TEST(Plan, AVfReboundAfterItsGuidsIsFollowedUnderItsNewNames) {
+  Context ctx;
+  ctx.inventory = testing::two_socket(4);
+  ctx.inventory.rdma_netns = "exclusive";
+  for (auto& vf : ctx.inventory.vfs) {
+    vf.infiniband = true;
+    vf.driver = "mlx5_core";
+    vf.rdma = "mlx5_" + std::to_string(vf.vf_index + 2);
+    vf.devices = {{"/dev/infiniband/uverbs" + std::to_string(vf.vf_index + 2), 231,
+                   static_cast<unsigned>(192 + vf.vf_index + 2)}};
+  }
+  BerthRequest r;
+  r.vf_count = 1;
+  {
+    Context off = ctx;
+    off.vf_rebind_drivers.clear();
+    testing::LedgerDriver d(off);
+    ASSERT_FALSE(d.one(event::Create{1, "slurm/1", r}));
+    EXPECT_TRUE(d.ledger.berths.at("slurm/1").vfs[0].rebind.empty()) << "[] never rebinds";
+  }
+  testing::LedgerDriver d(ctx);
+  ASSERT_FALSE(d.one(event::Create{1, "slurm/1", r}));
+  const Berth& b = d.ledger.berths.at("slurm/1");
+  const std::string pci = b.vfs[0].pci;
+  EXPECT_EQ(b.vfs[0].rebind, "mlx5_core");
+  auto again = berth_from_json(nlohmann::json(b));
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->vfs[0].rebind, "mlx5_core") << "kept in the record";
+  auto plan = attach_plan(b, ctx.inventory);
+  const auto& set = std::get<step::SetVfGuid>(plan[0]);
+  EXPECT_EQ(set.rebind, "mlx5_core");
+  auto back = inverse(plan[0], "00:00:00:00:00:00:00:01|00:00:00:00:00:00:00:02");
+  EXPECT_EQ(std::get<step::SetVfGuid>(*back).rebind, "mlx5_core")
+      << "the old GUIDs take a probe too";
+  EXPECT_EQ(std::get<step::SetVfGuid>(*step_from_json(step_to_json(*back))).rebind, "mlx5_core");
+  EXPECT_NE(describe(plan[0]).find("then rebind " + pci + " to mlx5_core"), std::string::npos);
+
+  // The driver gives the VF back as ib7 with RDMA device mlx5_9 and verbs node uverbs9.
+  Vf now;
+  now.pci = pci;
+  now.driver = "mlx5_core";
+  now.netdev = "ib7";
+  now.rdma = "mlx5_9";
+  now.infiniband = true;
+  now.devices = {{"/dev/infiniband/uverbs9", 231, 201}};
+  d.set_outcome([&](const action::RunStep& run) {
+    event::StepFinished f{run.owner, true, "", ""};
+    if (const auto* g = std::get_if<step::SetVfGuid>(&run.step)) {
+      f.undo = "00:00:00:00:00:00:00:01|00:00:00:00:00:00:00:02";
+      if (!g->rebind.empty()) f.vf = now;
+    }
+    return f;
+  });
+  Target t;
+  t.pid = 42;
+  t.start_time = 7;
+  ASSERT_FALSE(d.one(event::Attach{2, "slurm/1", t}));
+  EXPECT_EQ(d.ledger.berths.at("slurm/1").state, BerthState::attached);
+  bool rdma = false, link = false, node = false;
+  for (const auto& s : d.steps) {
+    if (const auto* m = std::get_if<step::MoveRdmaIn>(&s.step)) {
+      EXPECT_EQ(m->device, "mlx5_9");
+      rdma = true;
+    }
+    if (const auto* m = std::get_if<step::MoveLinkIn>(&s.step)) {
+      EXPECT_EQ(m->host_name, "ib7");
+      EXPECT_EQ(m->pci, pci);
+      link = true;
+    }
+    if (const auto* m = std::get_if<step::MakeNode>(&s.step)) {
+      EXPECT_EQ(m->dev.path, "/dev/infiniband/uverbs9");
+      node = true;
+    }
+  }
+  EXPECT_TRUE(rdma && link && node);
+  EXPECT_EQ(d.ledger.berths.at("slurm/1").vfs[0].netdev, "ib7");
+  EXPECT_EQ(d.ledger.berths.at("slurm/1").vfs[0].rdma, "mlx5_9");
+  EXPECT_EQ(d.context().inventory.vf_by_pci(pci)->netdev, "ib7");
+
+  // Detach: the netdev goes back as ib7, the RDMA device as mlx5_9, then the old GUIDs and a
+  // rebind; the host's names after that are the inventory's.
+  d.steps.clear();
+  now.netdev = "ib3";
+  now.rdma = "mlx5_4";
+  ASSERT_FALSE(d.one(event::Detach{3, "slurm/1"}));
+  bool out = false, rdma_out = false, reset = false;
+  for (const auto& s : d.steps) {
+    if (const auto* m = std::get_if<step::MoveLinkOut>(&s.step)) {
+      EXPECT_EQ(m->host_name, "ib7");
+      out = true;
+    }
+    if (const auto* m = std::get_if<step::MoveRdmaOut>(&s.step)) {
+      EXPECT_EQ(m->device, "mlx5_9");
+      rdma_out = true;
+    }
+    if (const auto* g = std::get_if<step::SetVfGuid>(&s.step)) {
+      EXPECT_EQ(g->node_guid, "00:00:00:00:00:00:00:01");
+      EXPECT_EQ(g->rebind, "mlx5_core");
+      reset = true;
+    }
+  }
+  EXPECT_TRUE(out && rdma_out && reset);
+  EXPECT_EQ(d.context().inventory.vf_by_pci(pci)->netdev, "ib3");
+  EXPECT_EQ(d.context().inventory.vf_by_pci(pci)->rdma, "mlx5_4");
+}
+
+// A VF that comes back from its rebind without its RDMA device cannot take the planned steps:
+// the attach fails and is rolled back, its GUIDs put back.
+TEST(Plan, AVfThatComesBackFromItsRebindWithoutItsRdmaDeviceFailsTheAttach) {
+  Context ctx;
+  ctx.inventory = testing::two_socket(4);
+  ctx.inventory.rdma_netns = "exclusive";
+  for (auto& vf : ctx.inventory.vfs) {
+    vf.infiniband = true;
+    vf.driver = "mlx5_core";
+    vf.rdma = "mlx5_2";
+  }
+  BerthRequest r;
+  r.vf_count = 1;
+  testing::LedgerDriver d(ctx);
+  ASSERT_FALSE(d.one(event::Create{1, "slurm/1", r}));
+  const std::string pci = d.ledger.berths.at("slurm/1").vfs[0].pci;
+  d.set_outcome([&](const action::RunStep& run) {
+    event::StepFinished f{run.owner, true, "", ""};
+    if (const auto* g = std::get_if<step::SetVfGuid>(&run.step)) {
+      f.undo = "00:00:00:00:00:00:00:01|00:00:00:00:00:00:00:02";
+      Vf now;
+      now.pci = pci;
+      now.netdev = "ib7";
+      now.driver = "mlx5_core";
+      if (g->link_state == 0) now.rdma = "mlx5_2";  // back once its old GUIDs are in
+      f.vf = now;
+    }
+    return f;
+  });
+  Target t;
+  t.pid = 42;
+  auto e = d.one(event::Attach{2, "slurm/1", t});
+  ASSERT_TRUE(e);
+  EXPECT_NE(e->message.find("came back from its driver rebind"), std::string::npos) << e->message;
+  const Berth& b = d.ledger.berths.at("slurm/1");
+  EXPECT_TRUE(b.done.empty());
+  ASSERT_EQ(d.steps.size(), 2u);
+  EXPECT_TRUE(d.steps[1].rollback);
+  EXPECT_EQ(std::get<step::SetVfGuid>(d.steps[1].step).node_guid, "00:00:00:00:00:00:00:01");
+}
+
+}  // namespace berth
