@@ -486,13 +486,20 @@ void Machine::on(const event::TargetExited& e) {
 }
 
 void Machine::follow_vf(Berth& b, const Vf& now) {
+  bool known = false;
   for (auto& v : ctx.inventory.vfs) {
     if (v.pci != now.pci) continue;
+    known = true;
     v.netdev = now.netdev;
     v.rdma = now.rdma;
     v.devices = now.devices;
     v.driver = now.driver;
     v.infiniband = now.infiniband;
+  }
+  // A rediscovery that ran while the VF was unbound dropped it: it is back.
+  if (!known && !now.pf_pci.empty()) {
+    ctx.inventory.vfs.push_back(now);
+    if (ctx.inventory.vfs.back().numa < 0) ctx.inventory.vfs.back().numa = 0;
   }
   for (auto& v : b.vfs) {
     if (v.pci != now.pci) continue;

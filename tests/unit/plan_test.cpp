@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 #include "core/guid.hpp"
@@ -271,6 +273,16 @@ TEST(Plan, AVfReboundAfterItsGuidsIsFollowedUnderItsNewNames) {
   EXPECT_EQ(d.ledger.berths.at("slurm/1").vfs[0].netdev, "ib7");
   EXPECT_EQ(d.ledger.berths.at("slurm/1").vfs[0].rdma, "mlx5_9");
   EXPECT_EQ(d.context().inventory.vf_by_pci(pci)->netdev, "ib7");
+
+  // A rediscovery that ran while the VF was unbound left it out of the inventory: the rebind's
+  // report puts it back.
+  auto& vfs = d.context().inventory.vfs;
+  const Vf before = *d.context().inventory.vf_by_pci(pci);
+  vfs.erase(std::remove_if(vfs.begin(), vfs.end(), [&](const Vf& v) { return v.pci == pci; }),
+            vfs.end());
+  now.pf_pci = before.pf_pci;
+  now.vf_index = before.vf_index;
+  now.numa = before.numa;
 
   // Detach: the netdev goes back as ib7, the RDMA device as mlx5_9, then the old GUIDs and a
   // rebind; the host's names after that are the inventory's.
