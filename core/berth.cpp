@@ -3,8 +3,13 @@
 #include <nlohmann/json.hpp>
 
 #include "core/cpulist.hpp"
+#include "core/pool.hpp"
 
 namespace berth {
+
+std::string pkey_link_name(const VfBinding& v) {
+  return v.pkey ? v.ifname + "." + format_pkey(v.pkey) : std::string();
+}
 
 std::string_view to_string(BerthState s) {
   switch (s) {
@@ -99,6 +104,7 @@ void to_json(nlohmann::json& j, const Berth& b) {
                         {"node_guid", v.node_guid},
                         {"port_guid", v.port_guid}});
     if (!v.rebind.empty()) j["vfs"].back()["rebind"] = v.rebind;
+    if (v.pkey) j["vfs"].back()["pkey"] = "0x" + format_pkey(v.pkey);
   }
   j["routes"] = nlohmann::json::array();
   for (const auto& r : b.routes)
@@ -176,6 +182,11 @@ Expected<Berth> berth_from_json(const nlohmann::json& j) {
                    v.value("node_guid", ""),
                    v.value("port_guid", ""),
                    v.value("rebind", "")};
+      if (v.contains("pkey")) {
+        auto k = parse_pkey(v.at("pkey").get<std::string>());
+        if (!k) return k.error();
+        vb.pkey = *k;
+      }
       for (const auto& a : v.at("addresses")) {
         auto c = parse_cidr(a.get<std::string>());
         if (!c) return c.error();

@@ -49,7 +49,13 @@ struct VfBinding {
   // The VF's driver, unbound and bound again after its GUIDs are set (config vf_rebind_drivers:
   // mlx5_core applies GUIDs only when it probes the VF); empty when the VF is not rebound.
   std::string rebind = {};
+  // The InfiniBand partition (full-membership pkey) of its pool, 0 for none: the container gets
+  // an IPoIB child of the VF on it, named pkey_link_name(), which carries the addresses.
+  uint16_t pkey = 0;
 };
+
+// "<ifname>.<pkey>" ("ib0.8001"), the name IPoIB children go by; empty without a pkey.
+std::string pkey_link_name(const VfBinding& v);
 
 struct Target {
   int pid = 0;

@@ -208,6 +208,18 @@ void Machine::on(const event::Create& e) {
       leased[pool->name].insert(addr->address);
       vb.addresses.push_back(*addr);
       vb.pool = pool->name;
+      if (pool->pkey) {
+        if (!vf->infiniband)
+          return reply_error(e.request, e.owner, ErrorCode::bad_request,
+                             "pool '" + pool->name + "' is on InfiniBand partition 0x" +
+                                 format_pkey(pool->pkey) + "; VF " + vf->pci +
+                                 " is not an InfiniBand VF");
+        vb.pkey = pool->pkey;
+        if (pkey_link_name(vb).size() > 15)
+          return reply_error(e.request, e.owner, ErrorCode::bad_request,
+                             "field 'network.ifname': the partition child '" + pkey_link_name(vb) +
+                                 "' would be longer than 15 characters; use a name of at most 10");
+      }
     } else if (net.address && i == 0) {
       if (auto h = holders.find(net.address->address); h != holders.end())
         return reply_error(

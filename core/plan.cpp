@@ -28,12 +28,21 @@ std::vector<Step> attach_plan(const Berth& b, const Inventory& inv) {
     if (!v.rdma.empty()) plan.push_back(step::MoveRdmaIn{v.rdma});
     plan.push_back(step::MoveLinkIn{v.netdev, v.ifname, v.pci});
     if (b.request.network.mtu) plan.push_back(step::SetMtu{v.ifname, b.request.network.mtu});
-    for (const auto& a : v.addresses) plan.push_back(step::AddAddress{v.ifname, a.to_string()});
+    // On a partition the addresses and routes go to the IPoIB child; the VF's own netdev (the
+    // default partition) is only brought up under it.
+    std::string carrier = v.ifname;
+    if (v.pkey) {
+      carrier = pkey_link_name(v);
+      plan.push_back(step::LinkUp{v.ifname});
+      plan.push_back(step::AddPkeyLink{v.ifname, carrier, v.pkey});
+      if (b.request.network.mtu) plan.push_back(step::SetMtu{carrier, b.request.network.mtu});
+    }
+    for (const auto& a : v.addresses) plan.push_back(step::AddAddress{carrier, a.to_string()});
     // Routes need the link up (the kernel refuses a gateway on a down link).
-    plan.push_back(step::LinkUp{v.ifname});
+    plan.push_back(step::LinkUp{carrier});
     if (i == 0)
       for (const auto& r : b.routes)
-        plan.push_back(step::AddRoute{v.ifname, r.dst.to_string(), r.via.to_string()});
+        plan.push_back(step::AddRoute{carrier, r.dst.to_string(), r.via.to_string()});
     if (const Vf* vf = inv.vf_by_pci(v.pci)) add_devices(vf->devices);
   }
   if (!b.placement.cpus.empty())

@@ -1,5 +1,7 @@
 #include "core/pool.hpp"
 
+#include <cctype>
+
 #include <algorithm>
 
 #include <nlohmann/json.hpp>
@@ -63,6 +65,16 @@ Expected<PoolConfig> parse_pool_config(const nlohmann::json& j) {
                         "pool '" + p.name + "': gateway is outside the subnet");
     p.gateway = *g;
   }
+  if (j.contains("pkey")) {
+    auto k = j["pkey"].is_string() ? parse_pkey(j["pkey"].get<std::string>())
+                                   : Expected<uint16_t>(make_error(ErrorCode::bad_request, ""));
+    if (!k)
+      return make_error(ErrorCode::bad_request,
+                        "pool '" + p.name +
+                            "': pkey must be a partition key like \"0x8001\" (not the default "
+                            "partition 0x7fff or 0xffff, not 0)");
+    p.pkey = *k;
+  }
   if (p.ranges.empty()) {
     IpAddress first = p.subnet.network();
     IpAddress last = first;
@@ -93,6 +105,35 @@ Expected<Cidr> next_free_address(const PoolConfig& pool, const std::set<IpAddres
     }
   }
   return make_error(ErrorCode::pool_exhausted, "pool '" + pool.name + "' has no free address");
+}
+
+}  // namespace berth
+
+namespace berth {
+
+Expected<uint16_t> parse_pkey(const std::string& text) {
+  auto bad = make_error(ErrorCode::bad_request, "'" + text + "' is not a partition key");
+  if (text.size() < 3 || text.size() > 6 || text[0] != '0' || (text[1] != 'x' && text[1] != 'X'))
+    return bad;
+  unsigned v = 0;
+  for (size_t i = 2; i < text.size(); ++i) {
+    const char c = static_cast<char>(std::tolower(static_cast<unsigned char>(text[i])));
+    if (c >= '0' && c <= '9')
+      v = v * 16 + static_cast<unsigned>(c - '0');
+    else if (c >= 'a' && c <= 'f')
+      v = v * 16 + static_cast<unsigned>(c - 'a' + 10);
+    else
+      return bad;
+  }
+  if ((v & 0x7fff) == 0 || (v & 0x7fff) == 0x7fff) return bad;
+  return static_cast<uint16_t>(v | 0x8000);
+}
+
+std::string format_pkey(uint16_t pkey) {
+  static const char* digits = "0123456789abcdef";
+  std::string out(4, '0');
+  for (int i = 3; i >= 0; --i, pkey = static_cast<uint16_t>(pkey >> 4)) out[i] = digits[pkey & 0xf];
+  return out;
 }
 
 }  // namespace berth

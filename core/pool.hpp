@@ -1,6 +1,7 @@
 #pragma once
 // Named address pools (IPv4 or IPv6 ranges with exclusions). The leases themselves live in the
 // ledger's berths; a PoolSet only answers "which address is free next" for a given used set.
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <set>
@@ -25,7 +26,15 @@ struct PoolConfig {
   std::vector<AddressRange> ranges;  // empty: the whole subnet minus network/broadcast/gateway
   std::vector<IpAddress> exclude;
   std::optional<IpAddress> gateway;  // becomes the default route unless the request names one
+  // The InfiniBand partition the subnet lives on: an InfiniBand VF leasing from this pool gets an
+  // IPoIB child on this pkey inside the container, which carries the addresses; 0 for none.
+  uint16_t pkey = 0;
 };
+
+// "0x8001" or "0x0001" (the full-membership bit is the kernel's to set): a partition key other
+// than the default partition (0x7fff) and the invalid 0.
+Expected<uint16_t> parse_pkey(const std::string& text);
+std::string format_pkey(uint16_t pkey);  // "8001": four hex digits, as a child's name takes it
 
 Expected<PoolConfig> parse_pool_config(const nlohmann::json& j);
 

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/overloaded.hpp"
+#include "core/pool.hpp"
 
 namespace berth {
 namespace {
@@ -68,6 +69,14 @@ std::string describe(const Step& s) {
           },
           [](const step::LinkUp& x) { return "set link " + x.ifname + " up"; },
           [](const step::LinkDown& x) { return "set link " + x.ifname + " down"; },
+          [](const step::AddPkeyLink& x) {
+            return "add IPoIB child " + x.name + " of " + x.parent + " on partition 0x" +
+                   format_pkey(x.pkey);
+          },
+          [](const step::DelPkeyLink& x) {
+            return "delete IPoIB child " + x.name + " of " + x.parent + " (partition 0x" +
+                   format_pkey(x.pkey) + ")";
+          },
       },
       s);
 }
@@ -127,6 +136,9 @@ std::optional<Step> inverse(const Step& s, const std::string& undo) {
             return step::DelRoute{x.ifname, x.dst, x.via};
           },
           [](const step::LinkUp& x) -> std::optional<Step> { return step::LinkDown{x.ifname}; },
+          [&](const step::AddPkeyLink& x) -> std::optional<Step> {
+            return step::DelPkeyLink{x.parent, x.name, x.pkey, undo};
+          },
           // Inverse steps are never planned forward, so they have no inverse of their own.
           [](const auto&) -> std::optional<Step> { return std::nullopt; },
       },
@@ -207,6 +219,19 @@ nlohmann::json step_to_json(const Step& s) {
           [](const step::LinkDown& x) -> nlohmann::json {
             return {{"op", "link_down"}, {"ifname", x.ifname}};
           },
+          [](const step::AddPkeyLink& x) -> nlohmann::json {
+            return {{"op", "add_pkey_link"},
+                    {"parent", x.parent},
+                    {"name", x.name},
+                    {"pkey", "0x" + format_pkey(x.pkey)}};
+          },
+          [](const step::DelPkeyLink& x) -> nlohmann::json {
+            return {{"op", "del_pkey_link"},
+                    {"parent", x.parent},
+                    {"name", x.name},
+                    {"pkey", "0x" + format_pkey(x.pkey)},
+                    {"identity", x.identity}};
+          },
       },
       s);
 }
@@ -246,6 +271,12 @@ static Step step_from_json_unchecked(const nlohmann::json& j) {
   if (op == "del_route") return step::DelRoute{str("ifname"), str("dst"), str("via")};
   if (op == "link_up") return step::LinkUp{str("ifname")};
   if (op == "link_down") return step::LinkDown{str("ifname")};
+  if (op == "add_pkey_link" || op == "del_pkey_link") {
+    auto pkey = parse_pkey(str("pkey"));
+    if (!pkey) throw std::invalid_argument(pkey.error().message);
+    if (op == "add_pkey_link") return step::AddPkeyLink{str("parent"), str("name"), *pkey};
+    return step::DelPkeyLink{str("parent"), str("name"), *pkey, j.value("identity", "")};
+  }
   throw std::invalid_argument("unknown step op '" + op + "'");
 }
 

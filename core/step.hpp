@@ -85,6 +85,20 @@ struct MoveRdmaIn {
 struct MoveRdmaOut {
   std::string device;
 };
+// An IPoIB child `name` of the container's `parent` on partition `pkey`, made inside the
+// container's namespace; undo: the child's identity ("ifindex=N driver=D bus=B"), by which it is
+// deleted, never by a name the container controls.
+struct AddPkeyLink {
+  std::string parent;
+  std::string name;
+  uint16_t pkey = 0;
+};
+struct DelPkeyLink {
+  std::string parent;
+  std::string name;
+  uint16_t pkey = 0;
+  std::string identity = {};
+};
 struct SetMtu {
   std::string ifname;
   int mtu;
@@ -115,11 +129,11 @@ struct LinkDown {
 };
 }  // namespace step
 
-using Step =
-    std::variant<step::MakeNode, step::RemoveNode, step::AllowDevice, step::DenyDevice,
-                 step::SetCpuset, step::SetVfGuid, step::MoveLinkIn, step::MoveLinkOut,
-                 step::MoveRdmaIn, step::MoveRdmaOut, step::SetMtu, step::AddAddress,
-                 step::DelAddress, step::AddRoute, step::DelRoute, step::LinkUp, step::LinkDown>;
+using Step = std::variant<step::MakeNode, step::RemoveNode, step::AllowDevice, step::DenyDevice,
+                          step::SetCpuset, step::SetVfGuid, step::MoveLinkIn, step::MoveLinkOut,
+                          step::MoveRdmaIn, step::MoveRdmaOut, step::SetMtu, step::AddAddress,
+                          step::DelAddress, step::AddRoute, step::DelRoute, step::LinkUp,
+                          step::LinkDown, step::AddPkeyLink, step::DelPkeyLink>;
 
 // A step that ran, with what it reported for its inverse.
 struct DoneStep {

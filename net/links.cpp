@@ -18,6 +18,8 @@
 #include <netlink/socket.h>
 #include <spdlog/spdlog.h>
 
+#include "net/rdma_netlink.hpp"
+
 namespace berth::net {
 namespace {
 
@@ -342,6 +344,29 @@ Status Links::del_route(const std::string& name, const std::string& dst, const s
   int err = rtnl_route_delete(sock_.get(), route.get(), 0);
   if (err < 0 && err != -NLE_OBJ_NOTFOUND && err != -NLE_NODEV)
     return nl_error("cannot remove route " + dst + " via " + via + " dev " + name, err);
+  return ok_status();
+}
+
+Status Links::add_pkey_child(const std::string& parent, const std::string& name, uint16_t pkey) {
+  auto idx = ifindex(parent);
+  if (!idx) return idx.error();
+  // Built in rdma_netlink (libnl has no IPoIB link type); sent on this namespace's socket with
+  // the sequence number it expects the acknowledgement for.
+  const auto msg = ipoib_msg::add_child(nl_socket_use_seq(sock_.get()), *idx, name, pkey);
+  if (msg.empty()) return make_error(ErrorCode::internal, "cannot build the IPoIB child message");
+  if (int err = nl_sendto(sock_.get(), const_cast<uint8_t*>(msg.data()), msg.size()); err < 0)
+    return nl_error("cannot add IPoIB child " + name + " of " + parent, err);
+  if (int err = nl_wait_for_ack(sock_.get()); err < 0)
+    return nl_error("cannot add IPoIB child " + name + " of " + parent, err);
+  return ok_status();
+}
+
+Status Links::delete_index(int ifindex) {
+  LinkPtr link(rtnl_link_alloc());
+  rtnl_link_set_ifindex(link.get(), ifindex);
+  int err = rtnl_link_delete(sock_.get(), link.get());
+  if (err < 0 && err != -NLE_NODEV && err != -NLE_OBJ_NOTFOUND)
+    return nl_error("cannot delete link " + std::to_string(ifindex), err);
   return ok_status();
 }
 

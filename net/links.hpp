@@ -1,6 +1,7 @@
 #pragma once
 // Network links over rtnetlink (libnl-3 route). One Links object talks to one network namespace;
 // no libnl object escapes this file's implementation.
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -48,6 +49,11 @@ class LinkOps {
                            const std::string& via) = 0;
   virtual Status del_route(const std::string& name, const std::string& dst,
                            const std::string& via) = 0;
+  // An IPoIB child `name` of `parent` on partition `pkey` (ipoib_msg::add_child).
+  virtual Status add_pkey_child(const std::string& parent, const std::string& name,
+                                uint16_t pkey) = 0;
+  // RTM_DELLINK of the link with `ifindex`.
+  virtual Status delete_index(int ifindex) = 0;
 };
 
 class Links : public LinkOps {
@@ -82,6 +88,8 @@ class Links : public LinkOps {
                    const std::string& via) override;
   Status del_route(const std::string& name, const std::string& dst,
                    const std::string& via) override;
+  Status add_pkey_child(const std::string& parent, const std::string& name, uint16_t pkey) override;
+  Status delete_index(int ifindex) override;
 
  private:
   explicit Links(nl_sock* sock);

@@ -175,6 +175,28 @@ Bytes set_link_state(uint32_t seq, int pf_ifindex, uint32_t vf, uint32_t state) 
 
 }  // namespace vf_msg
 
+namespace ipoib_msg {
+
+Bytes add_child(uint32_t seq, int parent_ifindex, const std::string& name, uint16_t pkey) {
+  Msg m = new_msg(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, seq);
+  if (!m) return {};
+  ifinfomsg ifi{};
+  ifi.ifi_family = AF_UNSPEC;
+  if (nlmsg_append(m.get(), &ifi, sizeof ifi, NLMSG_ALIGNTO) < 0 ||
+      nla_put_string(m.get(), IFLA_IFNAME, name.c_str()) < 0 ||
+      nla_put_u32(m.get(), IFLA_LINK, static_cast<uint32_t>(parent_ifindex)) < 0)
+    return {};
+  nlattr* info = nla_nest_start(m.get(), IFLA_LINKINFO);
+  if (!info || nla_put_string(m.get(), IFLA_INFO_KIND, "ipoib") < 0) return {};
+  nlattr* data = nla_nest_start(m.get(), IFLA_INFO_DATA);
+  if (!data || nla_put_u16(m.get(), IFLA_IPOIB_PKEY, pkey) < 0) return {};
+  nla_nest_end(m.get(), data);
+  nla_nest_end(m.get(), info);
+  return bytes_of(m);
+}
+
+}  // namespace ipoib_msg
+
 namespace {
 
 // One request on a `protocol` netlink socket of the calling thread's namespace, and its whole

@@ -51,6 +51,14 @@ Bytes set_guid(uint32_t seq, int pf_ifindex, uint32_t vf, uint64_t guid, bool po
 Bytes set_link_state(uint32_t seq, int pf_ifindex, uint32_t vf, uint32_t state);
 }  // namespace vf_msg
 
+namespace ipoib_msg {
+// RTM_NEWLINK (NLM_F_CREATE | NLM_F_EXCL) of an IPoIB child `name` of the IPoIB link
+// `parent_ifindex` on partition `pkey` (IFLA_LINKINFO > IFLA_INFO_KIND "ipoib", IFLA_INFO_DATA >
+// IFLA_IPOIB_PKEY), what `ip link add link ib0 name ib0.8001 type ipoib pkey 0x8001` sends. The
+// kernel sets the full-membership bit itself.
+Bytes add_child(uint32_t seq, int parent_ifindex, const std::string& name, uint16_t pkey);
+}  // namespace ipoib_msg
+
 // One request acknowledged by the kernel (NLM_F_ACK) on a `protocol` netlink socket of the
 // calling thread's namespace: success, or the kernel's error with `what`.
 Status netlink_request(int protocol, const Bytes& request, const std::string& what);

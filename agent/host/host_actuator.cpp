@@ -20,6 +20,11 @@ StepOutcome failed(const Error& e) {
 StepOutcome from(const Status& s) {
   return s ? done() : failed(s.error());
 }
+StepOutcome done_with_note(std::string note) {
+  StepOutcome out = done();
+  out.note = std::move(note);
+  return out;
+}
 
 bool own(const std::string& cgroup) {
   return !cgroup.empty() && cgroup != "/";
@@ -235,6 +240,35 @@ StepOutcome HostActuator::move_link_out(net::LinkOps& l, const step::MoveLinkOut
   StepOutcome out = done();
   if (*name != s.ifname)
     out.note = what + " was named '" + *name + "' in the container (not " + s.ifname + ")";
+  return out;
+}
+
+// The child is found by the ifindex it got at creation, never by its name: a container that
+// renamed it and made another link under its name keeps that one, and the child (which would
+// keep the partition on a VF that goes to the next berth) is deleted all the same.
+StepOutcome HostActuator::delete_pkey_link(net::LinkOps& l, const step::DelPkeyLink& s) {
+  const auto recorded = net::LinkIdentity::parse(s.identity);
+  if (!recorded) {
+    // Cut off before its identity was recorded: the child under its planned name, if it is one
+    // of this VF's (same device bus as its parent).
+    if (!l.exists(s.name)) return done();
+    auto child = l.identity(s.name);
+    auto parent = l.identity(s.parent);
+    if (!child) return failed(child.error());
+    if (!parent || child->bus != parent->bus)
+      return done_with_note("a link named " + s.name + " is not an IPoIB child of " + s.parent +
+                            ": left alone");
+    return from(l.delete_index(child->ifindex));
+  }
+  auto name = l.name_of(recorded->ifindex);
+  if (!name) return failed(name.error());
+  if (name->empty()) return done();  // deleted already
+  auto now = l.identity(*name);
+  if (!now) return failed(now.error());
+  if (!now->same_device(*recorded)) return done();  // its ifindex went to another link
+  StepOutcome out = from(l.delete_index(recorded->ifindex));
+  if (out.ok && *name != s.name)
+    out.note = "IPoIB child " + s.name + " was named '" + *name + "' in the container";
   return out;
 }
 
@@ -495,16 +529,19 @@ StepOutcome HostActuator::run(const Step& step, const Target& target, bool rollb
                 [&](net::LinkOps& l) { return from(l.add_address(s.ifname, s.cidr)); });
           },
           [&](const step::DelAddress& s) {
-            return in_container(
-                [&](net::LinkOps& l) { return from(l.del_address(s.ifname, s.cidr)); });
+            // An address does not outlive its link (an IPoIB child the container deleted).
+            return in_container([&](net::LinkOps& l) {
+              return l.exists(s.ifname) ? from(l.del_address(s.ifname, s.cidr)) : done();
+            });
           },
           [&](const step::AddRoute& s) {
             return in_container(
                 [&](net::LinkOps& l) { return from(l.add_route(s.ifname, s.dst, s.via)); });
           },
           [&](const step::DelRoute& s) {
-            return in_container(
-                [&](net::LinkOps& l) { return from(l.del_route(s.ifname, s.dst, s.via)); });
+            return in_container([&](net::LinkOps& l) {
+              return l.exists(s.ifname) ? from(l.del_route(s.ifname, s.dst, s.via)) : done();
+            });
           },
           [&](const step::LinkUp& s) {
             return in_container([&](net::LinkOps& l) { return from(l.set_up(s.ifname, true)); });
@@ -514,6 +551,18 @@ StepOutcome HostActuator::run(const Step& step, const Target& target, bool rollb
               if (!l.exists(s.ifname)) return done();
               return from(l.set_up(s.ifname, false));
             });
+          },
+          [&](const step::AddPkeyLink& s) {
+            return in_container([&](net::LinkOps& l) {
+              if (auto st = l.add_pkey_child(s.parent, s.name, s.pkey); !st)
+                return failed(st.error());
+              auto id = l.identity(s.name);
+              if (id) return done(id->to_string());
+              return failed(id.error());
+            });
+          },
+          [&](const step::DelPkeyLink& s) {
+            return in_container([&](net::LinkOps& l) { return delete_pkey_link(l, s); });
           },
       },
       step);

@@ -42,6 +42,7 @@ class HostActuator : public Actuator {
   // Undoing a move out of a container that has exited.
   StepOutcome recover_link(const step::MoveLinkOut& s);
   StepOutcome set_vf_guid(const step::SetVfGuid& s);
+  StepOutcome delete_pkey_link(net::LinkOps& l, const step::DelPkeyLink& s);
   StepOutcome move_link_out(net::LinkOps& in_container, const step::MoveLinkOut& s);
   StepOutcome allow_device(const CgroupPaths& cg, const step::AllowDevice& s, const Target& target);
   StepOutcome allow_through_lxc(const CgroupPaths& cg, const step::AllowDevice& s,

@@ -33,6 +33,7 @@ struct FakeLink {
   std::set<std::string> addresses;
   int ifindex = 0;  // 0: the fake gives it one
   std::string driver = "mlx5_core";
+  uint16_t pkey = 0;  // an IPoIB child's partition
 };
 using FakeNetns = std::map<std::string, FakeLink>;  // by name
 
@@ -114,6 +115,27 @@ class FakeLinkOps : public net::LinkOps {
     return ok_status();
   }
   Status del_route(const std::string&, const std::string&, const std::string&) override {
+    return ok_status();
+  }
+  Status add_pkey_child(const std::string& parent, const std::string& n, uint16_t pkey) override {
+    BERTH_FAULT("add_pkey_child " + n);
+    if (!ns_.count(parent)) return missing(parent);
+    if (ns_.count(n)) return make_error(ErrorCode::conflict, n + " exists");
+    FakeLink child;
+    child.pci = ns_[parent].pci;
+    child.driver = "ib_ipoib";
+    child.pkey = pkey;
+    child.ifindex = 2000 + static_cast<int>(ns_.size());
+    ns_[n] = child;
+    return ok_status();
+  }
+  Status delete_index(int ifindex) override {
+    BERTH_FAULT("delete_index " + std::to_string(ifindex));
+    for (auto it = ns_.begin(); it != ns_.end(); ++it)
+      if (it->second.ifindex == ifindex) {
+        ns_.erase(it);
+        break;
+      }
     return ok_status();
   }
 

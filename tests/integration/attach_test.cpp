@@ -1,6 +1,7 @@
 // Attach and detach against the real kernel: a runc container, veth stand-ins for VFs, real char
 // devices standing in for GPUs, in both cgroup modes (runc on the v1 controllers, and runc in
 // pure v2 mode with its own device program). The engine runs in-process with the host actuator.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -22,6 +23,8 @@
 #include "agent/host/device_programs.hpp"
 #include "agent/host/discovery.hpp"
 #include "agent/host/host_actuator.hpp"
+#include "agent/host/unique_fd.hpp"
+#include "net/links.hpp"
 #include "tests/fakes/engine_call.hpp"
 #include "tests/fakes/fake_actuator.hpp"
 #include "tests/fakes/fake_systemd.hpp"
@@ -569,6 +572,41 @@ INSTANTIATE_TEST_SUITE_P(CgroupModes, AttachTest, ::testing::Values(CgroupMode::
                          [](const auto& info) {
                            return std::string("cgroup") + to_string(info.param);
                          });
+
+// The IPoIB child message goes to the real kernel through a namespace's rtnetlink socket: this
+// host has no InfiniBand, so the kernel refuses it (no ipoib link type, or a parent that is not
+// IPoIB); the refusal is reported as the kernel's, no link is made, and the socket stays usable
+// (its acknowledgement was read in sequence).
+TEST(PkeyChild, TheKernelsAnswerToAnIpoibChildIsReportedAndTheSocketStaysInStep) {
+  if (!skip_reason.empty()) GTEST_SKIP() << skip_reason;
+  const std::string ns = "berth-pkey-itest";
+  struct Cleanup {
+    std::string ns;
+    ~Cleanup() { sh("ip netns del " + ns + " 2>/dev/null"); }
+  } cleanup{ns};
+  sh("ip netns del " + ns + " 2>/dev/null");
+  ASSERT_EQ(
+      sh("ip netns add " + ns + " && ip -n " + ns + " link add ib0 type veth peer name ib0p").rc,
+      0);
+  agent::UniqueFd fd(::open(("/run/netns/" + ns).c_str(), O_RDONLY | O_CLOEXEC));
+  agent::UniqueFd home(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
+  ASSERT_TRUE(fd && home);
+  auto links = net::Links::open_in(fd.get(), home.get());
+  ASSERT_TRUE(links) << links.error().message;
+  auto st = links->add_pkey_child("ib0", "ib0.8011", 0x8011);
+  ASSERT_FALSE(st);
+  EXPECT_NE(st.error().message.find("cannot add IPoIB child ib0.8011 of ib0"), std::string::npos)
+      << st.error().message;
+  EXPECT_FALSE(links->exists("ib0.8011"));
+  EXPECT_NE(sh("ip -n " + ns + " link show ib0.8011 2>/dev/null").rc, 0);
+  ASSERT_TRUE(links->set_up("ib0", true)) << "the next request is answered in sequence";
+  EXPECT_NE(sh("ip -n " + ns + " link show ib0").out.find("UP"), std::string::npos);
+  auto id = links->identity("ib0");
+  ASSERT_TRUE(id);
+  EXPECT_TRUE(links->delete_index(id->ifindex));
+  EXPECT_FALSE(links->exists("ib0"));
+  EXPECT_TRUE(links->delete_index(id->ifindex)) << "a link already gone is not an error";
+}
 
 }  // namespace
 }  // namespace berth::itest

@@ -662,3 +662,49 @@ TEST(RealLinkSeam, RebindWritesUnbindThenBindAndReadsTheVfBack) {
 
 }  // namespace
 }  // namespace berth::agent
+
+namespace berth::agent {
+namespace {
+
+// The partition child is made inside the container and deleted by the ifindex it got there: a
+// container that renames it and makes a dummy under its name keeps the dummy, not the child.
+TEST(HostActuator, AnIpoibChildIsDeletedByItsIdentityNotByItsName) {
+  testing::FakeHost host;
+  host.containers.add(42);
+  auto& ns = host.containers.containers[42].ns;
+  ns["ib0"] = {kPci, true, 2044, {}, 77, "mlx5_core"};
+  HostActuator a(host.seams());
+  const step::AddPkeyLink add{"ib0", "ib0.8011", 0x8011};
+  auto out = a.run(add, target(42), false);
+  ASSERT_TRUE(out.ok) << out.error;
+  ASSERT_EQ(ns.count("ib0.8011"), 1u);
+  EXPECT_EQ(ns["ib0.8011"].pkey, 0x8011);
+  EXPECT_NE(out.undo.find("bus=" + std::string(kPci)), std::string::npos) << out.undo;
+
+  auto child = ns["ib0.8011"];
+  ns.erase("ib0.8011");
+  ns["renamed"] = child;
+  ns["ib0.8011"] = {"", true, 1500, {}, 500, "dummy"};
+  auto del = a.run(*inverse(add, out.undo), target(42), true);
+  ASSERT_TRUE(del.ok) << del.error;
+  EXPECT_EQ(ns.count("renamed"), 0u) << "the child is gone";
+  EXPECT_EQ(ns.count("ib0.8011"), 1u) << "the dummy stays";
+  EXPECT_NE(del.note.find("'renamed'"), std::string::npos) << del.note;
+  // Again: nothing left to delete is success.
+  EXPECT_TRUE(a.run(*inverse(add, out.undo), target(42), true).ok);
+  EXPECT_EQ(ns.count("ib0.8011"), 1u);
+
+  // Cut off before the identity was recorded: a link under the child's name that is not of the
+  // VF's device is left alone.
+  auto cut = a.run(*inverse(add, ""), target(42), true);
+  ASSERT_TRUE(cut.ok) << cut.error;
+  EXPECT_EQ(ns.count("ib0.8011"), 1u);
+  EXPECT_NE(cut.note.find("left alone"), std::string::npos) << cut.note;
+  ns.erase("ib0.8011");
+  ASSERT_TRUE(a.run(add, target(42), false).ok);
+  ASSERT_TRUE(a.run(*inverse(add, ""), target(42), true).ok);
+  EXPECT_EQ(ns.count("ib0.8011"), 0u) << "the VF's own child, under its planned name";
+}
+
+}  // namespace
+}  // namespace berth::agent

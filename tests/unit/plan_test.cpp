@@ -7,6 +7,7 @@
 #include "core/guid.hpp"
 #include "core/ledger.hpp"
 #include "core/plan.hpp"
+#include "core/pool.hpp"
 #include "tests/fakes/inventories.hpp"
 #include "tests/fakes/ledger_driver.hpp"
 
@@ -350,6 +351,83 @@ TEST(Plan, AVfThatComesBackFromItsRebindWithoutItsRdmaDeviceFailsTheAttach) {
   ASSERT_EQ(d.steps.size(), 2u);
   EXPECT_TRUE(d.steps[1].rollback);
   EXPECT_EQ(std::get<step::SetVfGuid>(d.steps[1].step).node_guid, "00:00:00:00:00:00:00:01");
+}
+
+}  // namespace berth
+
+namespace berth {
+
+// A pool on an InfiniBand partition: the VF's own netdev (the default partition) comes up bare
+// and an IPoIB child on the pool's pkey carries the addresses and routes.
+TEST(Plan, APoolOnAPartitionPutsTheAddressesOnAnIpoibChild) {
+  Context ctx;
+  ctx.inventory = testing::two_socket(4);
+  for (auto& vf : ctx.inventory.vfs) vf.infiniband = true;
+  auto pool = parse_pool_config(nlohmann::json::parse(
+      R"({"name":"epn","subnet":"10.9.0.0/24","gateway":"10.9.0.1","pkey":"0x0011"})"));
+  ASSERT_TRUE(pool) << pool.error().message;
+  EXPECT_EQ(pool->pkey, 0x8011) << "full membership";
+  ctx.pools["epn"] = *pool;
+  BerthRequest r;
+  r.vf_count = 1;
+  r.network.pool = "epn";
+  testing::LedgerDriver d(ctx);
+  ASSERT_FALSE(d.one(event::Create{1, "slurm/1", r}));
+  const Berth& b = d.ledger.berths.at("slurm/1");
+  EXPECT_EQ(b.vfs[0].pkey, 0x8011);
+  EXPECT_EQ(pkey_link_name(b.vfs[0]), "ib0.8011");
+  auto again = berth_from_json(nlohmann::json(b));
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->vfs[0].pkey, 0x8011);
+
+  std::vector<std::string> seen;
+  for (const auto& s : attach_plan(b, ctx.inventory)) {
+    if (std::holds_alternative<step::SetVfGuid>(s) || std::holds_alternative<step::MakeNode>(s) ||
+        std::holds_alternative<step::AllowDevice>(s) || std::holds_alternative<step::SetCpuset>(s))
+      continue;
+    seen.push_back(describe(s));
+    auto back = step_from_json(step_to_json(s));
+    ASSERT_TRUE(back) << describe(s);
+    EXPECT_EQ(describe(*back), describe(s));
+  }
+  ASSERT_EQ(seen.size(), 6u);
+  EXPECT_NE(seen[0].find("move link"), std::string::npos) << seen[0];
+  EXPECT_EQ(seen[1], "set link ib0 up");
+  EXPECT_EQ(seen[2], "add IPoIB child ib0.8011 of ib0 on partition 0x8011");
+  EXPECT_NE(seen[3].find("ib0.8011"), std::string::npos) << seen[3];  // the address
+  EXPECT_EQ(seen[4], "set link ib0.8011 up");
+  EXPECT_NE(seen[5].find("ib0.8011"), std::string::npos) << seen[5];  // the default route
+  auto del = inverse(step::AddPkeyLink{"ib0", "ib0.8011", 0x8011}, "ifindex=9 driver=d bus=b");
+  ASSERT_TRUE(del);
+  EXPECT_EQ(std::get<step::DelPkeyLink>(*del).identity, "ifindex=9 driver=d bus=b");
+  EXPECT_EQ(std::get<step::DelPkeyLink>(*step_from_json(step_to_json(*del))).identity,
+            "ifindex=9 driver=d bus=b");
+
+  // Only InfiniBand VFs have partitions; the child's name must fit the kernel's 15 characters.
+  BerthRequest longer = r;
+  longer.network.ifname = "partition01";
+  auto e = d.one(event::Create{2, "slurm/2", longer});
+  ASSERT_TRUE(e);
+  EXPECT_NE(e->message.find("longer than 15"), std::string::npos) << e->message;
+  for (auto& vf : d.context().inventory.vfs) vf.infiniband = false;
+  e = d.one(event::Create{3, "slurm/3", r});
+  ASSERT_TRUE(e);
+  EXPECT_NE(e->message.find("not an InfiniBand VF"), std::string::npos) << e->message;
+  EXPECT_FALSE(d.ledger.berths.count("slurm/3"));
+}
+
+TEST(Plan, PartitionKeysParseWithTheirMembershipBitAndRefuseTheDefaultPartition) {
+  EXPECT_EQ(*parse_pkey("0x8001"), 0x8001);
+  EXPECT_EQ(*parse_pkey("0x1"), 0x8001);
+  EXPECT_EQ(*parse_pkey("0X7FFe"), 0xfffe);
+  EXPECT_EQ(format_pkey(0x8001), "8001");
+  for (const char* bad :
+       {"", "8001", "0x", "0x0", "0x8000", "0x7fff", "0xffff", "0x10000", "0xg001", "-0x1"})
+    EXPECT_FALSE(parse_pkey(bad)) << bad;
+  EXPECT_FALSE(parse_pool_config(
+      nlohmann::json::parse(R"({"name":"a","subnet":"10.9.0.0/24","pkey":"0x7fff"})")));
+  EXPECT_FALSE(parse_pool_config(
+      nlohmann::json::parse(R"({"name":"a","subnet":"10.9.0.0/24","pkey":32769})")));
 }
 
 }  // namespace berth

@@ -186,6 +186,33 @@ TEST(VfConfig, NodeAndPortGuidGoInSeparateSetlinkMessages) {
             hex(vf_message(3, 5, IFLA_VF_LINK_STATE, &s, sizeof s)));
 }
 
+static_assert(IFLA_LINKINFO == 18 && IFLA_INFO_KIND == 1 && IFLA_INFO_DATA == 2);
+static_assert(IFLA_IPOIB_PKEY == 1 && IFLA_LINK == 5 && IFLA_IFNAME == 3 && RTM_NEWLINK == 16);
+
+// `ip link add link <parent> name ib0.8001 type ipoib pkey 0x8001`, as iproute2 sends it.
+TEST(PkeyChild, NewlinkCarriesNameParentKindAndPkey) {
+  Writer w;
+  w.header(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, 4);
+  ifinfomsg ifi{};
+  ifi.ifi_family = AF_UNSPEC;
+  w.put(ifi);
+  w.attr(IFLA_IFNAME, "ib0.8001", 9);
+  const uint32_t parent = 12;
+  w.attr(IFLA_LINK, &parent, 4);
+  const size_t info = w.open(IFLA_LINKINFO | NLA_F_NESTED);
+  w.attr(IFLA_INFO_KIND, "ipoib", 6);
+  const size_t data = w.open(IFLA_INFO_DATA | NLA_F_NESTED);
+  const uint16_t pkey = 0x8001;
+  w.attr(IFLA_IPOIB_PKEY, &pkey, 2);
+  w.close(data);
+  w.close(info);
+  const Bytes expected = w.done();
+  EXPECT_EQ(expected.size(), 84u);
+  EXPECT_EQ(hex(ipoib_msg::add_child(4, 12, "ib0.8001", 0x8001)), hex(expected));
+  // The pkey attribute, literally: length 6, type 1, 0x8001 little-endian, padding.
+  EXPECT_NE(hex(expected).find("06 00 01 00 01 80 00 00"), std::string::npos);
+}
+
 TEST(VfConfig, GuidsParseFormatAndDeriveDeterministically) {
   EXPECT_EQ(parse_guid("00:11:22:33:44:55:66:77"), 0x0011223344556677ULL);
   EXPECT_EQ(format_guid(0x0011223344556677ULL), "00:11:22:33:44:55:66:77");
