@@ -164,8 +164,16 @@ StepOutcome HostActuator::deny_device(const CgroupPaths& cg, const step::DenyDev
   if (s.skip != "v1" && own(cg.devices))
     if (auto st = host_.cgroups.deny_device(cg.devices, s.major, s.minor); !st)
       return failed(st.error());
-  if (!s.unit.empty())
-    if (auto st = remove_from_scope(s.unit, s.major, s.minor); !st) return failed(st.error());
+  std::string unit = s.unit;
+  // A plain deny is also the inverse of an allow berthd was killed in the middle of (undo ""),
+  // which may have reached the scope's DeviceAllow= (its undo never recorded). An entry there is
+  // berth's: one the scope had itself would have allowed the device already (undo
+  // "already-allowed" or "v1-already"/"v2-already", never a plain deny), and one left behind
+  // would give the device back to the container on the next daemon-reload.
+  if (unit.empty() && s.skip.empty() && s.via.empty() && own(cg.unified))
+    if (const auto scope = scope_of(cg.unified)) unit = *scope;
+  if (!unit.empty())
+    if (auto st = remove_from_scope(unit, s.major, s.minor); !st) return failed(st.error());
   // Taking the rule away does not close what is already open.
   if (!cg.unified.empty()) {
     auto holders = host_.cgroups.holders(cg.unified, s.major, s.minor);

@@ -314,6 +314,30 @@ TEST(HostActuator, ASystemdScopeGetsTheDeviceInItsDeviceAllowAndLosesOnlyThatOnD
   EXPECT_EQ(host.runtimes.units["libpod-ab12.scope"], after);
 }
 
+// berthd killed between systemd taking the DeviceAllow= entry and the step's undo reaching the
+// ledger: after the restart the allow is undone with an empty undo, and the entry goes too (else
+// a daemon-reload would give the GPU back to a container that no longer holds it).
+TEST(HostActuator, ADeviceAllowEntryOfAnAllowCutOffByAKillIsTakenOutAfterTheRestart) {
+  testing::FakeHost host;
+  host.containers.add(42);
+  host.cgroups.programs["/machine.slice/libpod-ab12.scope"] = {};
+  const agent::DeviceAllowList own{{"/dev/null", "rwm"}};
+  host.runtimes.units["libpod-ab12.scope"] = own;
+  HostActuator a(host.seams());
+  ASSERT_TRUE(a.run(step::AllowDevice{195, 0}, scope_target(42), false).ok);
+  ASSERT_EQ(host.runtimes.units["libpod-ab12.scope"].size(), 2u);
+  auto cut = inverse(step::AllowDevice{195, 0}, "");
+  ASSERT_TRUE(cut);
+  EXPECT_TRUE(std::get<step::DenyDevice>(*cut).unit.empty()) << "the undo never said which unit";
+  auto out = a.run(*cut, scope_target(42), true);
+  ASSERT_TRUE(out.ok) << out.error;
+  EXPECT_EQ(host.runtimes.units["libpod-ab12.scope"], own);
+  EXPECT_TRUE(host.cgroups.programs["/machine.slice/libpod-ab12.scope"].empty());
+  // The same deny again (a retried leftover) changes nothing more.
+  ASSERT_TRUE(a.run(*cut, scope_target(42), true).ok);
+  EXPECT_EQ(host.runtimes.units["libpod-ab12.scope"], own);
+}
+
 TEST(HostActuator, WithoutSystemdOrItsUnitTheProgramAloneDecidesAndAFailedListChangeRollsBack) {
   testing::FakeHost host;
   host.containers.add(42);
