@@ -13,7 +13,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 
 #include <spdlog/spdlog.h>
@@ -347,6 +349,24 @@ Status prepare_pin_dir(const std::string& dir) {
   if (::mount("bpf", dir.c_str(), "bpf", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0700") != 0)
     return bpf_error("cannot mount a bpffs on " + dir);
   return ok_status();
+}
+
+std::vector<std::string> sweep_stale_pins(const std::string& pin_dir) {
+  std::vector<std::string> removed;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(pin_dir, ec)) {
+    const std::string name = e.path().filename().string();
+    // "original-<cgroup id>-<stand-in program id>"
+    const auto dash = name.rfind('-');
+    if (name.rfind("original-", 0) != 0 || dash <= 9) continue;
+    uint32_t id = 0;
+    const auto* first = name.data() + dash + 1;
+    const auto* last = name.data() + name.size();
+    if (std::from_chars(first, last, id).ptr != last || id == 0) continue;
+    if (fd_by_id(id) || errno != ENOENT) continue;
+    if (::unlink(e.path().c_str()) == 0) removed.push_back(name);
+  }
+  return removed;
 }
 
 std::string DevicePrograms::pin_path(uint64_t cgroup_id, uint32_t id) const {

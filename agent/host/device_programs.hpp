@@ -35,6 +35,10 @@ UniqueFd device_program_by_id(uint32_t id);
 // of its own mounted there; pinned programs outlive berthd's restarts (not a reboot).
 Status prepare_pin_dir(const std::string& dir);
 bool is_bpffs(const std::string& path);
+// Removes the pins in `pin_dir` whose stand-in (the berth program whose id the pin's name
+// carries) no longer exists: its cgroup went with its container, or the runtime replaced it, so
+// the runtime program the pin keeps alive will never be put back. Returns their names.
+std::vector<std::string> sweep_stale_pins(const std::string& pin_dir);
 
 class DevicePrograms {
  public:

@@ -251,6 +251,9 @@ int run(const std::string& path, bool recover) {
                    pinned.error().message);
       bpf_pins.clear();
     }
+    for (const auto& pin : berth::agent::sweep_stale_pins(bpf_pins))
+      spdlog::info("BERTH_BPF_PIN_STALE {}/{} removed: its stand-in program is gone", bpf_pins,
+                   pin);
   }
   berth::agent::HostActuator actuator(berth::agent::HostPaths{
       config.cgroup_root, config.sysfs_root, config.dev_root, bpf_pins, config.lxc_cgroup});

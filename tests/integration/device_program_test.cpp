@@ -11,6 +11,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -161,6 +162,49 @@ TEST_F(DeviceProgramPinTest, AfterARestartDetachPutsBackTheSameProgramFromItsPin
   EXPECT_FALSE(can_open("/dev/fuse"));
   EXPECT_TRUE(can_open("/dev/null"));
   EXPECT_EQ(pinned(), 0) << "the pin is gone with the berth";
+}
+
+// A container that went away while its berth was attached (berthd down, or the cgroup removed
+// before the detach) leaves a pin that keeps the runtime's program alive for nothing: the sweep
+// at start removes it, and keeps the pins of berth programs that are still attached.
+TEST_F(DeviceProgramPinTest, APinWhoseStandInIsGoneIsSweptAndALiveOneIsKept) {
+  namespace fs = std::filesystem;
+  const std::string pins =
+      fs::temp_directory_path() / ("berth-itest-bpf-sweep-" + std::to_string(::getpid()));
+  auto prepared = agent::prepare_pin_dir(pins);
+  if (!prepared) GTEST_SKIP() << "no bpffs here: " << prepared.error().message;
+  struct Unmount {
+    std::string dir;
+    ~Unmount() {
+      ::umount2(dir.c_str(), MNT_DETACH);
+      ::rmdir(dir.c_str());
+    }
+  } unmount{pins};
+  auto pinned = [&] {
+    int n = 0;
+    for (const auto& e : fs::directory_iterator(pins))
+      n += e.path().filename().string().rfind("original-", 0) == 0;
+    return n;
+  };
+  DevicePrograms programs(mount_, pins);
+  auto a = programs.allow(cgroup_, kFuseMajor, kFuseMinor);
+  ASSERT_TRUE(a) << a.error().message;
+  ASSERT_EQ(pinned(), 1);
+  EXPECT_TRUE(agent::sweep_stale_pins(pins).empty()) << "its stand-in is attached";
+  EXPECT_EQ(pinned(), 1);
+  // The container's cgroup goes (its runtime removed it); the kernel frees the programs attached
+  // to it once the cgroup is released, a moment later.
+  cg_.reset();
+  ASSERT_EQ(::rmdir(dir_.c_str()), 0) << std::strerror(errno);
+  dir_.clear();
+  std::vector<std::string> swept;
+  for (int i = 0; i < 100 && swept.empty(); ++i) {
+    swept = agent::sweep_stale_pins(pins);
+    if (swept.empty()) ::usleep(50 * 1000);
+  }
+  ASSERT_EQ(swept.size(), 1u);
+  EXPECT_EQ(swept[0].rfind("original-", 0), 0u);
+  EXPECT_EQ(pinned(), 0);
 }
 
 TEST_F(DeviceProgramTest, DetachNamesTheProcessesThatStillHoldTheDeviceOpen) {
