@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bench/api_load.hpp"
+#include "bench/engine_cycle.hpp"
 #include "bench/fixture_writer.hpp"
 #include "bench/peers.hpp"
 #include "bench/process.hpp"
@@ -79,6 +80,7 @@ class Agent {
     ::waitpid(pid_, nullptr, 0);
   }
   const std::string& socket() const { return socket_; }
+  std::string fixture() const { return (dir_ / "fixture").string(); }
   pid_t pid() const { return pid_; }
   unsigned call(const std::string& method, const std::string& target,
                 const std::string& body = {}) {
@@ -163,6 +165,12 @@ json attach_cycle(const Options& o, Agent& agent, itest::RuncContainer& c) {
   }));
   auto ip = summarize(repeat(o.cycles, [&] { return ip_commands_cycle_ms(t); }));
   json gpu_v1 = gpu_cycle(agent, c, "manual/gpu-v1", o.cycles);
+  // The same GPU-only cycle without the API (engine, actuator, worker and records in-process),
+  // and its kernel floor (the same mknods, device rules and cpuset writes, issued directly).
+  json gpu_engine = to_json(engine_gpu_cycles(agent.fixture(), agent.fixture() + "/../engine-state",
+                                              o.runtime_dir + "-engine", c.pid(), o.cycles));
+  json gpu_actuator = to_json(actuator_gpu_cycles(agent.fixture(), c.pid(), o.cycles));
+  json gpu_floor = to_json(summarize(repeat(o.cycles, [&] { return floor.gpu_cycle_ms(); })));
   json gpu_v2 = json();
   if (itest::missing_for(itest::CgroupMode::v2).empty()) {
     itest::RuncContainer v2("berth-bench-v2", "/berth-bench", itest::CgroupMode::v2);
@@ -179,7 +187,18 @@ json attach_cycle(const Options& o, Agent& agent, itest::RuncContainer& c) {
     if (!j->is_null())
       std::printf("  GPU only (nodes, device rules, cpuset), %s: p50 %.3f ms p99 %.3f ms\n", name,
                   (*j)["p50_ms"].get<double>(), (*j)["p99_ms"].get<double>());
+  for (auto [name, j] : {std::pair<const char*, json*>{"in-process engine, cgroup v1", &gpu_engine},
+                         {"host actuator alone, cgroup v1", &gpu_actuator},
+                         {"kernel floor, cgroup v1", &gpu_floor}})
+    if (!j->is_null() && j->contains("p50_ms"))
+      std::printf("  GPU only (nodes, device rules, cpuset), %s: p50 %.3f ms p99 %.3f ms\n", name,
+                  (*j)["p50_ms"].get<double>(), (*j)["p99_ms"].get<double>());
   rows.push_back({{"name", "berth (API, GPU only, cgroup v1)"}, {"summary", gpu_v1}});
+  rows.push_back(
+      {{"name", "berth (in-process engine, GPU only, cgroup v1)"}, {"summary", gpu_engine}});
+  rows.push_back(
+      {{"name", "host actuator alone (GPU only, cgroup v1)"}, {"summary", gpu_actuator}});
+  rows.push_back({{"name", "kernel floor (GPU only, cgroup v1)"}, {"summary", gpu_floor}});
   rows.push_back({{"name", "berth (API, GPU only, cgroup v2)"}, {"summary", gpu_v2}});
   return rows;
 }

@@ -70,6 +70,27 @@ double KernelFloor::cycle_ms() {
   return ok ? ms : -1;
 }
 
+double KernelFloor::gpu_cycle_ms() {
+  auto& i = *impl_;
+  if (!i.c.root) return -1;
+  auto start = Clock::now();
+  auto dev = [&](const std::string& value, const char* file) {
+    return i.cg.write("devices", i.t.cgroup, file, value);
+  };
+  bool ok = agent::make_device_node(i.c.root.get(), i.gpu).ok() &&
+            agent::make_device_node(i.c.root.get(), i.ctl).ok() &&
+            dev("c 10:229 rwm", "devices.allow") && dev("c 10:259 rwm", "devices.allow") &&
+            i.cg.write("cpuset", i.t.cgroup, "cpuset.cpus", "0") &&
+            i.cg.write("cpuset", i.t.cgroup, "cpuset.mems", "0");
+  ok = ok && i.cg.write("cpuset", i.t.cgroup, "cpuset.cpus", "0-1") &&
+       dev("c 10:259 rwm", "devices.deny") && dev("c 10:229 rwm", "devices.deny") &&
+       agent::remove_device_node(i.c.root.get(), i.ctl) &&
+       agent::remove_device_node(i.c.root.get(), i.gpu);
+  double ms = ms_since(start);
+  if (!ok) std::fprintf(stderr, "floor (GPU only): a step failed\n");
+  return ok ? ms : -1;
+}
+
 namespace {
 
 std::string cni_config(const CycleTarget& t) {

@@ -21,6 +21,8 @@ class KernelFloor {
   explicit KernelFloor(const CycleTarget& t);
   ~KernelFloor();
   double cycle_ms();  // attach then detach; -1 on failure (the error is printed)
+  // GPU only: the 2 device nodes, their v1 device rules and the cpuset, and back.
+  double gpu_cycle_ms();
 
  private:
   struct Impl;
