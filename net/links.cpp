@@ -109,14 +109,21 @@ Expected<Links> Links::open_in(int netns_fd, int home_netns_fd) {
 
 Expected<int> Links::ifindex(const std::string& name) {
   rtnl_link* l = nullptr;
-  if (int err = rtnl_link_get_kernel(sock_.get(), 0, name.c_str(), &l); err < 0)
-    return make_error(ErrorCode::internal, "no link named " + name + " (" + nl_geterror(err) + ")");
+  if (int err = rtnl_link_get_kernel(sock_.get(), 0, name.c_str(), &l); err < 0) {
+    if (err == -NLE_OBJ_NOTFOUND || err == -NLE_NODEV)
+      return make_error(ErrorCode::target_not_found, "no link named " + name);
+    return make_error(ErrorCode::internal,
+                      "cannot look up link " + name + " (" + nl_geterror(err) + ")");
+  }
   LinkPtr link(l);
   return rtnl_link_get_ifindex(link.get());
 }
 
-bool Links::exists(const std::string& name) {
-  return ifindex(name).ok();
+Expected<bool> Links::exists(const std::string& name) {
+  auto idx = ifindex(name);
+  if (idx) return true;
+  if (idx.error().code == ErrorCode::target_not_found) return false;
+  return idx.error();
 }
 
 Status Links::move_to(const std::string& name, int netns_fd, const std::string& new_name) {

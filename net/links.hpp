@@ -31,7 +31,9 @@ struct LinkIdentity {
 class LinkOps {
  public:
   virtual ~LinkOps() = default;
-  virtual bool exists(const std::string& name) = 0;
+  // false only when the kernel says there is no such link; a failure to ask is an error, never
+  // read as "absent" (an undo would then count as done).
+  virtual Expected<bool> exists(const std::string& name) = 0;
   virtual Expected<LinkIdentity> identity(const std::string& name) = 0;
   // The name of the link with `ifindex`, empty when there is none.
   virtual Expected<std::string> name_of(int ifindex) = 0;
@@ -68,7 +70,7 @@ class Links : public LinkOps {
   Links& operator=(Links&&) noexcept;
   ~Links() override;
 
-  bool exists(const std::string& name) override;
+  Expected<bool> exists(const std::string& name) override;
   Expected<LinkIdentity> identity(const std::string& name) override;
   Expected<std::string> name_of(int ifindex) override;
   Status move_index(int ifindex, int netns_fd, const std::string& new_name) override;

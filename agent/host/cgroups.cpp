@@ -54,9 +54,20 @@ Expected<UniqueFd> CgroupV1::open_file(const std::string& controller, const std:
   return f;
 }
 
-bool CgroupV1::exists(const std::string& controller, const std::string& cgroup) {
+Expected<bool> CgroupV1::exists(const std::string& controller, const std::string& cgroup) {
   if (cgroup.empty() || cgroup == "/") return false;
-  return open_file(controller, cgroup, "cgroup.procs", O_RDONLY).ok();
+  UniqueFd mount(::open((root_ + "/" + controller).c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!mount) {
+    if (errno == ENOENT) return false;  // no such controller here
+    return cg_error("cannot open", root_ + "/" + controller);
+  }
+  UniqueFd dir =
+      open_beneath(mount.get(), cgroup.substr(cgroup.front() == '/' ? 1 : 0), O_PATH | O_DIRECTORY);
+  if (!dir) {
+    if (errno == ENOENT) return false;
+    return cg_error("cannot open cgroup", root_ + "/" + controller + cgroup);
+  }
+  return true;
 }
 
 Expected<std::string> CgroupV1::read(const std::string& controller, const std::string& cgroup,

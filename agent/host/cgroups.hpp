@@ -24,7 +24,9 @@ class CgroupV1 {
                                    const std::string& cpus, const std::string& mems);
 
   // True when `cgroup` (never the root cgroup) is still there under `controller`.
-  bool exists(const std::string& controller, const std::string& cgroup);
+  // false only when the cgroup is not there (ENOENT); a failure to look is an error, never read
+  // as "gone" (the undo of a rule written there would count as done).
+  Expected<bool> exists(const std::string& controller, const std::string& cgroup);
 
   Expected<std::string> read(const std::string& controller, const std::string& cgroup,
                              const std::string& file);

@@ -192,10 +192,18 @@ Expected<UniqueFd> DevicePrograms::open_cgroup(const std::string& cgroup) {
   return dir;
 }
 
-bool DevicePrograms::exists(const std::string& cgroup) {
+Expected<bool> DevicePrograms::exists(const std::string& cgroup) {
   if (cgroup.empty() || cgroup == "/") return false;
-  auto dir = open_cgroup(cgroup);
-  return dir && ::faccessat(dir->get(), "cgroup.procs", F_OK, 0) == 0;
+  if (mount_.empty()) return false;
+  UniqueFd mount(::open(mount_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!mount) return bpf_error("cannot open " + mount_);
+  const std::string rel = cgroup.substr(cgroup.front() == '/' ? 1 : 0);
+  UniqueFd dir = open_beneath(mount.get(), rel, O_PATH | O_DIRECTORY);
+  if (!dir) {
+    if (errno == ENOENT) return false;
+    return bpf_error("cannot open cgroup " + mount_ + "/" + rel);
+  }
+  return true;
 }
 
 Expected<std::vector<uint32_t>> DevicePrograms::attached(const std::string& cgroup) {

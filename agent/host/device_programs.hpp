@@ -50,7 +50,8 @@ class DevicePrograms {
   // `cgroup` is the "0::" path of /proc/<pid>/cgroup, relative to the mount.
   Expected<ProgramChange> allow(const std::string& cgroup, unsigned major, unsigned minor);
   Expected<ProgramChange> deny(const std::string& cgroup, unsigned major, unsigned minor);
-  bool exists(const std::string& cgroup);
+  // false only when the cgroup is not there; a failure to look is an error.
+  Expected<bool> exists(const std::string& cgroup);
   // What the device programs that apply to `cgroup` (its own and its parents') say of c
   // major:minor read+write: none (nullopt), or whether all of them allow it (a program berth
   // cannot read counts as denying).

@@ -203,22 +203,31 @@ Expected<std::string> HostActuator::set_cpuset(const CgroupPaths& cg, const step
 StepOutcome HostActuator::move_link_out(net::LinkOps& l, const step::MoveLinkOut& s) {
   auto host = host_links();
   if (!host) return failed(host.error());
-  const auto back_on_host = [&] {
-    if (!(*host)->exists(s.host_name)) return false;
+  const auto back_on_host = [&]() -> Expected<bool> {
+    auto there = (*host)->exists(s.host_name);
+    if (!there || !*there) return there;
     const std::string pci = host_.links.pci_of(s.host_name);
     return pci.empty() || s.pci.empty() || pci == s.pci;
   };
   const auto recorded = net::LinkIdentity::parse(s.identity);
   if (!recorded) {
     // A record from before identities were kept: by name, as then.
-    if (!l.exists(s.ifname) && back_on_host()) return done();
+    auto inside = l.exists(s.ifname);
+    if (!inside) return failed(inside.error());
+    if (!*inside) {
+      auto back = back_on_host();
+      if (!back) return failed(back.error());
+      if (*back) return done();
+    }
     return from(l.move_to(s.ifname, host_netns_.get(), s.host_name));
   }
   auto name = l.name_of(recorded->ifindex);
   if (!name) return failed(name.error());
   const std::string what = "the VF " + s.host_name + (s.pci.empty() ? "" : " (" + s.pci + ")");
   if (name->empty()) {
-    if (back_on_host()) return done();
+    auto back = back_on_host();
+    if (!back) return failed(back.error());
+    if (*back) return done();
     return failed(make_error(
         ErrorCode::detach_failed,
         what + " is no longer in the container's network namespace (it had ifindex " +
@@ -259,7 +268,9 @@ StepOutcome HostActuator::delete_pkey_link(net::LinkOps& l, const step::DelPkeyL
   if (!recorded) {
     // Cut off before its identity was recorded: the child under its planned name, if it is one
     // of this VF's (same device bus as its parent).
-    if (!l.exists(s.name)) return done();
+    auto there = l.exists(s.name);
+    if (!there) return failed(there.error());
+    if (!*there) return done();
     auto child = l.identity(s.name);
     auto parent = l.identity(s.parent);
     if (!child) return failed(child.error());
@@ -375,9 +386,13 @@ std::optional<std::string> HostActuator::host_link_of(const std::string& pci,
                                                       const std::string& hint) {
   auto host = host_links();
   if (!host) return std::nullopt;
-  if (!hint.empty() && (*host)->exists(hint) && host_.links.pci_of(hint) == pci) return hint;
+  auto present = [&](const std::string& name) {
+    auto there = (*host)->exists(name);
+    return there && *there;  // a failed lookup finds nothing; the caller then reports the VF
+  };
+  if (!hint.empty() && present(hint) && host_.links.pci_of(hint) == pci) return hint;
   for (const auto& name : host_.links.links_of(pci))
-    if ((*host)->exists(name)) return name;
+    if (present(name)) return name;
   return std::nullopt;
 }
 
@@ -389,7 +404,9 @@ Expected<std::string> HostActuator::restore_vf_link(const std::string& current,
   if (auto s = l.set_up(current, false); !s) return s.error();
   if (auto s = l.flush_addresses(current); !s) return s.error();
   if (current != host_name) {
-    if (l.exists(host_name))
+    auto taken = l.exists(host_name);
+    if (!taken) return taken.error();
+    if (*taken)
       return make_error(ErrorCode::conflict, "cannot rename " + current + " back to " + host_name +
                                                  ": another link has that name");
     if (auto s = l.rename(current, host_name); !s) return s.error();
@@ -402,7 +419,9 @@ StepOutcome HostActuator::recover_link(const step::MoveLinkOut& s) {
   auto host = host_links();
   if (!host) return failed(host.error());
   // Already back under its own name (and not another device that took the name meanwhile).
-  if ((*host)->exists(s.host_name)) {
+  auto there = (*host)->exists(s.host_name);
+  if (!there) return failed(there.error());
+  if (*there) {
     const std::string pci = host_.links.pci_of(s.host_name);
     if (pci.empty() || s.pci.empty() || pci == s.pci) return done();
   }
@@ -442,10 +461,15 @@ StepOutcome HostActuator::run(const Step& step, const Target& target, bool rollb
         return out;
       }
       // Its cgroups outlive it until the runtime deletes them: take back what berth wrote there.
-      const CgroupPaths left{
-          host_.cgroups.exists("devices", target.devices_cgroup) ? target.devices_cgroup : "",
-          host_.cgroups.exists("cpuset", target.cpuset_cgroup) ? target.cpuset_cgroup : "",
-          host_.cgroups.exists("unified", target.unified_cgroup) ? target.unified_cgroup : ""};
+      // A cgroup berth cannot look at is not taken for gone: the undo fails and is retried.
+      const auto has_devices = host_.cgroups.exists("devices", target.devices_cgroup);
+      const auto has_cpuset = host_.cgroups.exists("cpuset", target.cpuset_cgroup);
+      const auto has_unified = host_.cgroups.exists("unified", target.unified_cgroup);
+      for (const auto* e : {&has_devices, &has_cpuset, &has_unified})
+        if (!*e) return failed(e->error());
+      const CgroupPaths left{*has_devices ? target.devices_cgroup : "",
+                             *has_cpuset ? target.cpuset_cgroup : "",
+                             *has_unified ? target.unified_cgroup : ""};
       if (const auto* deny = std::get_if<step::DenyDevice>(&step)) {
         // LXC's rules live in its monitor, which went with the container.
         if (deny->via == "lxc") return done();
@@ -539,7 +563,9 @@ StepOutcome HostActuator::run(const Step& step, const Target& target, bool rollb
           [&](const step::DelAddress& s) {
             // An address does not outlive its link (an IPoIB child the container deleted).
             return in_container([&](net::LinkOps& l) {
-              return l.exists(s.ifname) ? from(l.del_address(s.ifname, s.cidr)) : done();
+              auto there = l.exists(s.ifname);
+              if (!there) return failed(there.error());
+              return *there ? from(l.del_address(s.ifname, s.cidr)) : done();
             });
           },
           [&](const step::AddRoute& s) {
@@ -548,7 +574,9 @@ StepOutcome HostActuator::run(const Step& step, const Target& target, bool rollb
           },
           [&](const step::DelRoute& s) {
             return in_container([&](net::LinkOps& l) {
-              return l.exists(s.ifname) ? from(l.del_route(s.ifname, s.dst, s.via)) : done();
+              auto there = l.exists(s.ifname);
+              if (!there) return failed(there.error());
+              return *there ? from(l.del_route(s.ifname, s.dst, s.via)) : done();
             });
           },
           [&](const step::LinkUp& s) {
@@ -556,7 +584,9 @@ StepOutcome HostActuator::run(const Step& step, const Target& target, bool rollb
           },
           [&](const step::LinkDown& s) {
             return in_container([&](net::LinkOps& l) {
-              if (!l.exists(s.ifname)) return done();
+              auto there = l.exists(s.ifname);
+              if (!there) return failed(there.error());
+              if (!*there) return done();
               return from(l.set_up(s.ifname, false));
             });
           },

@@ -65,8 +65,8 @@ class RealCgroupSeam : public CgroupSeam {
                                    const std::string& mems) override {
     return v1_.set_cpuset(cgroup, cpus, mems);
   }
-  bool exists(const std::string& controller, const std::string& cgroup) override {
-    if (controller == "unified") return !unified_mount_.empty() && programs_.exists(cgroup);
+  Expected<bool> exists(const std::string& controller, const std::string& cgroup) override {
+    if (controller == "unified") return programs_.exists(cgroup);
     return v1_.exists(controller, cgroup);
   }
   Expected<std::optional<bool>> device_programs_allow(const std::string& unified, unsigned major,

@@ -70,7 +70,8 @@ class CgroupSeam {
   virtual Status deny_device(const std::string& cgroup, unsigned major, unsigned minor) = 0;
   virtual Expected<std::string> set_cpuset(const std::string& cgroup, const std::string& cpus,
                                            const std::string& mems) = 0;
-  virtual bool exists(const std::string& controller, const std::string& cgroup) = 0;
+  // false only when it is not there; a failure to look is an error.
+  virtual Expected<bool> exists(const std::string& controller, const std::string& cgroup) = 0;
   // What the device programs on v2 cgroup `unified` say of c major:minor: nullopt when it has
   // none (its runtime restricts no devices), else whether they allow it.
   virtual Expected<std::optional<bool>> device_programs_allow(const std::string& unified,

@@ -43,7 +43,13 @@ class FakeLinkOps : public net::LinkOps {
   FakeLinkOps(FakeNetns& ns, std::map<int, FakeNetns*>& by_fd, FakeNetns& host, Faults* f = nullptr)
       : faults(f), ns_(ns), by_fd_(by_fd), host_(host) {}
   Faults* faults;
-  bool exists(const std::string& n) override { return ns_.count(n) > 0; }
+  // Every lookup fails (a netlink socket that cannot be read), as it would on ENOBUFS.
+  const bool* fail_lookups = nullptr;
+  Expected<bool> exists(const std::string& n) override {
+    if (fail_lookups && *fail_lookups)
+      return make_error(ErrorCode::internal, "cannot look up link " + n);
+    return ns_.count(n) > 0;
+  }
   Expected<net::LinkIdentity> identity(const std::string& n) override {
     BERTH_FAULT("identity " + n);
     if (!ns_.count(n)) return missing(n);
@@ -155,12 +161,17 @@ class FakeLinkSeam : public agent::LinkSeam {
   Faults* faults = nullptr;
   FakeNetns host_ns;
   std::map<int, FakeNetns*> by_fd;
+  bool fail_lookups = false;  // every FakeLinkOps handed out fails its lookups
   Expected<std::unique_ptr<net::LinkOps>> host() override {
-    return std::unique_ptr<net::LinkOps>(new FakeLinkOps(host_ns, by_fd, host_ns, faults));
+    auto* ops = new FakeLinkOps(host_ns, by_fd, host_ns, faults);
+    ops->fail_lookups = &fail_lookups;
+    return std::unique_ptr<net::LinkOps>(ops);
   }
   Expected<std::unique_ptr<net::LinkOps>> in(int fd) override {
     if (!by_fd.count(fd)) return make_error(ErrorCode::internal, "no such namespace");
-    return std::unique_ptr<net::LinkOps>(new FakeLinkOps(*by_fd[fd], by_fd, host_ns, faults));
+    auto* ops = new FakeLinkOps(*by_fd[fd], by_fd, host_ns, faults);
+    ops->fail_lookups = &fail_lookups;
+    return std::unique_ptr<net::LinkOps>(ops);
   }
   std::string pci_of(const std::string& n) override {
     return host_ns.count(n) ? host_ns[n].pci : std::string();
@@ -255,7 +266,9 @@ class FakeCgroupSeam : public agent::CgroupSeam {
     cpusets[cg] = cpus + "|" + mems;
     return previous;
   }
-  bool exists(const std::string& controller, const std::string& cg) override {
+  bool fail_exists = false;  // looking fails (EMFILE, EACCES), as opposed to "not there"
+  Expected<bool> exists(const std::string& controller, const std::string& cg) override {
+    if (fail_exists) return make_error(ErrorCode::internal, "cannot open cgroup " + cg);
     if (controller == "unified") return programs.count(cg) > 0;
     return rules.count(cg) > 0;
   }

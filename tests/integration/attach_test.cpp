@@ -597,14 +597,14 @@ TEST(PkeyChild, TheKernelsAnswerToAnIpoibChildIsReportedAndTheSocketStaysInStep)
   ASSERT_FALSE(st);
   EXPECT_NE(st.error().message.find("cannot add IPoIB child ib0.8011 of ib0"), std::string::npos)
       << st.error().message;
-  EXPECT_FALSE(links->exists("ib0.8011"));
+  EXPECT_FALSE(*links->exists("ib0.8011"));
   EXPECT_NE(sh("ip -n " + ns + " link show ib0.8011 2>/dev/null").rc, 0);
   ASSERT_TRUE(links->set_up("ib0", true)) << "the next request is answered in sequence";
   EXPECT_NE(sh("ip -n " + ns + " link show ib0").out.find("UP"), std::string::npos);
   auto id = links->identity("ib0");
   ASSERT_TRUE(id);
   EXPECT_TRUE(links->delete_index(id->ifindex));
-  EXPECT_FALSE(links->exists("ib0"));
+  EXPECT_FALSE(*links->exists("ib0"));
   EXPECT_TRUE(links->delete_index(id->ifindex)) << "a link already gone is not an error";
 }
 

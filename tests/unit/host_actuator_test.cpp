@@ -732,3 +732,53 @@ TEST(HostActuator, AnIpoibChildIsDeletedByItsIdentityNotByItsName) {
 
 }  // namespace
 }  // namespace berth::agent
+
+namespace berth::agent {
+namespace {
+
+// A failure to look (a netlink socket error, a cgroup directory that cannot be opened) is not
+// "absent": the undo fails and stays a leftover to retry, instead of counting as done while the
+// rule or the link stays.
+TEST(HostActuator, ALookupThatFailsFailsTheUndoInsteadOfCountingItDone) {
+  testing::FakeHost host;
+  host.containers.add(42);
+  host.cgroups.rules["/berth/c1"] = {};
+  HostActuator a(host.seams());
+  ASSERT_TRUE(a.run(step::AllowDevice{195, 0}, target(42), false).ok);
+  ASSERT_EQ(host.cgroups.rules["/berth/c1"].count("c 195:0"), 1u);
+
+  // The container exited; its cgroup lives on until the runtime removes it.
+  host.containers.containers[42].alive = false;
+  a.idle();
+  host.cgroups.fail_exists = true;
+  auto out = a.run(step::DenyDevice{195, 0}, target(42), true);
+  EXPECT_FALSE(out.ok);
+  EXPECT_NE(out.error.find("cannot open cgroup /berth/c1"), std::string::npos) << out.error;
+  EXPECT_EQ(host.cgroups.rules["/berth/c1"].count("c 195:0"), 1u) << "the rule is still there";
+  host.cgroups.fail_exists = false;
+  ASSERT_TRUE(a.run(step::DenyDevice{195, 0}, target(42), true).ok);
+  EXPECT_EQ(host.cgroups.rules["/berth/c1"].count("c 195:0"), 0u);
+
+  // Links inside a live container: a lookup that fails is not a link that is gone.
+  host.containers.containers[42].alive = true;
+  a.idle();
+  auto& ns = host.containers.containers[42].ns;
+  ns["ib0"] = {kPci, true, 1500, {"10.77.0.10/24"}};
+  auto lookups = [&](bool fail) { host.links.fail_lookups = fail; };
+  lookups(true);
+  auto down = a.run(step::LinkDown{"ib0"}, target(42), true);
+  EXPECT_FALSE(down.ok);
+  EXPECT_TRUE(ns["ib0"].up) << "still up: the undo is a leftover";
+  auto del = a.run(step::DelAddress{"ib0", "10.77.0.10/24"}, target(42), true);
+  EXPECT_FALSE(del.ok);
+  EXPECT_EQ(ns["ib0"].addresses.count("10.77.0.10/24"), 1u);
+  lookups(false);
+  ASSERT_TRUE(a.run(step::LinkDown{"ib0"}, target(42), true).ok);
+  EXPECT_FALSE(ns["ib0"].up);
+  ASSERT_TRUE(a.run(step::DelAddress{"ib0", "10.77.0.10/24"}, target(42), true).ok);
+  EXPECT_TRUE(ns["ib0"].addresses.empty());
+  EXPECT_TRUE(a.run(step::LinkDown{"ib0-gone"}, target(42), true).ok) << "absent is done";
+}
+
+}  // namespace
+}  // namespace berth::agent
