@@ -3,8 +3,10 @@
 // prolog path, and berthd's footprint. Prints a table and writes a JSON result file.
 //
 // Needs root, runc and busybox-static; runs inside a private network namespace it creates.
+#include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -68,6 +70,7 @@ class Agent {
     std::ofstream(dir / "berthd.json") << config.dump(2);
     pid_ = ::fork();
     if (pid_ == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGTERM);  // berthd does not outlive a killed bench
       std::string cfg = (dir / "berthd.json").string();
       ::execl(o.berthd.c_str(), o.berthd.c_str(), "--config", cfg.c_str(), nullptr);
       ::_exit(127);
@@ -387,11 +390,44 @@ json footprint(const Options& o, Agent& agent, const fs::path& dir) {
           {"list_1000_ms", list_ms}};
 }
 
+// Ctrl-C or a kill mid-run: the containers, berthd and the directories of this run go too (the
+// stand-in links go with the private network namespace). The handler only wakes a thread.
+int interrupt_pipe[2] = {-1, -1};
+
+void on_interrupt(int) {
+  const char c = 1;
+  (void)!::write(interrupt_pipe[1], &c, 1);
+}
+
+void clean_up_on_interrupt(const fs::path& dir, const std::string& runtime_dir) {
+  if (::pipe2(interrupt_pipe, O_CLOEXEC) != 0) return;
+  std::thread([dir, runtime_dir] {
+    char c = 0;
+    if (::read(interrupt_pipe[0], &c, 1) != 1) return;
+    std::fprintf(stderr, "\ninterrupted: removing this run's containers, berthd and files\n");
+    // "[.]": the pattern must not match the shell that runs pkill.
+    itest::sh("pkill -f '" + dir.string() + "/berthd[.]json'");
+    itest::sh(
+        "for pass in 1 2; do for c in $(runc list -q 2>/dev/null | grep '^berth-bench'); do "
+        "runc delete -f \"$c\" >/dev/null 2>&1; done; sleep 0.5; done; "
+        "rmdir /sys/fs/cgroup/*/berth-bench/* /sys/fs/cgroup/*/berth-bench 2>/dev/null");
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+    fs::remove_all(runtime_dir, ec);
+    fs::remove_all(runtime_dir + "-engine", ec);
+    ::_exit(130);
+  }).detach();
+  struct sigaction sa {};
+  sa.sa_handler = on_interrupt;
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) ::sigaction(sig, &sa, nullptr);
+}
+
 int run(const Options& o) {
   if (::geteuid() != 0) return std::fprintf(stderr, "berth_bench_agent: run as root\n"), 1;
   if (::unshare(CLONE_NEWNET) != 0) return std::perror("unshare(CLONE_NEWNET)"), 1;
   itest::sh("ip link set lo up");
   const fs::path dir = fs::temp_directory_path() / ("berth-bench-" + std::to_string(::getpid()));
+  clean_up_on_interrupt(dir, o.runtime_dir);
   write_fixture((dir / "fixture").string(), kVfsPerNode);
   std::string script;
   for (int i = 0; i < 2 * kVfsPerNode; ++i)
@@ -426,6 +462,7 @@ int run(const Options& o) {
   itest::sh("rmdir /sys/fs/cgroup/*/berth-bench");
   fs::remove_all(dir);
   fs::remove_all(o.runtime_dir);
+  fs::remove_all(o.runtime_dir + "-engine");
   std::ofstream(o.out) << result.dump(2) << "\n";
   std::printf("\nresults written to %s\n", o.out.c_str());
   return 0;
