@@ -41,6 +41,7 @@ struct Options {
   int idle_seconds = 60;
   double load_seconds = 2;
   std::string out = "bench-results.json";
+  std::string only;       // "gpu": only the GPU-only cycle by layer (for profiling)
   std::string state_dir;  // empty: a directory next to the fixture (same filesystem as /tmp)
   // Attachment records go to runtime_dir, /run on a real host: a tmpfs. /dev/shm stands in for
   // it where /run is not one (as on this project's CI machines).
@@ -146,6 +147,43 @@ json gpu_cycle(Agent& agent, itest::RuncContainer& c, const std::string& owner, 
   return to_json(s);
 }
 
+// The GPU-only cycle by layer: through the API (v1 and pure-v2 containers), the in-process
+// engine, the host actuator alone and the kernel floor. Prints its lines, returns its rows.
+json gpu_layers(const Options& o, Agent& agent, itest::RuncContainer& c, KernelFloor& floor) {
+  json gpu_v1 = gpu_cycle(agent, c, "manual/gpu-v1", o.cycles);
+  // The same GPU-only cycle without the API (engine, actuator, worker and records in-process),
+  // and its kernel floor (the same mknods, device rules and cpuset writes, issued directly).
+  json gpu_engine = to_json(engine_gpu_cycles(agent.fixture(), agent.fixture() + "/../engine-state",
+                                              o.runtime_dir + "-engine", c.pid(), o.cycles));
+  json gpu_actuator = to_json(actuator_gpu_cycles(agent.fixture(), c.pid(), o.cycles));
+  json gpu_floor = to_json(summarize(repeat(o.cycles, [&] { return floor.gpu_cycle_ms(); })));
+  json gpu_v2 = json();
+  if (itest::missing_for(itest::CgroupMode::v2).empty()) {
+    itest::RuncContainer v2("berth-bench-v2", "/berth-bench", itest::CgroupMode::v2);
+    if (v2.started()) gpu_v2 = gpu_cycle(agent, v2, "manual/gpu-v2", o.cycles);
+  }
+  for (auto [name, j] :
+       {std::pair<const char*, json*>{"cgroup v1", &gpu_v1}, {"cgroup v2", &gpu_v2}})
+    if (!j->is_null())
+      std::printf("  GPU only (nodes, device rules, cpuset), %s: p50 %.3f ms p99 %.3f ms\n", name,
+                  (*j)["p50_ms"].get<double>(), (*j)["p99_ms"].get<double>());
+  for (auto [name, j] : {std::pair<const char*, json*>{"in-process engine, cgroup v1", &gpu_engine},
+                         {"host actuator alone, cgroup v1", &gpu_actuator},
+                         {"kernel floor, cgroup v1", &gpu_floor}})
+    if (!j->is_null() && j->contains("p50_ms"))
+      std::printf("  GPU only (nodes, device rules, cpuset), %s: p50 %.3f ms p99 %.3f ms\n", name,
+                  (*j)["p50_ms"].get<double>(), (*j)["p99_ms"].get<double>());
+  json rows = json::array();
+  rows.push_back({{"name", "berth (API, GPU only, cgroup v1)"}, {"summary", gpu_v1}});
+  rows.push_back(
+      {{"name", "berth (in-process engine, GPU only, cgroup v1)"}, {"summary", gpu_engine}});
+  rows.push_back(
+      {{"name", "host actuator alone (GPU only, cgroup v1)"}, {"summary", gpu_actuator}});
+  rows.push_back({{"name", "kernel floor (GPU only, cgroup v1)"}, {"summary", gpu_floor}});
+  rows.push_back({{"name", "berth (API, GPU only, cgroup v2)"}, {"summary", gpu_v2}});
+  return rows;
+}
+
 json attach_cycle(const Options& o, Agent& agent, itest::RuncContainer& c) {
   CycleTarget t{c.pid(), c.cgroup(), vf_name(0), address_of(0), kGateway};
   // berth: 1 GPU (2 device nodes), 1 VF with an address from the pool and a default route, cpuset.
@@ -167,42 +205,13 @@ json attach_cycle(const Options& o, Agent& agent, itest::RuncContainer& c) {
     return add < 0 || del < 0 ? -1 : add + del;
   }));
   auto ip = summarize(repeat(o.cycles, [&] { return ip_commands_cycle_ms(t); }));
-  json gpu_v1 = gpu_cycle(agent, c, "manual/gpu-v1", o.cycles);
-  // The same GPU-only cycle without the API (engine, actuator, worker and records in-process),
-  // and its kernel floor (the same mknods, device rules and cpuset writes, issued directly).
-  json gpu_engine = to_json(engine_gpu_cycles(agent.fixture(), agent.fixture() + "/../engine-state",
-                                              o.runtime_dir + "-engine", c.pid(), o.cycles));
-  json gpu_actuator = to_json(actuator_gpu_cycles(agent.fixture(), c.pid(), o.cycles));
-  json gpu_floor = to_json(summarize(repeat(o.cycles, [&] { return floor.gpu_cycle_ms(); })));
-  json gpu_v2 = json();
-  if (itest::missing_for(itest::CgroupMode::v2).empty()) {
-    itest::RuncContainer v2("berth-bench-v2", "/berth-bench", itest::CgroupMode::v2);
-    if (v2.started()) gpu_v2 = gpu_cycle(agent, v2, "manual/gpu-v2", o.cycles);
-  }
   json rows = json::array({ratio_row("berth (API, GPU+VF+cpuset)", berth, berth),
                            ratio_row("kernel floor (same ops, no agent)", kernel, berth),
                            ratio_row("ip/shell commands (same ops)", ip, berth),
                            ratio_row("berth (API, VF only)", berth_net, berth),
                            ratio_row("CNI host-device+static (VF only)", cni, berth)});
   print_summary_table("attach+detach cycle, " + std::to_string(o.cycles) + " runs", rows);
-  for (auto [name, j] :
-       {std::pair<const char*, json*>{"cgroup v1", &gpu_v1}, {"cgroup v2", &gpu_v2}})
-    if (!j->is_null())
-      std::printf("  GPU only (nodes, device rules, cpuset), %s: p50 %.3f ms p99 %.3f ms\n", name,
-                  (*j)["p50_ms"].get<double>(), (*j)["p99_ms"].get<double>());
-  for (auto [name, j] : {std::pair<const char*, json*>{"in-process engine, cgroup v1", &gpu_engine},
-                         {"host actuator alone, cgroup v1", &gpu_actuator},
-                         {"kernel floor, cgroup v1", &gpu_floor}})
-    if (!j->is_null() && j->contains("p50_ms"))
-      std::printf("  GPU only (nodes, device rules, cpuset), %s: p50 %.3f ms p99 %.3f ms\n", name,
-                  (*j)["p50_ms"].get<double>(), (*j)["p99_ms"].get<double>());
-  rows.push_back({{"name", "berth (API, GPU only, cgroup v1)"}, {"summary", gpu_v1}});
-  rows.push_back(
-      {{"name", "berth (in-process engine, GPU only, cgroup v1)"}, {"summary", gpu_engine}});
-  rows.push_back(
-      {{"name", "host actuator alone (GPU only, cgroup v1)"}, {"summary", gpu_actuator}});
-  rows.push_back({{"name", "kernel floor (GPU only, cgroup v1)"}, {"summary", gpu_floor}});
-  rows.push_back({{"name", "berth (API, GPU only, cgroup v2)"}, {"summary", gpu_v2}});
+  for (auto& r : gpu_layers(o, agent, c, floor)) rows.push_back(std::move(r));
   return rows;
 }
 
@@ -441,18 +450,29 @@ int run(const Options& o) {
   {
     Agent agent(o, dir);
     std::vector<std::unique_ptr<itest::RuncContainer>> containers;
-    for (int i = 0; i < 32; ++i) {
+    for (int i = 0; i < (o.only == "gpu" ? 1 : 32); ++i) {
       containers.push_back(std::make_unique<itest::RuncContainer>(
           "berth-bench-" + std::to_string(i), "/berth-bench"));
       if (!containers.back()->started())
         return std::fprintf(stderr, "runc: %s\n", containers.back()->error().c_str()), 1;
     }
-    result["attach_cycle"] = attach_cycle(o, agent, *containers[0]);
-    result["burst"] = json::array({burst(agent, containers, 8), burst(agent, containers, 32)});
-    result["api"] = api_load(o, agent);
-    result["prolog"] = prolog_path(o, agent);
+    if (o.only == "engine") {
+      result["engine"] =
+          to_json(engine_gpu_cycles(agent.fixture(), agent.fixture() + "/../engine-state",
+                                    o.runtime_dir + "-engine", containers[0]->pid(), o.cycles));
+      std::printf("in-process engine: p50 %.3f ms\n", result["engine"]["p50_ms"].get<double>());
+    } else if (o.only == "gpu") {
+      itest::RuncContainer& c = *containers[0];
+      KernelFloor floor(CycleTarget{c.pid(), c.cgroup(), vf_name(0), address_of(0), kGateway});
+      result["gpu_layers"] = gpu_layers(o, agent, c, floor);
+    } else {
+      result["attach_cycle"] = attach_cycle(o, agent, *containers[0]);
+      result["burst"] = json::array({burst(agent, containers, 8), burst(agent, containers, 32)});
+      result["api"] = api_load(o, agent);
+      result["prolog"] = prolog_path(o, agent);
+    }
   }
-  {
+  if (o.only.empty()) {
     // A fresh agent, so the footprint is not the high-water mark of the phases above.
     fs::remove_all(o.state_dir.empty() ? dir / "state" : fs::path(o.state_dir));
     fs::remove_all(o.runtime_dir);
@@ -492,11 +512,14 @@ int main(int argc, char** argv) {
       o.state_dir = argv[i + 1];
     else if (a == "--runtime-dir")
       o.runtime_dir = argv[i + 1];
+    else if (a == "--only" &&
+             (std::string(argv[i + 1]) == "gpu" || std::string(argv[i + 1]) == "engine"))
+      o.only = argv[i + 1];
     else
-      return std::fprintf(
-                 stderr,
-                 "usage: berth_bench_agent [--cycles N] [--idle-seconds S] "
-                 "[--load-seconds S] [--state-dir DIR] [--runtime-dir DIR] [--out FILE]\n"),
+      return std::fprintf(stderr,
+                          "usage: berth_bench_agent [--cycles N] [--idle-seconds S] "
+                          "[--load-seconds S] [--state-dir DIR] [--runtime-dir DIR] [--out FILE] "
+                          "[--only gpu]\n"),
              2;
   }
   return berth::bench::run(o);

@@ -9,6 +9,7 @@
 
 #include "agent/app/config.hpp"
 #include "agent/app/engine.hpp"
+#include "agent/app/stay_awake.hpp"
 #include "agent/app/worker.hpp"
 #include "agent/host/container.hpp"
 #include "agent/host/discovery.hpp"
@@ -44,7 +45,9 @@ Summary engine_gpu_cycles(const std::string& fixture, const std::string& state_d
     std::optional<std::optional<Error>> answer;
     engine.submit(std::move(ev),
                   [&](std::optional<Error> e, nlohmann::json) { answer.emplace(std::move(e)); });
-    while (!answer) io.run_one();
+    agent::run_staying_awake_until(
+        io, [&] { return answer.has_value(); },
+        [&] { return engine.awaiting_worker(); });  // as berthd runs
     if (*answer) std::fprintf(stderr, "engine cycle: %s\n", (*answer)->message.c_str());
     return !*answer;
   };

@@ -78,10 +78,12 @@ void Engine::dispatch(const Event& ev) {
   if (hooks_.ledger_changed) hooks_.ledger_changed();
 }
 
-void Engine::on_worker(std::function<void()> job, std::function<void()> done) {
+void Engine::on_worker(std::function<void()> job, std::function<void()> done, bool own) {
   ++jobs_in_flight_;
-  auto back = [this, done = std::move(done)] {
+  if (own) ++own_jobs_in_flight_;
+  auto back = [this, done = std::move(done), own] {
     --jobs_in_flight_;
+    if (own) --own_jobs_in_flight_;
     done();
   };
   if (!worker_) {
@@ -91,10 +93,12 @@ void Engine::on_worker(std::function<void()> job, std::function<void()> done) {
     });
     return;
   }
-  worker_->post([this, job = std::move(job), back = std::move(back)]() mutable {
-    job();
-    boost::asio::post(io_, std::move(back));
-  });
+  worker_->post(
+      [this, job = std::move(job), back = std::move(back)]() mutable {
+        job();
+        boost::asio::post(io_, std::move(back));
+      },
+      own);
 }
 
 void Engine::perform(std::vector<Action> actions) {
@@ -114,7 +118,9 @@ void Engine::perform(std::vector<Action> actions) {
   attachment.erase(std::unique(attachment.begin(), attachment.end()), attachment.end());
 
   // Persist first: the records are taken now and written on the worker before any step posted
-  // after them runs, so an intent is on disk before its step touches the host.
+  // after them runs, so an intent is on disk before its step touches the host. What this turn
+  // sends to the worker goes as one batch.
+  std::vector<WorkerJob> batch;
   std::vector<PendingReply> replies;
   for (auto& a : actions) {
     if (auto* reply = std::get_if<action::Reply>(&a)) {
@@ -135,16 +141,16 @@ void Engine::perform(std::vector<Action> actions) {
   if (store_ && !attachment.empty()) {
     auto records = StateStore::records(ledger_, attachment);
     auto status = std::make_shared<Status>(ok_status());
-    on_worker(
-        [this, records = std::move(records), status] { *status = store_->write(records, false); },
-        [this, attachment, status] {
-          if (!*status) {
-            last_save_error_ = status->error().message;
-            spdlog::error("BERTH_STATE_SAVE_FAILED {}", last_save_error_);
-            dirty_.insert(attachment.begin(), attachment.end());
-            schedule_retry();
-          }
-        });
+    batch.push_back(
+        {[this, records = std::move(records), status] { *status = store_->write(records, false); },
+         [this, attachment, status] {
+           if (!*status) {
+             last_save_error_ = status->error().message;
+             spdlog::error("BERTH_STATE_SAVE_FAILED {}", last_save_error_);
+             dirty_.insert(attachment.begin(), attachment.end());
+             schedule_retry();
+           }
+         }});
   }
   if (durable && !commit_posted_) {
     commit_posted_ = true;
@@ -154,24 +160,25 @@ void Engine::perform(std::vector<Action> actions) {
     std::visit(
         overloaded{
             [&](action::RunStep& run) {
-              spdlog::debug("BERTH_STEP {} {}{}", run.owner, run.rollback ? "undo: " : "",
-                            describe(run.step));
+              if (spdlog::should_log(spdlog::level::debug))  // describe() is not free
+                spdlog::debug("BERTH_STEP {} {}{}", run.owner, run.rollback ? "undo: " : "",
+                              describe(run.step));
               auto out = std::make_shared<StepOutcome>();
-              on_worker(
-                  [this, run, out] { *out = actuator_.run(run.step, run.target, run.rollback); },
-                  [this, run, out] {
-                    if (!out->ok) {
-                      spdlog::warn("BERTH_STEP_FAILED {} {}: {}", run.owner, describe(run.step),
-                                   out->error);
-                      if (hooks_.step_failed) hooks_.step_failed(run.step);
-                    }
-                    if (!out->note.empty())
-                      spdlog::warn("BERTH_STEP_NOTE {} {}: {}", run.owner, describe(run.step),
-                                   out->note);
-                    dispatch(event::StepFinished{run.owner, out->ok, std::move(out->undo),
-                                                 std::move(out->error), std::move(out->note),
-                                                 std::move(out->vf)});
-                  });
+              batch.push_back(
+                  {[this, run, out] { *out = actuator_.run(run.step, run.target, run.rollback); },
+                   [this, run, out] {
+                     if (!out->ok) {
+                       spdlog::warn("BERTH_STEP_FAILED {} {}: {}", run.owner, describe(run.step),
+                                    out->error);
+                       if (hooks_.step_failed) hooks_.step_failed(run.step);
+                     }
+                     if (!out->note.empty())
+                       spdlog::warn("BERTH_STEP_NOTE {} {}: {}", run.owner, describe(run.step),
+                                    out->note);
+                     dispatch(event::StepFinished{run.owner, out->ok, std::move(out->undo),
+                                                  std::move(out->error), std::move(out->note),
+                                                  std::move(out->vf)});
+                   }});
             },
             [&](action::Notify& n) {
               if (n.warning)
@@ -194,10 +201,26 @@ void Engine::perform(std::vector<Action> actions) {
     } else {
       // After the attachment records above are written (the worker runs jobs in order).
       auto shared = std::make_shared<std::vector<PendingReply>>(std::move(replies));
-      on_worker([] {}, [this, shared] { deliver(std::move(*shared)); });
+      batch.push_back({[] {}, [this, shared] { deliver(std::move(*shared)); }});
     }
   }
+  run_batch(std::move(batch));
   check_idle();
+}
+
+void Engine::run_batch(std::vector<WorkerJob> batch) {
+  if (batch.empty()) return;
+  if (batch.size() == 1) return on_worker(std::move(batch[0].run), std::move(batch[0].done));
+  // One trip to the worker and back for all of them: they run in order there, and their
+  // outcomes are handled in the same order here, as if posted one by one.
+  auto jobs = std::make_shared<std::vector<WorkerJob>>(std::move(batch));
+  on_worker(
+      [jobs] {
+        for (auto& j : *jobs) j.run();
+      },
+      [jobs] {
+        for (auto& j : *jobs) j.done();
+      });
 }
 
 void Engine::deliver(std::vector<PendingReply> replies) {

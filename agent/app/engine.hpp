@@ -57,7 +57,7 @@ class Engine {
   // Runs `job` off the reactor (on the worker, in order with the engine's own jobs), then
   // `done` on the reactor.
   void run_off_reactor(std::function<void()> job, std::function<void()> done) {
-    on_worker(std::move(job), std::move(done));
+    on_worker(std::move(job), std::move(done), false);
   }
   // The berth's API view as JSON text, rendered once and kept until the next event changes the
   // ledger (list calls are then a concatenation). The owner must be in the ledger.
@@ -65,6 +65,9 @@ class Engine {
   const Context& context() const { return ctx_; }
   // True while any berth has an operation in flight, or a write is pending or failed.
   bool busy() const;
+  // True while a job of the engine's own (a step, a record, a reply) is on the worker: the
+  // reactor then stays awake for its outcome (stay_awake.hpp).
+  bool awaiting_worker() const { return own_jobs_in_flight_ > 0; }
   // Owners whose latest state could not be written yet; retried every second.
   const std::set<std::string>& unsaved() const { return dirty_; }
 
@@ -76,10 +79,17 @@ class Engine {
     std::string owner;
   };
 
+  struct WorkerJob {
+    std::function<void()> run;   // on the worker
+    std::function<void()> done;  // then on the reactor
+  };
+
   void dispatch(const Event& ev);
   void perform(std::vector<Action> actions);
+  void run_batch(std::vector<WorkerJob> batch);
   // Runs `job` on the worker (or inline), then `done` on the reactor.
-  void on_worker(std::function<void()> job, std::function<void()> done);
+  // `own`: a job of the engine's own (see awaiting_worker), not one of run_off_reactor's.
+  void on_worker(std::function<void()> job, std::function<void()> done, bool own = true);
   // Writes the reservations changed in this reactor turn with one round of fsyncs, then answers
   // the callers that waited on them.
   void commit();
@@ -101,6 +111,7 @@ class Engine {
   std::vector<PendingReply> after_commit_;
   std::map<std::string, std::string> views_;
   size_t jobs_in_flight_ = 0;
+  size_t own_jobs_in_flight_ = 0;
   // Owners whose last write failed: written again (durably) before any reply about them
   // succeeds, and on a retry timer.
   std::set<std::string> dirty_;

@@ -10,11 +10,15 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 
+#include "agent/app/stay_awake.hpp"
+
 namespace berth::agent {
 
 class Worker {
  public:
-  Worker() : guard_(ctx_.get_executor()), thread_([this] { ctx_.run(); }) {}
+  Worker()
+      : guard_(ctx_.get_executor()),
+        thread_([this] { run_staying_awake(ctx_, [this] { return stay_awake_; }); }) {}
   ~Worker() {
     guard_.reset();
     thread_.join();
@@ -22,10 +26,18 @@ class Worker {
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 
-  void post(std::function<void()> job) { boost::asio::post(ctx_, std::move(job)); }
+  // `stay_awake`: the next job is likely to follow at once (a step of an operation; see
+  // stay_awake.hpp), so the thread polls a little while before it sleeps.
+  void post(std::function<void()> job, bool stay_awake = false) {
+    boost::asio::post(ctx_, [this, job = std::move(job), stay_awake] {
+      job();
+      stay_awake_ = stay_awake;  // read and written on the worker thread only
+    });
+  }
 
  private:
   boost::asio::io_context ctx_{1};
+  bool stay_awake_ = false;
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> guard_;
   std::thread thread_;
 };

@@ -30,6 +30,7 @@
 #include "agent/app/runner_service.hpp"
 #include "agent/app/service_notify.hpp"
 #include "agent/app/standing.hpp"
+#include "agent/app/stay_awake.hpp"
 #include "agent/app/usage_view.hpp"
 #include "agent/app/worker.hpp"
 #include "agent/host/container.hpp"
@@ -488,7 +489,7 @@ int run(const std::string& path, bool recover) {
     });
   };
   on_hup();
-  io.run();
+  berth::agent::run_staying_awake(io, [&] { return engine.awaiting_worker(); });
   spdlog::info("BERTH_STOPPED");
   return 0;
 }
