@@ -885,6 +885,18 @@ void ApiTest::crash_loop(int cycles, const json& target, const std::function<boo
       call("PUT", "/v1/berths/slurm/90", R"({"gpus": 1, "vfs": 1, "network": {"pool": "grid"}})")
           .status,
       200u);
+  // The kill lands anywhere in an attach or a detach, and past their end: the window is the
+  // longer of one timed attach and detach, and a quarter more, so a slower build (the sanitized
+  // one) gets as many kills after an attach finished as a plain one does.
+  auto timed = [&](const std::string& path, const std::string& body) {
+    const auto t0 = std::chrono::steady_clock::now();
+    EXPECT_EQ(call("POST", path, body).status, 200u) << path;
+    return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() -
+                                                                 t0);
+  };
+  const auto longest = std::max(timed("/v1/berths/slurm/90/attach", target.dump()),
+                                timed("/v1/berths/slurm/90/detach", ""));
+  const auto window = static_cast<unsigned>(longest.count() * 5 / 4) + 1;
   std::mt19937 rng(12345);
   int leaked_netdevs = 0, stray_rules = 0, stray_nodes = 0, lost = 0, wrong = 0, attached_count = 0;
   for (int i = 0; i < cycles; ++i) {
@@ -895,7 +907,7 @@ void ApiTest::crash_loop(int cycles, const json& target, const std::function<boo
       auto r = net::unix_request(socket_, "POST", path, body);
       (void)r;
     });
-    std::this_thread::sleep_for(std::chrono::microseconds(rng() % 40000));
+    std::this_thread::sleep_for(std::chrono::microseconds(rng() % window));
     ::kill(pid_, SIGKILL);
     int status = 0;
     ::waitpid(pid_, &status, 0);
@@ -929,14 +941,20 @@ void ApiTest::crash_loop(int cycles, const json& target, const std::function<boo
     if (node != attached) ++stray_nodes;
   }
   std::printf(
-      "crash loop: %d cycles, %d ended attached; leaked netdevs %d, device rules without a "
-      "berth %d, device nodes without a berth %d, berths lost %d, wrong states %d\n",
-      cycles, attached_count, leaked_netdevs, stray_rules, stray_nodes, lost, wrong);
+      "crash loop: %d cycles (kills within %u us), %d ended attached; leaked netdevs %d, device "
+      "rules without a berth %d, device nodes without a berth %d, berths lost %d, wrong states "
+      "%d\n",
+      cycles, window, attached_count, leaked_netdevs, stray_rules, stray_nodes, lost, wrong);
   EXPECT_EQ(leaked_netdevs, 0);
   EXPECT_EQ(stray_rules, 0);
   EXPECT_EQ(stray_nodes, 0);
   EXPECT_EQ(lost, 0);
   EXPECT_EQ(wrong, 0);
+  // Both halves of the window were hit: kills after an attach finished, and kills within one.
+  if (cycles >= 20) {
+    EXPECT_GT(attached_count, 0) << "no kill came after an attach had finished";
+    EXPECT_LT(attached_count, cycles) << "no kill came within an attach or a detach";
+  }
 }
 
 // berthd is SIGKILLed at a random moment of an attach or a detach into a real runc container and
