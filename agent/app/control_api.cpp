@@ -435,6 +435,30 @@ asio::awaitable<net::Response> ControlApi::standing_start(const net::Request& re
   co_return ok_response(req, {{"standing", results}});
 }
 
+asio::awaitable<net::Response> ControlApi::rescan_route(const net::Request& req) {
+  if (!rescan_)
+    co_return error_response(req, ErrorCode::internal, "this berthd cannot rescan the machine");
+  auto [error, changed, warnings] =
+      co_await asio::async_initiate<decltype(asio::use_awaitable),
+                                    void(std::string, bool, std::vector<std::string>)>(
+          [&](auto handler) {
+            auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+            rescan_([shared](const std::string& e, bool c, const std::vector<std::string>& w) {
+              auto ex = asio::get_associated_executor(*shared);
+              asio::post(ex, [shared, e, c, w]() mutable { (*shared)(e, c, w); });
+            });
+          },
+          asio::use_awaitable);
+  if (!error.empty()) co_return error_response(req, ErrorCode::internal, "rescan failed: " + error);
+  warnings_ = warnings;
+  const auto& inv = engine_.context().inventory;
+  co_return ok_response(req, {{"changed", changed},
+                              {"gpus", inv.gpus.size()},
+                              {"vfs", inv.vfs.size()},
+                              {"hcas", inv.hcas.size()},
+                              {"warnings", warnings_}});
+}
+
 asio::awaitable<net::Reply> ControlApi::handle_tcp(net::Request req, net::Peer peer,
                                                    bool status_page) {
   // TCP is read-only: metrics and health always, the status page and what it reads when
@@ -569,6 +593,11 @@ asio::awaitable<net::Reply> ControlApi::handle(net::Request req, net::Peer peer)
     if (parts.size() == 2 && parts[1] == "links") {
       if (mutating) co_return error_response(req, ErrorCode::method_not_allowed, "use GET");
       co_return ok_response(req, {{"links", links_ ? links_() : nlohmann::json::array()}});
+    }
+    if (parts.size() == 3 && parts[1] == "inventory" && parts[2] == "rescan") {
+      if (method != http::verb::post)
+        co_return error_response(req, ErrorCode::method_not_allowed, "use POST");
+      co_return co_await rescan_route(req);
     }
     if (parts.size() == 2 && parts[1] == "inventory") {
       if (mutating) co_return error_response(req, ErrorCode::method_not_allowed, "use GET");

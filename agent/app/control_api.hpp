@@ -54,6 +54,10 @@ class ControlApi {
   void set_health(std::function<nlohmann::json()> health) { health_ = std::move(health); }
   void set_metrics(Metrics* metrics) { metrics_ = metrics; }
   void set_usage(const UsageView* usage) { usage_ = usage; }
+  // POST /v1/inventory/rescan: `rescan(done)` reads the machine again; `done(error, changed,
+  // warnings)` once a rescan that started after the request has ended.
+  using RescanDone = std::function<void(const std::string&, bool, const std::vector<std::string>&)>;
+  void set_rescan(std::function<void(RescanDone)> rescan) { rescan_ = std::move(rescan); }
   // GET /v1/runners (the CI webhook front door's runners), when it is configured.
   void set_runners(std::function<nlohmann::json()> runners) { runners_ = std::move(runners); }
   // A request as root on the unix socket would make it: for berthd's own front doors.
@@ -71,6 +75,7 @@ class ControlApi {
                                                      const net::Peer& peer);
   boost::asio::awaitable<net::Response> slurm_epilog(const net::Request& req);
   boost::asio::awaitable<net::Response> standing_start(const net::Request& req);
+  boost::asio::awaitable<net::Response> rescan_route(const net::Request& req);
   // A peer that may not mutate may still attach a berth recorded as its own (a Slurm job's user).
   bool may_attach_own(const std::vector<std::string>& parts, const net::Peer& peer) const;
   // `op` names the operation for metrics; null: from the event's type.
@@ -85,6 +90,7 @@ class ControlApi {
   std::function<nlohmann::json()> links_;
   std::function<nlohmann::json()> health_;
   std::function<nlohmann::json()> runners_;
+  std::function<void(RescanDone)> rescan_;
   Metrics* metrics_ = nullptr;
   const UsageView* usage_ = nullptr;
 };

@@ -104,6 +104,11 @@ void MachineWatch::stop() {
   links_.stop();
   resync_timer_.cancel();
   rescan_delay_.cancel();
+  auto waiters = std::move(rescan_waiters_);
+  for (auto& w : next_rescan_waiters_) waiters.push_back(std::move(w));
+  rescan_waiters_.clear();
+  next_rescan_waiters_.clear();
+  for (auto& w : waiters) w({"berthd is stopping", false, {}});
 }
 
 nlohmann::json MachineWatch::links_view() const {
@@ -117,6 +122,7 @@ void MachineWatch::arm_resync_timer() {
   resync_timer_.async_wait([this](const boost::system::error_code& ec) {
     if (ec) return;
     resync("periodic resync");
+    rescan("periodic resync");  // what changes without a uevent (MIG instances)
     arm_resync_timer();
   });
 }
@@ -313,35 +319,63 @@ void MachineWatch::check_container_links(const std::string& owner,
   }
 }
 
-void MachineWatch::rescan(const std::string& why) {
-  if (stopped_ || rescan_pending_) return;
+void MachineWatch::rescan(const std::string& why, RescanDone done) {
+  if (stopped_) {
+    if (done) done({"berthd is stopping", false, {}});
+    return;
+  }
+  if (rescan_running_) {
+    // The discovery on the worker may have read what this caller changed before the change.
+    if (done) next_rescan_waiters_.push_back(std::move(done));
+    rescan_again_ = true;
+    return;
+  }
+  if (done) rescan_waiters_.push_back(std::move(done));
+  if (rescan_pending_) return;
   rescan_pending_ = true;
   // Events come in bursts (sriov_numvfs 0 -> 64 is hundreds): one rescan after 100 ms of them.
   rescan_delay_.expires_after(std::chrono::milliseconds(100));
   rescan_delay_.async_wait([this, why](const boost::system::error_code& ec) {
     if (ec) return;
+    rescan_running_ = true;
     auto result = std::make_shared<Expected<Discovery>>(Discovery{});
     Config config = config_;
     worker_.post([this, result, config] {
       *result = discover(config);
-      boost::asio::post(io_, [this, result] {
-        rescan_pending_ = false;
-        if (!*result) {
-          spdlog::error("BERTH_RESCAN_FAILED {}", result->error().message);
-          return;
-        }
-        const nlohmann::json before = engine_.context().inventory;
-        const nlohmann::json after = (*result)->inventory;
-        if (before == after) return;
-        spdlog::info("BERTH_INVENTORY_CHANGED {} GPUs, {} VFs", (*result)->inventory.gpus.size(),
-                     (*result)->inventory.vfs.size());
-        bus_.publish("inventory", {{"gpus", (*result)->inventory.gpus.size()},
-                                   {"vfs", (*result)->inventory.vfs.size()},
-                                   {"hcas", (*result)->inventory.hcas.size()}});
-        engine_.post(event::InventoryChanged{std::move((*result)->inventory)});
-      });
+      boost::asio::post(io_, [this, result] { rescan_finished(*result); });
     });
   });
+}
+
+void MachineWatch::rescan_finished(Expected<Discovery>& result) {
+  rescan_pending_ = false;
+  rescan_running_ = false;
+  RescanResult out;
+  if (!result) {
+    out.error = result.error().message;
+    spdlog::error("BERTH_RESCAN_FAILED {}", out.error);
+  } else {
+    out.warnings = result->warnings;
+    const nlohmann::json before = engine_.context().inventory;
+    const nlohmann::json after = result->inventory;
+    out.changed = before != after;
+    if (out.changed) {
+      spdlog::info("BERTH_INVENTORY_CHANGED {} GPUs, {} VFs", result->inventory.gpus.size(),
+                   result->inventory.vfs.size());
+      bus_.publish("inventory", {{"gpus", result->inventory.gpus.size()},
+                                 {"vfs", result->inventory.vfs.size()},
+                                 {"hcas", result->inventory.hcas.size()}});
+      if (!stopped_) engine_.post(event::InventoryChanged{std::move(result->inventory)});
+    }
+  }
+  auto waiters = std::move(rescan_waiters_);
+  rescan_waiters_ = std::move(next_rescan_waiters_);
+  next_rescan_waiters_.clear();
+  for (auto& w : waiters) w(out);
+  if (rescan_again_) {
+    rescan_again_ = false;
+    rescan("asked for during the last rescan");
+  }
 }
 
 }  // namespace berth::agent

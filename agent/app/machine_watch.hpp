@@ -3,8 +3,11 @@
 // each an async source on the reactor, turned into inventory changes, faults and restorations
 // for the engine, and into events for watchers. Blocking work (dumps, sysfs rescans, link
 // restoration) runs on the worker.
+#include <functional>
 #include <map>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -14,6 +17,7 @@
 #include "agent/app/engine.hpp"
 #include "agent/app/event_bus.hpp"
 #include "agent/app/worker.hpp"
+#include "agent/host/discovery.hpp"
 #include "agent/host/host_actuator.hpp"
 #include "net/link_monitor.hpp"
 #include "net/udev_monitor.hpp"
@@ -28,9 +32,18 @@ class MachineWatch {
   void stop();
   // berthd's view of the host's links, as the API shows it.
   nlohmann::json links_view() const;
-  // Reads sysfs again (after a udev event, a gap, or on request) and hands the engine the new
-  // inventory when it differs.
-  void rescan(const std::string& why);
+  // What a rescan found: an error, or whether the inventory changed and what discovery skipped.
+  struct RescanResult {
+    std::string error;
+    bool changed = false;
+    std::vector<std::string> warnings;
+  };
+  using RescanDone = std::function<void(const RescanResult&)>;
+  // Reads sysfs and proc again (after a udev event, a gap, SIGHUP, the periodic resync or on
+  // request: MIG instances come and go without a uevent) and hands the engine the new inventory
+  // when it differs. `done`, when given, is called with the result of a rescan that started
+  // after this call.
+  void rescan(const std::string& why, RescanDone done = {});
   uint64_t resyncs() const { return resyncs_; }
   // An attached berth's container: its VF links are watched inside its network namespace (one
   // rtnetlink socket made there on the worker), so a VF that goes down, is renamed, removed or
@@ -42,6 +55,7 @@ class MachineWatch {
 
  private:
   void resync(const std::string& why);
+  void rescan_finished(Expected<Discovery>& result);
   void arm_resync_timer();
   void on_link_changes(const std::vector<net::LinkChange>& changes);
   void check_vf_link(const net::LinkState& link, const std::string& old_name);
@@ -65,7 +79,10 @@ class MachineWatch {
   boost::asio::steady_timer rescan_delay_;
   bool dump_in_flight_ = false;
   bool dump_again_ = false;
-  bool rescan_pending_ = false;
+  bool rescan_pending_ = false;  // the delay is armed or the discovery is on the worker
+  bool rescan_running_ = false;  // the discovery is on the worker
+  bool rescan_again_ = false;    // asked for while it ran: once more after it
+  std::vector<RescanDone> rescan_waiters_, next_rescan_waiters_;
   bool stopped_ = false;
   uint64_t resyncs_ = 0;
   int host_netns_ = -1;

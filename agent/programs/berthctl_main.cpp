@@ -18,6 +18,8 @@ constexpr const char* kUsage = R"(usage: berthctl [--socket PATH] [--json] COMMA
 
 Commands (each maps to one call of berthd's API, see docs/api.md):
   inventory                      devices by NUMA node, free or held by whom
+  rescan                         read sysfs and /proc again now (after creating or destroying MIG
+                                 instances, which send no uevent; SIGHUP to berthd does the same)
   list                           every berth
   runners                        CI runners from GitHub webhooks: queued (in order), starting,
                                  running, finished; flavor, job, runner name, berth, times
@@ -277,7 +279,11 @@ int main(int argc, char** argv) {
     }
     return *status == 200 ? 0 : 1;
   }
-  if (cmd == "inventory" || cmd == "list" || cmd == "runners") {
+  if (cmd == "rescan") {
+    if (args.size() != 1) usage_error("rescan takes no arguments");
+    method = "POST";
+    target = "/v1/inventory/rescan";
+  } else if (cmd == "inventory" || cmd == "list" || cmd == "runners") {
     if (args.size() != 1) usage_error(cmd + " takes no arguments");
     target = cmd == "inventory" ? "/v1/inventory" : cmd == "runners" ? "/v1/runners" : "/v1/berths";
   } else if (cmd == "show") {
@@ -341,7 +347,14 @@ int main(int argc, char** argv) {
     std::fputs(res->body.c_str(), stdout);
     return 0;
   }
-  if (cmd == "inventory")
+  if (cmd == "rescan") {
+    std::printf("%s: %zu GPUs, %zu VFs, %zu HCAs\n",
+                doc.value("changed", false) ? "inventory changed" : "inventory unchanged",
+                doc.value("gpus", size_t{0}), doc.value("vfs", size_t{0}),
+                doc.value("hcas", size_t{0}));
+    for (const auto& w : doc.value("warnings", nlohmann::json::array()))
+      std::printf("warning: %s\n", w.get<std::string>().c_str());
+  } else if (cmd == "inventory")
     std::fputs(berth::ctl::format_inventory(doc).c_str(), stdout);
   else if (cmd == "list")
     std::fputs(berth::ctl::format_berth_list(doc["berths"]).c_str(), stdout);

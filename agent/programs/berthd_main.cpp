@@ -400,6 +400,12 @@ int run(const std::string& path, bool recover) {
     return 1;
   }
   api.set_links([&machine] { return machine.links_view(); });
+  api.set_rescan([&machine](berth::agent::ControlApi::RescanDone done) {
+    machine.rescan("asked for through the API",
+                   [done = std::move(done)](const berth::agent::MachineWatch::RescanResult& r) {
+                     done(r.error, r.changed, r.warnings);
+                   });
+  });
   api.set_health([&] {
     return nlohmann::json{{"netlink_overruns", machine.overruns()},
                           {"netlink_resyncs", machine.resyncs()},
@@ -462,6 +468,7 @@ int run(const std::string& path, bool recover) {
     hup.async_wait([&](const boost::system::error_code& ec, int) {
       if (ec) return;
       on_hup();
+      machine.rescan("SIGHUP");  // devices that come without a uevent (MIG instances)
       if (path.empty()) {
         spdlog::warn("BERTH_RELOAD_REFUSED berthd runs without a config file");
         bus.publish("warning", {{"message", "reload refused: no config file"}});

@@ -26,6 +26,7 @@
 #include "agent/host/device_programs.hpp"
 #include "core/cdi.hpp"
 #include "net/http_client.hpp"
+#include "tests/fakes/gpu_kinds_fixture.hpp"
 #include "tests/host/host.hpp"
 
 namespace berth::itest {
@@ -268,6 +269,67 @@ TEST_F(ApiTest, OnlyRootAndTheControlGroupMayMutate) {
   EXPECT_EQ(as_peer(socket_, nobody, users->gr_gid, "PUT", "/v1/berths/manual/n", kRequest), 20);
   EXPECT_EQ(as_peer(socket_, nobody, nogroup, "DELETE", "/v1/berths/manual/n", ""), 43);
   EXPECT_EQ(call("GET", "/v1/berths/manual/n").body["berth"]["state"], "reserved");
+}
+
+// MIG instances come and go without a uevent (nvidia-smi mig -cgi/-dci change /proc only), so
+// berthd reads the machine again on request (POST /v1/inventory/rescan, berthctl rescan) and on
+// SIGHUP; a rescan asked for during another one still sees what changed before the request.
+TEST_F(ApiTest, MigInstancesCreatedOrDestroyedAfterStartAreSeenOnRescanAndSighup) {
+  stop();
+  const fs::path node = dir_ / "mig-node";
+  berth::testing::gpu_kinds_fixture(node);
+  json config = json::parse(std::ifstream(config_));
+  config["sysfs_root"] = (node / "sys").string();
+  config["dev_root"] = (node / "dev").string();
+  config["proc_root"] = (node / "proc").string();
+  std::ofstream(config_) << config.dump(2);
+  start();
+  auto ids = [&] {
+    std::set<std::string> out;
+    const json inventory = call("GET", "/v1/inventory").body;  // kept: the loop reads into it
+    for (const auto& g : inventory["gpus"]) out.insert(g.value("id", ""));
+    return out;
+  };
+  ASSERT_TRUE(ids().count("0000:17:00.0/gi1/ci0")) << call("GET", "/v1/inventory").body.dump();
+  ASSERT_FALSE(ids().count("0000:17:00.0/gi3/ci0"));
+  // A new instance, as the driver shows it: capability files for gi3 and gi3/ci0, their nodes.
+  const fs::path mig = node / "proc/driver/nvidia/capabilities/gpu0/mig";
+  for (auto [dir, minor] : {std::pair<const char*, int>{"gi3", 34}, {"gi3/ci0", 35}}) {
+    fs::create_directories(mig / dir);
+    std::ofstream(mig / dir / "access")
+        << "DeviceFileMinor: " << minor << "\nDeviceFileMode: 292\n";
+    fs::create_symlink("/dev/tty" + std::to_string(minor),
+                       node / "dev/nvidia-caps" / ("nvidia-cap" + std::to_string(minor)));
+  }
+  EXPECT_FALSE(ids().count("0000:17:00.0/gi3/ci0")) << "seen before any rescan";
+  const uid_t nobody = 65534;
+  EXPECT_EQ(as_peer(socket_, nobody, nobody, "POST", "/v1/inventory/rescan", ""), 43)
+      << "a rescan is root's (or the control group's)";
+  EXPECT_EQ(call("GET", "/v1/inventory/rescan").status, 405u);
+  auto r = call("POST", "/v1/inventory/rescan");
+  ASSERT_EQ(r.status, 200u) << r.body.dump();
+  EXPECT_TRUE(r.body["changed"].get<bool>());
+  EXPECT_TRUE(ids().count("0000:17:00.0/gi3/ci0")) << "the answer comes after the rescan";
+  r = call("POST", "/v1/inventory/rescan");
+  EXPECT_FALSE(r.body["changed"].get<bool>()) << "nothing changed since";
+  // The new instance is placeable by its id.
+  EXPECT_EQ(
+      call("PUT", "/v1/berths/manual/mig3", R"({"gpu_ids": ["0000:17:00.0/gi3/ci0"]})").status,
+      200u);
+  EXPECT_EQ(call("DELETE", "/v1/berths/manual/mig3").status, 200u);
+  // An instance destroyed, then SIGHUP: gone from the inventory without an API call.
+  fs::remove_all(mig / "gi2");
+  ::kill(pid_, SIGHUP);
+  bool gone = false;
+  for (int i = 0; i < 100 && !gone; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    gone = !ids().count("0000:17:00.0/gi2/ci0");
+  }
+  EXPECT_TRUE(gone) << "SIGHUP did not rescan";
+  // berthctl rescan says what it found.
+  auto ctl = sh(std::string(BERTHCTL_PATH) + " --socket " + socket_ + " rescan");
+  EXPECT_EQ(ctl.rc, 0) << ctl.out;
+  EXPECT_NE(ctl.out.find("inventory unchanged"), std::string::npos) << ctl.out;
 }
 
 // A raw HTTP exchange over TCP to 127.0.0.1:port; the status code, or 0.
