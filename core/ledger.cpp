@@ -387,6 +387,7 @@ void Machine::on(const event::StepFinished& e) {
     b->op_error = "step " + std::to_string(b->done.size() + 1) + "/" +
                   std::to_string(b->plan.size()) + " (" + describe(b->plan[b->done.size()]) +
                   ") failed: " + e.error;
+    if (e.left_behind) b->done.push_back({b->plan[b->done.size()], e.undo});
     return run_next_reverse(*b);
   }
   // Reverse: the last done step's inverse finished. A failed inverse is kept as a leftover: the

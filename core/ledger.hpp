@@ -66,6 +66,9 @@ struct StepFinished {
   // The VF as the host shows it after a step that re-probed it (a driver rebind): the berth and
   // the inventory follow its new names, and the rest of an attach is planned again from them.
   std::optional<Vf> vf = {};
+  // A failed step that left part of its change on the host (its own take-back failed): the
+  // rollback undoes it with `undo` first.
+  bool left_behind = false;
 };
 // At start, before any caller is served: the ledger meets the machine.
 // - an operation cut off by a restart is finished: attaching rolls back (a step that was in

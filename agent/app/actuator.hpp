@@ -16,6 +16,9 @@ struct StepOutcome {
   std::string error;          // why it failed
   std::string note = {};      // something worth reporting about a step that succeeded
   std::optional<Vf> vf = {};  // the VF as it came back from a driver rebind
+  // A failed step whose own take-back of a partial change failed too: what is left is undone
+  // with `undo` by the rollback, like a step that succeeded.
+  bool left_behind = false;
 };
 
 class Actuator {

@@ -177,7 +177,7 @@ void Engine::perform(std::vector<Action> actions) {
                                     out->note);
                      dispatch(event::StepFinished{run.owner, out->ok, std::move(out->undo),
                                                   std::move(out->error), std::move(out->note),
-                                                  std::move(out->vf)});
+                                                  std::move(out->vf), out->left_behind});
                    }});
             },
             [&](action::Notify& n) {

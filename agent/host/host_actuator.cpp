@@ -20,6 +20,18 @@ StepOutcome failed(const Error& e) {
 StepOutcome from(const Status& s) {
   return s ? done() : failed(s.error());
 }
+// A failed step whose take-back of its partial change failed too (`take_back_errors` not
+// empty): the error says so, and the rollback undoes what is left with `undo`.
+StepOutcome failed_leaving(const Error& e, const std::vector<std::string>& take_back_errors,
+                           std::string undo) {
+  StepOutcome out = failed(e);
+  if (take_back_errors.empty()) return out;
+  for (const auto& t : take_back_errors) out.error += "; taking the change back failed: " + t;
+  out.left_behind = true;
+  out.undo = std::move(undo);
+  return out;
+}
+
 StepOutcome done_with_note(std::string note) {
   StepOutcome out = done();
   out.note = std::move(note);
@@ -77,9 +89,13 @@ StepOutcome HostActuator::allow_device(const CgroupPaths& cg, const step::AllowD
   if (v1) {
     auto already = host_.cgroups.allow_device(cg.devices, s.major, s.minor);
     if (!already) {
+      std::vector<std::string> left;
       if (v2->present && !v2->already)
-        (void)host_.cgroups.deny_program(cg.unified, s.major, s.minor);
-      return failed(already.error());
+        if (auto t = host_.cgroups.deny_program(cg.unified, s.major, s.minor); !t)
+          left.push_back(t.error().message);
+      // What is left is the program's allow alone: undone like an allow whose v1 gate was open.
+      return failed_leaving(already.error(), left,
+                            "v1-already" + (v2->note.empty() ? "" : "; " + v2->note));
     }
     v1_already = *already;
   }
@@ -94,9 +110,14 @@ StepOutcome HostActuator::allow_device(const CgroupPaths& cg, const step::AllowD
   auto listed = add_to_scope(cg, s, note);
   if (!listed) {
     // A failed step is not undone by the rollback: what this one changed is taken back here.
-    if (!v2_already) (void)host_.cgroups.deny_program(cg.unified, s.major, s.minor);
-    if (v1 && !v1_already) (void)host_.cgroups.deny_device(cg.devices, s.major, s.minor);
-    return failed(listed.error());
+    std::vector<std::string> left;
+    if (!v2_already)
+      if (auto t = host_.cgroups.deny_program(cg.unified, s.major, s.minor); !t)
+        left.push_back(t.error().message);
+    if (v1 && !v1_already)
+      if (auto t = host_.cgroups.deny_device(cg.devices, s.major, s.minor); !t)
+        left.push_back(t.error().message);
+    return failed_leaving(listed.error(), left, undo);
   }
   if (!listed->empty()) undo += (undo.empty() ? "" : "; ") + *listed;
   StepOutcome out = done(undo);
@@ -306,27 +327,33 @@ StepOutcome HostActuator::set_vf_guid(const step::SetVfGuid& s) {
                                                       *previous + ")"));
   if (auto st = host_.links.set_vf_guid(s.pf_pci, s.vf_index, *node, false); !st)
     return failed(st.error());
+  // What could not be put back is left to the rollback, which restores `previous` as the undo
+  // of a step that succeeded would.
+  std::vector<std::string> left;
+  auto keep = [&](const auto& result) {
+    if (!result) left.push_back(result.error().message);
+  };
   if (auto st = host_.links.set_vf_guid(s.pf_pci, s.vf_index, *port, true); !st) {
-    (void)host_.links.set_vf_guid(s.pf_pci, s.vf_index, *old_node, false);
-    return failed(st.error());
+    keep(host_.links.set_vf_guid(s.pf_pci, s.vf_index, *old_node, false));
+    return failed_leaving(st.error(), left, *previous);
   }
   auto put_back = [&] {
     const auto old_port = parse_guid(previous->substr(bar + 1));
-    if (old_port) (void)host_.links.set_vf_guid(s.pf_pci, s.vf_index, *old_port, true);
-    (void)host_.links.set_vf_guid(s.pf_pci, s.vf_index, *old_node, false);
+    if (old_port) keep(host_.links.set_vf_guid(s.pf_pci, s.vf_index, *old_port, true));
+    keep(host_.links.set_vf_guid(s.pf_pci, s.vf_index, *old_node, false));
   };
   if (auto st = host_.links.set_vf_link_state(s.pf_pci, s.vf_index, s.link_state); !st) {
     put_back();
-    return failed(st.error());
+    return failed_leaving(st.error(), left, *previous);
   }
   if (s.rebind.empty()) return done(*previous);
   auto now = host_.links.rebind_vf(s.vf_pci, s.rebind);
   if (!now) {
     // The GUIDs it had, and a probe that takes them, so the VF is left as it was found.
     put_back();
-    (void)host_.links.set_vf_link_state(s.pf_pci, s.vf_index, 0);
-    (void)host_.links.rebind_vf(s.vf_pci, s.rebind);
-    return failed(now.error());
+    keep(host_.links.set_vf_link_state(s.pf_pci, s.vf_index, 0));
+    keep(host_.links.rebind_vf(s.vf_pci, s.rebind));
+    return failed_leaving(now.error(), left, *previous);
   }
   StepOutcome out = done(*previous);
   out.vf = std::move(*now);
@@ -530,8 +557,10 @@ StepOutcome HostActuator::run(const Step& step, const Target& target, bool rollb
               auto id = l.identity(s.ifname);
               if (id) return done(id->to_string());
               // A failed step is not undone by the rollback: the move is taken back here.
-              (void)l.move_to(s.ifname, host_netns_.get(), s.host_name);
-              return failed(id.error());
+              auto back = l.move_to(s.ifname, host_netns_.get(), s.host_name);
+              if (back) return failed(id.error());
+              // Still inside and not identified: an undo by name finds it (the cut-off case).
+              return failed_leaving(id.error(), {back.error().message}, "");
             });
           },
           [&](const step::MoveLinkOut& s) {

@@ -404,6 +404,29 @@ TEST(HostActuator, AV1FailureAfterTheProgramChangedPutsTheProgramBack) {
   EXPECT_TRUE(host.cgroups.rules["/berth/c1"].empty());
 }
 
+// The v1 allow fails and putting the program back fails too: the step says so and leaves the
+// program's allow to the rollback (undo "v1-already": deny it in the program only).
+TEST(HostActuator, ATakeBackThatFailsLeavesTheRestToTheRollback) {
+  testing::FakeHost host;
+  host.containers.add(42);
+  host.cgroups.programs["/berth/c1"] = {};
+  host.cgroups.rules["/berth/c1"] = {};
+  host.cgroups.fail = {"allow_device", "deny_program"};
+  HostActuator a(host.seams());
+  Target t = target(42);
+  t.unified_cgroup = "/berth/c1";
+  auto out = a.run(step::AllowDevice{195, 0}, t, false);
+  EXPECT_FALSE(out.ok);
+  EXPECT_TRUE(out.left_behind);
+  EXPECT_NE(out.error.find("taking the change back failed"), std::string::npos) << out.error;
+  EXPECT_EQ(host.cgroups.programs["/berth/c1"], std::set<std::string>{"c 195:0"});
+  auto inv = inverse(step::AllowDevice{195, 0}, out.undo);
+  ASSERT_TRUE(inv);
+  ASSERT_TRUE(a.run(*inv, t, true).ok);
+  EXPECT_TRUE(host.cgroups.programs["/berth/c1"].empty());
+  EXPECT_TRUE(host.cgroups.rules["/berth/c1"].empty());
+}
+
 TEST(HostActuator, TheProgramOfAnExitedContainersLiveCgroupIsPutBack) {
   testing::FakeHost host;
   host.cgroups.programs["/berth/c1"] = {"c 195:0"};

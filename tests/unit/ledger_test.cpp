@@ -180,6 +180,35 @@ TEST(Ledger, ReleaseOfAnAttachedBerthDetachesFirst) {
   EXPECT_TRUE(d.ledger.berths.at("slurm/1").done.empty());
 }
 
+// A step that failed and could not take its own partial change back (left_behind): the rollback
+// undoes that step too, first, with the undo it reported.
+TEST(Ledger, AFailedStepThatLeftPartOfItsChangeIsUndoneFirstByTheRollback) {
+  testing::LedgerDriver d(context());
+  d.one(event::Create{1, "slurm/1", one_gpu_one_vf()});
+  int forward = 0;
+  std::string failed_step;
+  d.set_outcome([&](const action::RunStep& r) {
+    if (!r.rollback && ++forward == 2) {
+      failed_step = describe(r.step);
+      event::StepFinished e{r.owner, false, "v1-already", "allow failed; taking it back failed"};
+      e.left_behind = true;
+      return e;
+    }
+    return event::StepFinished{r.owner, true, "", ""};
+  });
+  auto e = d.one(event::Attach{2, "slurm/1", target()});
+  ASSERT_TRUE(e);
+  const Berth& b = d.ledger.berths.at("slurm/1");
+  EXPECT_EQ(b.state, BerthState::failed);
+  EXPECT_TRUE(b.done.empty() && b.leftovers.empty());
+  // Forward: steps 1 and 2; then the inverse of 2 (with its reported undo), then of 1.
+  ASSERT_EQ(d.steps.size(), 4u);
+  EXPECT_TRUE(d.steps[2].rollback);
+  const auto plan = b.plan;
+  EXPECT_EQ(describe(d.steps[2].step), describe(*inverse(plan[1], "v1-already")));
+  EXPECT_EQ(describe(d.steps[3].step), describe(*inverse(plan[0], "")));
+}
+
 // A failure at step k runs exactly the inverses of steps k-1..1, in that order.
 TEST(Ledger, FailureAtEachStepRollsBackTheStepsBefore) {
   testing::LedgerDriver probe(context());
