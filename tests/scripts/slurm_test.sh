@@ -1,19 +1,30 @@
 #!/usr/bin/env bash
 # Slurm prolog/epilog and the OCI hook, end to end: a real single-node Slurm (tests/harness/
 # slurm.sh), berthd on the two-socket fixture, jobs whose scripts run runc containers with
-# berth's createRuntime hook. Usage: slurm_test.sh BERTHD BERTHCTL. Exit 77: cannot run here.
+# berth's createRuntime hook. Usage: slurm_test.sh BERTHD BERTHCTL [v1|v2]. Exit 77: cannot run
+# here. v2: the jobs run runc in pure cgroup v2 mode (on a hybrid host in a mount namespace of
+# their own with cgroup2 at /sys/fs/cgroup, and a v1 cpuset cgroup of their own), so the hook's
+# attach wraps runc's device program; only the first section (two jobs, a restart, their
+# epilogs) runs then, the rest does not depend on the cgroup mode.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 BERTHD=$(realpath "$1")
 BERTHCTL=$(realpath "$2")
+MODE=${3:-v1}
 . "$repo/tests/harness/slurm.sh"
 . "$repo/tests/harness/host.sh"
 
 why=$(slurm_skip_reason)
 for b in runc jq setpriv; do command -v $b >/dev/null || why=${why:-"$b is not installed"}; done
+hybrid=
+if [ "$MODE" = v2 ]; then
+  if [ "$(stat -fc %T /sys/fs/cgroup)" = cgroup2fs ]; then :
+  elif [ "$(stat -fc %T /sys/fs/cgroup/unified 2>/dev/null)" = cgroup2fs ]; then hybrid=1
+  else why=${why:-"no cgroup2 mount at /sys/fs/cgroup or /sys/fs/cgroup/unified"}; fi
+fi
 if [ -n "$why" ]; then
-  echo "SKIP slurm_test: $why"
+  echo "SKIP slurm_test ($MODE): $why"
   exit 77
 fi
 
@@ -25,16 +36,30 @@ failures=0
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 pass() { echo "ok: $*"; }
 ctl() { "$BERTHCTL" --socket "$SOCK" "$@"; }
+# runc as the jobs run it: in v2 mode on a hybrid host, with cgroup2 at /sys/fs/cgroup in a mount
+# namespace of its own (runc then attaches its own device program, visible from the host under
+# /sys/fs/cgroup/unified).
+RUNC=runc
+if [ -n "$hybrid" ]; then
+  RUNC=$D/runc-v2
+  cat >"$RUNC" <<'SH'
+#!/bin/sh
+exec unshare -m --propagation private sh -c 'mount -t cgroup2 none /sys/fs/cgroup && exec runc "$@"' runc "$@"
+SH
+  chmod +x "$RUNC"
+fi
+# A job's own v1 cpuset cgroup in v2 mode on a hybrid host (runc leaves the v1 controllers alone).
+job_cpuset() { [ "$MODE" = v2 ] && [ -n "$hybrid" ] && echo /sys/fs/cgroup/cpuset/berth-slurm-v2-job$1 || echo /sys/fs/cgroup/cpuset/berth-slurm/job$1; }
 
 cleanup() {
   local c
-  for c in $(runc list -q 2>/dev/null | grep '^berth-job' || true); do runc delete -f "$c" >/dev/null 2>&1; done
+  for c in $(runc list -q 2>/dev/null | grep '^berth-job' || true); do $RUNC delete -f "$c" >/dev/null 2>&1; done
   scancel --quiet --full $(squeue -h -o %i 2>/dev/null) 2>/dev/null
   slurm_stop
   berthd_stop
   pkill -f "$D/" 2>/dev/null
   standins_remove
-  rmdir /sys/fs/cgroup/*/berth-slurm/* /sys/fs/cgroup/*/berth-slurm 2>/dev/null
+  rmdir /sys/fs/cgroup/*/berth-slurm/* /sys/fs/cgroup/*/berth-slurm /sys/fs/cgroup/cpuset/berth-slurm-v2-* 2>/dev/null
   if [ "$failures" = 0 ]; then rm -rf "$D"; else echo "kept $D for inspection"; fi
 }
 trap cleanup EXIT
@@ -65,6 +90,13 @@ bundle_template "$D"
 cat >"$D/job.sh" <<SH
 #!/bin/bash
 id=berth-job\$SLURM_JOB_ID
+runc() { command "$RUNC" "\$@"; }  # the v2 wrapper, or runc itself
+if [ "$MODE" = v2 ] && [ -n "$hybrid" ]; then
+  # A v1 cpuset cgroup of the job's own, which the container (and runc exec) stays in.
+  cs=/sys/fs/cgroup/cpuset/berth-slurm-v2-job\$SLURM_JOB_ID
+  mkdir -p "\$cs" && cat /sys/fs/cgroup/cpuset/cpuset.cpus >"\$cs/cpuset.cpus" &&
+    cat /sys/fs/cgroup/cpuset/cpuset.mems >"\$cs/cpuset.mems" && echo \$\$ >"\$cs/tasks"
+fi
 env | grep '^BERTH_' >"$D/job\$SLURM_JOB_ID.env"
 b=$D/bundle-\$SLURM_JOB_ID
 rm -rf "\$b" && mkdir -p "\$b" && cp -a "$D/rootfs" "\$b/rootfs"
@@ -74,6 +106,7 @@ jq --arg job "\$SLURM_JOB_ID" --arg ctl "$BERTHCTL" --arg sock "$SOCK" \
   "$D/config.template.json" >"\$b/config.json"
 cd "\$b" && runc run -d "\$id" </dev/null >"\$b/run.log" 2>&1 || { echo "runc run: \$(cat \$b/run.log)"; exit 1; }
 runc exec "\$id" sh -c 'for n in 0 1 2 3 4 5 6 7; do if (exec 3</dev/nvidia\$n) 2>/dev/null; then echo "open nvidia\$n"; fi; done
+  mknod /tmp/kmsg c 1 11 && echo "made kmsg" && if (exec 3</tmp/kmsg) 2>/dev/null; then echo "open kmsg"; fi
   ip -o addr show dev ib0; ip route; ip -o link show | grep -v " lo:" | cut -d" " -f2' >"$D/job\$SLURM_JOB_ID.inside" 2>&1
 touch "$D/job\$SLURM_JOB_ID.started"
 while [ ! -e "$D/job\$SLURM_JOB_ID.stop" ]; do
@@ -81,6 +114,8 @@ while [ ! -e "$D/job\$SLURM_JOB_ID.stop" ]; do
   sleep 0.2
 done
 runc delete -f "\$id"
+if [ -n "\${cs:-}" ]; then echo \$\$ >/sys/fs/cgroup/cpuset/tasks && rmdir "\$cs"; fi
+exit 0
 SH
 chmod +x "$D/job.sh"
 
@@ -110,7 +145,8 @@ host_is_clean() {  # WHAT
   local held
   held=$(ctl --json list | jq -r '[.berths[] | select(.state != "released")] | length')
   [ "$held" = 0 ] && pass "$1: no berth holds anything" || fail "$1: $held berths still hold devices"
-  ls /sys/fs/cgroup/devices/berth-slurm 2>/dev/null | grep -q job && fail "$1: a job cgroup is left" || true
+  ls /sys/fs/cgroup/devices/berth-slurm /sys/fs/cgroup/unified/berth-slurm 2>/dev/null | grep -q job && fail "$1: a job cgroup is left" || true
+  ls /sys/fs/cgroup/cpuset 2>/dev/null | grep -q berth-slurm-v2 && fail "$1: a job's cpuset cgroup is left" || true
 }
 
 # ---- two jobs at once, one per NUMA node ------------------------------------------------------
@@ -133,11 +169,14 @@ for j in "$j1" "$j2"; do
   inside=$(cat "$D/job$j.inside")
   opened=$(grep '^open' <<<"$inside" | sed 's/open nvidia//' | tr '\n' ' ' | sed 's/ $//')
   [ "$opened" = "$want_gpus" ] && pass "job $j: inside opens exactly its GPUs" || fail "job $j: inside opens '$opened', wants '$want_gpus'"
+  if ! grep -q "made kmsg" <<<"$inside"; then fail "job $j: no kmsg node made inside: $inside"
+  elif grep -q "open kmsg" <<<"$inside"; then fail "job $j: a device the runtime denies (kmsg) opens inside"
+  else pass "job $j: what the runtime's device rules deny stays denied ($MODE)"; fi
   grep -q "inet $addr" <<<"$inside" && pass "job $j: ib0 holds $addr" || fail "job $j: no $addr inside: $inside"
   grep -q "default via 10.77.0.1 dev ib0" <<<"$inside" && pass "job $j: default route" || fail "job $j: no default route: $inside"
   links=$(grep -c ':$' <<<"$inside")
   [ "$links" = 1 ] && pass "job $j: one link besides lo" || fail "job $j: links inside: $inside"
-  cpus=$(cat /sys/fs/cgroup/cpuset/berth-slurm/job$j/cpuset.cpus 2>/dev/null)
+  cpus=$(cat "$(job_cpuset "$j")/cpuset.cpus" 2>/dev/null)
   [ "$cpus" = "$(jq -r .cpus <<<"$b")" ] && pass "job $j: cpuset $cpus" || fail "job $j: cpuset '$cpus' vs berth $(jq -r .cpus <<<"$b")"
   ip -o addr show | grep -q "$addr/" && fail "the host holds $addr" || pass "job $j: the host never holds $addr"
 done
@@ -153,6 +192,11 @@ touch "$D/job$j1.stop" "$D/job$j2.stop"
 slurm_wait_state "$j1" 30 COMPLETED && slurm_wait_state "$j2" 30 COMPLETED || fail "jobs did not complete"
 for j in "$j1" "$j2"; do wait_berth "$j" released 10 || fail "job $j: '$(state_of "$j")' after its epilog"; done
 host_is_clean "two jobs, a restart, their epilogs"
+if [ "$MODE" = v2 ]; then
+  echo "slurm_test ($MODE): $failures failures"
+  [ "$failures" = 0 ]
+  exit
+fi
 
 # ---- scancel, time limit, a container that exits early ----------------------------------------
 standins_restore
