@@ -49,7 +49,11 @@ SH
   chmod +x "$RUNC"
 fi
 # A job's own v1 cpuset cgroup in v2 mode on a hybrid host (runc leaves the v1 controllers alone).
-job_cpuset() { [ "$MODE" = v2 ] && [ -n "$hybrid" ] && echo /sys/fs/cgroup/cpuset/berth-slurm-v2-job$1 || echo /sys/fs/cgroup/cpuset/berth-slurm/job$1; }
+job_cpuset() {
+  if [ "$MODE" = v2 ] && [ -n "$hybrid" ]; then echo "/sys/fs/cgroup/cpuset/berth-slurm-v2-job$1"
+  elif [ "$MODE" = v2 ]; then echo "/sys/fs/cgroup/berth-slurm/job$1"
+  else echo "/sys/fs/cgroup/cpuset/berth-slurm/job$1"; fi
+}
 
 cleanup() {
   local c
