@@ -119,28 +119,36 @@ TEST_F(DeviceProgramTest, AttachAllowsTheDeviceKeepsTheOldRulesAndDetachPutsTheO
 class DeviceProgramPinTest : public DeviceProgramTest {
  protected:
   DeviceProgramPinTest() { cgroup_ = "/berth-itest-devprog-pin"; }
+  void TearDown() override {
+    if (!pins_.empty()) {
+      ::umount2(pins_.c_str(), MNT_DETACH);
+      ::rmdir(pins_.c_str());
+    }
+    DeviceProgramTest::TearDown();
+  }
+  // A bpffs of the test's own for berth's pins; empty (and `why` set) where there is none.
+  std::string pin_dir(const std::string& name, std::string& why) {
+    pins_ = std::filesystem::temp_directory_path() / (name + "-" + std::to_string(::getpid()));
+    auto prepared = agent::prepare_pin_dir(pins_);
+    if (prepared) return pins_;
+    why = "no bpffs here: " + prepared.error().message;
+    pins_.clear();
+    return {};
+  }
+  // Only berth's pins (a fresh bpffs may hold the kernel's maps.debug and progs.debug).
+  int pinned() const {
+    int n = 0;
+    for (const auto& e : std::filesystem::directory_iterator(pins_))
+      n += e.path().filename().string().rfind("original-", 0) == 0;
+    return n;
+  }
+  std::string pins_;
 };
 
 TEST_F(DeviceProgramPinTest, AfterARestartDetachPutsBackTheSameProgramFromItsPin) {
-  namespace fs = std::filesystem;
-  const std::string pins =
-      fs::temp_directory_path() / ("berth-itest-bpf-" + std::to_string(::getpid()));
-  auto prepared = agent::prepare_pin_dir(pins);
-  if (!prepared) GTEST_SKIP() << "no bpffs here: " << prepared.error().message;
-  struct Unmount {
-    std::string dir;
-    ~Unmount() {
-      ::umount2(dir.c_str(), MNT_DETACH);
-      ::rmdir(dir.c_str());
-    }
-  } unmount{pins};
-  // Only berth's pins (a fresh bpffs may hold the kernel's maps.debug and progs.debug).
-  auto pinned = [&] {
-    int n = 0;
-    for (const auto& e : fs::directory_iterator(pins))
-      n += e.path().filename().string().rfind("original-", 0) == 0;
-    return n;
-  };
+  std::string why;
+  const std::string pins = pin_dir("berth-itest-bpf", why);
+  if (pins.empty()) GTEST_SKIP() << why;
   const uint32_t runtime_id = runtime_id_;
   {
     DevicePrograms first(mount_, pins);
@@ -168,24 +176,9 @@ TEST_F(DeviceProgramPinTest, AfterARestartDetachPutsBackTheSameProgramFromItsPin
 // before the detach) leaves a pin that keeps the runtime's program alive for nothing: the sweep
 // at start removes it, and keeps the pins of berth programs that are still attached.
 TEST_F(DeviceProgramPinTest, APinWhoseStandInIsGoneIsSweptAndALiveOneIsKept) {
-  namespace fs = std::filesystem;
-  const std::string pins =
-      fs::temp_directory_path() / ("berth-itest-bpf-sweep-" + std::to_string(::getpid()));
-  auto prepared = agent::prepare_pin_dir(pins);
-  if (!prepared) GTEST_SKIP() << "no bpffs here: " << prepared.error().message;
-  struct Unmount {
-    std::string dir;
-    ~Unmount() {
-      ::umount2(dir.c_str(), MNT_DETACH);
-      ::rmdir(dir.c_str());
-    }
-  } unmount{pins};
-  auto pinned = [&] {
-    int n = 0;
-    for (const auto& e : fs::directory_iterator(pins))
-      n += e.path().filename().string().rfind("original-", 0) == 0;
-    return n;
-  };
+  std::string why;
+  const std::string pins = pin_dir("berth-itest-bpf-sweep", why);
+  if (pins.empty()) GTEST_SKIP() << why;
   DevicePrograms programs(mount_, pins);
   auto a = programs.allow(cgroup_, kFuseMajor, kFuseMinor);
   ASSERT_TRUE(a) << a.error().message;

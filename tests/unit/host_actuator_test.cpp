@@ -435,12 +435,6 @@ TEST(HostActuator, TheProgramOfAnExitedContainersLiveCgroupIsPutBack) {
   EXPECT_TRUE(host.cgroups.programs["/berth/c1"].empty());
 }
 
-}  // namespace
-}  // namespace berth::agent
-
-namespace berth::agent {
-namespace {
-
 TEST(HostActuator, AnRdmaDeviceMovesIntoTheContainerAndBackFromInsideIt) {
   testing::FakeHost host;
   host.containers.add(42);
@@ -469,12 +463,6 @@ TEST(HostActuator, AnRdmaDeviceOfAnExitedContainerIsReportedUntilTheKernelReturn
   host.rdma.where["mlx5_2"] = -1;
   EXPECT_TRUE(a.run(step::MoveRdmaOut{"mlx5_2"}, target(42), true).note.empty());
 }
-
-}  // namespace
-}  // namespace berth::agent
-
-namespace berth::agent {
-namespace {
 
 // The container renames the VF and gives its name to a link of its own: detach takes the VF (by
 // the ifindex and device it had once inside), never the impostor.
@@ -525,12 +513,6 @@ TEST(HostActuator, AVfMovedToANestedNamespaceIsReportedNotReplacedByAnImpostor) 
   EXPECT_EQ(host.links.host_ns.count("vf0"), 0u);
 }
 
-}  // namespace
-}  // namespace berth::agent
-
-namespace berth::agent {
-namespace {
-
 // The v1 cpuset cgroup of an exited container is gone, its v2 cgroup is not: the cpuset was
 // never written to v2, so nothing is written there now.
 TEST(HostActuator, ACpusetIsUndoneOnlyWhereAttachWroteIt) {
@@ -569,12 +551,6 @@ TEST(HostActuator, UndoAfterTheAttachedProcessExitedGoesThroughAnotherProcessOfI
   EXPECT_TRUE(init.ns.empty());
 }
 
-}  // namespace
-}  // namespace berth::agent
-
-namespace berth::agent {
-namespace {
-
 TEST(HostActuator, VfGuidsGoInTwoMessagesNodeFirstAndAFailedPortPutsTheNodeBack) {
   testing::FakeHost host;
   host.containers.add(42);
@@ -607,12 +583,6 @@ TEST(HostActuator, VfGuidsGoInTwoMessagesNodeFirstAndAFailedPortPutsTheNodeBack)
             (std::vector<std::string>{"0000:1a:00.0 vf 2 node 02:00:00:00:00:00:00:01",
                                       "0000:1a:00.0 vf 2 node 00:00:00:00:00:00:00:aa"}));
 }
-
-}  // namespace
-}  // namespace berth::agent
-
-namespace berth::agent {
-namespace {
 
 // mlx5: after the GUIDs and the link state, the VF is unbound and bound again, and the step
 // reports the VF as it came back; a rebind that fails puts the old GUIDs back and probes again.
@@ -707,12 +677,6 @@ TEST(RealLinkSeam, RebindWritesUnbindThenBindAndReadsTheVfBack) {
   fs::remove_all(root);
 }
 
-}  // namespace
-}  // namespace berth::agent
-
-namespace berth::agent {
-namespace {
-
 // The partition child is made inside the container and deleted by the ifindex it got there: a
 // container that renames it and makes a dummy under its name keeps the dummy, not the child.
 TEST(HostActuator, AnIpoibChildIsDeletedByItsIdentityNotByItsName) {
@@ -752,12 +716,6 @@ TEST(HostActuator, AnIpoibChildIsDeletedByItsIdentityNotByItsName) {
   ASSERT_TRUE(a.run(*inverse(add, ""), target(42), true).ok);
   EXPECT_EQ(ns.count("ib0.8011"), 0u) << "the VF's own child, under its planned name";
 }
-
-}  // namespace
-}  // namespace berth::agent
-
-namespace berth::agent {
-namespace {
 
 // A failure to look (a netlink socket error, a cgroup directory that cannot be opened) is not
 // "absent": the undo fails and stays a leftover to retry, instead of counting as done while the
