@@ -568,6 +568,43 @@ TEST_P(AttachTest, AMigInstanceAndAnotherVendorsGpuOpenInsideAndNothingElse) {
   EXPECT_EQ(diff(before, snapshot(*container_)), "");
 }
 
+// A VF's InfiniBand character devices (uverbs, umad, issm, rdma_cm) go in with it and leave with
+// it. The fixture's VFs have none (no InfiniBand here): each gets stand-ins, virtual consoles
+// (major 4) that the runtime's own device rules do not allow.
+TEST_P(AttachTest, AVfsInfinibandNodesOpenInsideWithItAndAreGoneAfterDetach) {
+  const std::vector<CharDevice> ib{{"/dev/infiniband/uverbs0", 4, 40},
+                                   {"/dev/infiniband/umad0", 4, 41},
+                                   {"/dev/infiniband/issm0", 4, 42},
+                                   {"/dev/infiniband/rdma_cm", 4, 43}};
+  for (auto& v : ctx_.inventory.vfs) v.devices = ib;
+  BerthRequest r;
+  r.vf_count = 1;
+  r.network.pool = "grid";
+  auto opens = [&](const std::string& path) { return container_->exec("exec 3<" + path).rc == 0; };
+  // A node of a device the berth does not give, made by the container itself: the gate stops it.
+  auto other = [&] {
+    return container_->exec("rm -f /tmp/o; mknod /tmp/o c 4 44 && exec 3</tmp/o").rc == 0;
+  };
+  const std::string before = snapshot(*container_);
+  for (const auto& d : ib) EXPECT_FALSE(opens(d.path)) << d.path;
+
+  agent::Engine engine(io_, ctx_, {}, host_, nullptr);
+  auto [ce, cv] = testing::call(io_, engine, event::Create{0, "manual/ib", r});
+  ASSERT_FALSE(ce) << ce->message;
+  auto [ae, av] = testing::call(io_, engine, event::Attach{0, "manual/ib", target()});
+  ASSERT_FALSE(ae) << ae->message;
+  for (const auto& d : ib) EXPECT_TRUE(opens(d.path)) << d.path;
+  EXPECT_TRUE(container_->exec("ip link show ib0").rc == 0) << "the VF's netdev is inside too";
+  EXPECT_FALSE(other()) << "a device the berth does not give stays shut";
+
+  auto [de, dv] = testing::call(io_, engine, event::Detach{0, "manual/ib"});
+  ASSERT_FALSE(de) << de->message;
+  for (const auto& d : ib) EXPECT_FALSE(opens(d.path)) << d.path;
+  EXPECT_EQ(container_->exec("test -e /dev/infiniband").rc == 0, false)
+      << "the directory berth made goes too";
+  EXPECT_EQ(diff(before, snapshot(*container_)), "");
+}
+
 INSTANTIATE_TEST_SUITE_P(CgroupModes, AttachTest, ::testing::Values(CgroupMode::v1, CgroupMode::v2),
                          [](const auto& info) {
                            return std::string("cgroup") + to_string(info.param);
