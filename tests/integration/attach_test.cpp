@@ -187,6 +187,33 @@ TEST_P(AttachTest, RefusesAProcessThatIsNotInAContainer) {
   EXPECT_TRUE(sh("ip link show bvf0x0").rc == 0);
 }
 
+// The pid was resolved, then its process exited, or exited and the pid went to another process
+// (its start time differs): the attach is refused with the reason, and nothing reaches the
+// container or leaves the host.
+TEST_P(AttachTest, APidThatExitedOrWasReusedSinceItWasResolvedIsRefused) {
+  agent::Engine engine(io_, ctx_, {}, host_, nullptr);
+  auto [ce, cv] = testing::call(io_, engine, event::Create{0, "manual/reuse", request()});
+  ASSERT_FALSE(ce) << ce->message;
+  const std::string before = snapshot(*container_);
+  auto start = agent::process_start_time(container_->pid());
+  ASSERT_TRUE(start) << start.error().message;
+  Target reused{container_->pid(), *start + 1, ""};
+  auto [e1, v1] = testing::call(io_, engine, event::Attach{0, "manual/reuse", reused});
+  ASSERT_TRUE(e1);
+  EXPECT_EQ(e1->code, ErrorCode::attach_failed);
+  EXPECT_NE(e1->message.find("is no longer the process attached"), std::string::npos)
+      << e1->message;
+  pid_t gone = ::fork();
+  if (gone == 0) ::_exit(0);
+  ::waitpid(gone, nullptr, 0);
+  auto [e2, v2] = testing::call(io_, engine, event::Attach{0, "manual/reuse", Target{gone, 0, ""}});
+  ASSERT_TRUE(e2);
+  EXPECT_NE(e2->message.find("process " + std::to_string(gone)), std::string::npos) << e2->message;
+  EXPECT_FALSE(can_open_gpu());
+  EXPECT_TRUE(sh("ip link show bvf0x0").rc == 0) << "the VF stayed on the host";
+  EXPECT_EQ(diff(before, snapshot(*container_)), "");
+}
+
 TEST_P(AttachTest, RefusesAProcessThatSharesTheHostRoot) {
   // Own network and mount namespaces, but the host's root: its /dev is the host's /dev.
   auto spawned = sh("unshare --net --mount --fork sleep 60 >/dev/null 2>&1 & echo $!");
