@@ -275,8 +275,7 @@ asio::awaitable<DriverCheck> ControlApi::check_driver_of(const Target& target) {
             [shared] {
               auto ex = asio::get_associated_executor(*shared);
               asio::post(ex, [shared]() mutable { (*shared)(); });
-            },
-            true);
+            });
       },
       asio::use_awaitable);
   co_return *result;

@@ -55,11 +55,9 @@ class Engine {
 
   const Ledger& ledger() const { return ledger_; }
   // Runs `job` off the reactor (on the worker, in order with the engine's own jobs), then
-  // `done` on the reactor. `part_of_an_operation`: the job leads into an attach (its driver
-  // check), so both threads stay awake for it as for the engine's own (stay_awake.hpp).
-  void run_off_reactor(std::function<void()> job, std::function<void()> done,
-                       bool part_of_an_operation = false) {
-    on_worker(std::move(job), std::move(done), part_of_an_operation);
+  // `done` on the reactor.
+  void run_off_reactor(std::function<void()> job, std::function<void()> done) {
+    on_worker(std::move(job), std::move(done), false);
   }
   // The berth's API view as JSON text, rendered once and kept until the next event changes the
   // ledger (list calls are then a concatenation). The owner must be in the ledger.
