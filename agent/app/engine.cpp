@@ -74,8 +74,14 @@ void Engine::dispatch(const Event& ev) {
         },
         ev);
   }
+  const bool reservations = std::holds_alternative<event::InventoryChanged>(ev) ||
+                            std::holds_alternative<event::Resume>(ev) ||
+                            std::any_of(actions.begin(), actions.end(), [](const Action& a) {
+                              const auto* p = std::get_if<action::Persist>(&a);
+                              return p && p->durable;
+                            });
   perform(std::move(actions));
-  if (hooks_.ledger_changed) hooks_.ledger_changed();
+  if (reservations && hooks_.reservations_changed) hooks_.reservations_changed();
 }
 
 void Engine::on_worker(std::function<void()> job, std::function<void()> done, bool own) {

@@ -33,7 +33,9 @@ struct EngineHooks {
   std::function<void(const action::Notify&)> notify;
   std::function<void(const action::Watch&)> watch;
   std::function<void(const Step&)> step_failed;  // metrics
-  std::function<void()> ledger_changed;          // after every event (the CDI spec follows)
+  // After an event that changed what is reserved (a create, a release, a prune: a durable
+  // write) or the inventory: the CDI spec follows. Not after each step of an attach.
+  std::function<void()> reservations_changed;
 };
 
 class Engine {

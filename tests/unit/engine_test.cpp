@@ -63,6 +63,27 @@ TEST_F(EngineTest, AttachAndDetachRunEveryStepAndPersist) {
   EXPECT_GE(actuator_.idle_calls, 3);  // after each operation, nothing is held
 }
 
+// The CDI spec follows what is reserved: its hook fires on a create, a release and an inventory
+// change, not on each step of an attach or a detach (with many berths it is rebuilt whole).
+TEST_F(EngineTest, TheReservationHookFiresOnReservationsAndInventoryNotOnSteps) {
+  Engine engine(io_, ctx_, {}, actuator_, &*store_);
+  int fired = 0;
+  EngineHooks hooks;
+  hooks.reservations_changed = [&] { ++fired; };
+  engine.set_hooks(hooks);
+  BerthRequest r;
+  r.gpu_count = 1;
+  ASSERT_FALSE(call(engine, event::Create{0, "slurm/1", r}).first);
+  EXPECT_EQ(fired, 1);
+  ASSERT_FALSE(call(engine, event::Attach{0, "slurm/1", Target{1234, 1, ""}}).first);
+  ASSERT_FALSE(call(engine, event::Detach{0, "slurm/1"}).first);
+  EXPECT_EQ(fired, 1) << "steps and attachment state do not change the spec";
+  engine.post(event::InventoryChanged{ctx_.inventory});
+  EXPECT_EQ(fired, 2);
+  ASSERT_FALSE(call(engine, event::Release{0, "slurm/1"}).first);
+  EXPECT_EQ(fired, 3);
+}
+
 TEST_F(EngineTest, AChangeThatCannotBeSavedIsNotReportedAsDone) {
   StateStore unwritable("/proc/berth-cannot-write-here", "/proc/berth-cannot-write-here");
   Engine engine(io_, ctx_, {}, actuator_, &unwritable);
