@@ -60,7 +60,7 @@ bool can_transition(BerthState from, BerthState to) {
   return false;
 }
 
-static std::string_view to_string(Operation op) {
+std::string_view to_string(Operation op) {
   switch (op) {
     case Operation::none:
       return "none";
@@ -141,6 +141,14 @@ void to_json(nlohmann::json& j, const Berth& b) {
   if (!b.error.empty()) j["error"] = b.error;
   if (!b.reason.empty()) j["reason"] = b.reason;
   j["operation"] = to_string(b.op);
+}
+
+Operation operation_from_string(std::string_view s) {
+  return s == "attach"     ? Operation::attach
+         : s == "detach"   ? Operation::detach
+         : s == "release"  ? Operation::release
+         : s == "reattach" ? Operation::reattach
+                           : Operation::none;
 }
 
 bool releases_on_exit(const Berth& b) {
@@ -249,12 +257,7 @@ Expected<Berth> berth_from_json(const nlohmann::json& j) {
     b.reason = j.value("reason", "");
     // The operation that was in flight, so a restart finishes it as what it was (whoever asked
     // has lost the connection; event::Resume settles it).
-    const std::string op = j.value("operation", "none");
-    b.op = op == "attach"     ? Operation::attach
-           : op == "detach"   ? Operation::detach
-           : op == "release"  ? Operation::release
-           : op == "reattach" ? Operation::reattach
-                              : Operation::none;
+    b.op = operation_from_string(j.value("operation", "none"));
     return b;
   } catch (const std::exception& e) {
     return make_error(ErrorCode::bad_request, std::string("bad berth record: ") + e.what());

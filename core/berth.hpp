@@ -26,6 +26,9 @@ bool can_transition(BerthState from, BerthState to);
 // The operation in flight, so its caller gets one answer when it ends.
 // reattach: a degraded berth detached and attached again to the same target, as one operation.
 enum class Operation { none, attach, detach, release, reattach };
+std::string_view to_string(Operation op);
+// "none" for a name it does not know: a record of a newer version starts no operation.
+Operation operation_from_string(std::string_view s);
 
 struct Placement {
   std::vector<int> numa;
@@ -33,6 +36,7 @@ struct Placement {
   std::vector<std::string> vfs;   // PCI addresses
   std::vector<int> cpus;
   std::vector<int> mems;
+  bool operator==(const Placement&) const = default;
 };
 
 struct VfBinding {
@@ -52,6 +56,7 @@ struct VfBinding {
   // The InfiniBand partition (full-membership pkey) of its pool, 0 for none: the container gets
   // an IPoIB child of the VF on it, named pkey_link_name(), which carries the addresses.
   uint16_t pkey = 0;
+  bool operator==(const VfBinding&) const = default;
 };
 
 // "<ifname>.<pkey>" ("ib0.8001"), the name IPoIB children go by; empty without a pkey.

@@ -19,11 +19,13 @@ namespace step {
 // N parent directories for it, space-separated.
 struct MakeNode {
   CharDevice dev;
+  bool operator==(const MakeNode&) const = default;
 };
 struct RemoveNode {
   CharDevice dev;
   int dirs = 0;       // parent directory levels berth made for the node
   bool bind = false;  // a bind mount to take off, not a node to unlink
+  bool operator==(const RemoveNode&) const = default;
 };
 // Both gates where the host has them: the cgroup v1 devices list and the cgroup v2 device
 // programs. Undo "already-allowed": nothing to deny; otherwise it names the gate that already
@@ -33,6 +35,7 @@ struct RemoveNode {
 struct AllowDevice {
   unsigned major;
   unsigned minor;
+  bool operator==(const AllowDevice&) const = default;
 };
 struct DenyDevice {
   unsigned major;
@@ -40,10 +43,12 @@ struct DenyDevice {
   std::string skip = {};  // "v1" or "v2": a gate that allowed the device before berth did
   std::string via = {};   // "lxc": allowed through LXC's own rules (undo "lxc"), denied there
   std::string unit = {};  // the systemd scope whose DeviceAllow= berth added it to ("systemd=")
+  bool operator==(const DenyDevice&) const = default;
 };
 struct SetCpuset {
   std::string cpus;
   std::string mems;
+  bool operator==(const SetCpuset&) const = default;
 };  // undo "<cpus>|<mems>"
 // `pci`: the VF's PCI address, by which a link that came back to the host under another name
 // (its in-container name, or devN) is recognised. Empty for a link without a device.
@@ -54,12 +59,14 @@ struct MoveLinkIn {
   std::string host_name;
   std::string ifname;
   std::string pci = {};
+  bool operator==(const MoveLinkIn&) const = default;
 };
 struct MoveLinkOut {
   std::string ifname;
   std::string host_name;
   std::string pci = {};
   std::string identity = {};
+  bool operator==(const MoveLinkOut&) const = default;
 };
 // The VF's RDMA device into the container's network namespace (sent from the host's, before the
 // netdev moves: the move recreates the device's IPoIB netdevs where it lands) and back (sent from
@@ -78,12 +85,15 @@ struct SetVfGuid {
   std::string port_guid;
   int link_state = 1;
   std::string rebind = {};
+  bool operator==(const SetVfGuid&) const = default;
 };
 struct MoveRdmaIn {
   std::string device;
+  bool operator==(const MoveRdmaIn&) const = default;
 };
 struct MoveRdmaOut {
   std::string device;
+  bool operator==(const MoveRdmaOut&) const = default;
 };
 // An IPoIB child `name` of the container's `parent` on partition `pkey`, made inside the
 // container's namespace; undo: the child's identity ("ifindex=N driver=D bus=B"), by which it is
@@ -92,40 +102,49 @@ struct AddPkeyLink {
   std::string parent;
   std::string name;
   uint16_t pkey = 0;
+  bool operator==(const AddPkeyLink&) const = default;
 };
 struct DelPkeyLink {
   std::string parent;
   std::string name;
   uint16_t pkey = 0;
   std::string identity = {};
+  bool operator==(const DelPkeyLink&) const = default;
 };
 struct SetMtu {
   std::string ifname;
   int mtu;
+  bool operator==(const SetMtu&) const = default;
 };  // undo: previous MTU
 struct AddAddress {
   std::string ifname;
   std::string cidr;
+  bool operator==(const AddAddress&) const = default;
 };
 struct DelAddress {
   std::string ifname;
   std::string cidr;
+  bool operator==(const DelAddress&) const = default;
 };
 struct AddRoute {
   std::string ifname;
   std::string dst;
   std::string via;
+  bool operator==(const AddRoute&) const = default;
 };
 struct DelRoute {
   std::string ifname;
   std::string dst;
   std::string via;
+  bool operator==(const DelRoute&) const = default;
 };
 struct LinkUp {
   std::string ifname;
+  bool operator==(const LinkUp&) const = default;
 };
 struct LinkDown {
   std::string ifname;
+  bool operator==(const LinkDown&) const = default;
 };
 }  // namespace step
 
@@ -139,6 +158,7 @@ using Step = std::variant<step::MakeNode, step::RemoveNode, step::AllowDevice, s
 struct DoneStep {
   Step step;
   std::string undo;
+  bool operator==(const DoneStep&) const = default;
 };
 
 // Human-readable, e.g. "move link ib0v0 into the container as ib0".

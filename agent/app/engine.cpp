@@ -6,6 +6,7 @@
 #include <boost/asio/post.hpp>
 
 #include "core/overloaded.hpp"
+#include "core/progress.hpp"
 #include "core/view.hpp"
 
 namespace berth::agent {
@@ -145,7 +146,7 @@ void Engine::perform(std::vector<Action> actions) {
     }
   }
   if (store_ && !attachment.empty()) {
-    auto records = StateStore::records(ledger_, attachment);
+    auto records = attachment_writes(attachment);
     auto status = std::make_shared<Status>(ok_status());
     batch.push_back(
         {[this, records = std::move(records), status] { *status = store_->write(records, false); },
@@ -154,6 +155,7 @@ void Engine::perform(std::vector<Action> actions) {
              last_save_error_ = status->error().message;
              spdlog::error("BERTH_STATE_SAVE_FAILED {}", last_save_error_);
              dirty_.insert(attachment.begin(), attachment.end());
+             forget_written(attachment);
              schedule_retry();
            }
          }});
@@ -214,6 +216,30 @@ void Engine::perform(std::vector<Action> actions) {
   check_idle();
 }
 
+std::vector<RecordWrite> Engine::attachment_writes(const std::vector<std::string>& owners) {
+  std::vector<RecordWrite> out;
+  for (const auto& owner : owners) {
+    auto b = ledger_.berths.find(owner);
+    if (b == ledger_.berths.end()) {
+      written_.erase(owner);
+      out.push_back({owner, std::nullopt});
+      continue;
+    }
+    if (auto w = written_.find(owner); w != written_.end())
+      if (auto line = progress_line(w->second, b->second)) {
+        out.push_back({owner, std::move(*line), true});
+        continue;
+      }
+    out.push_back({owner, nlohmann::json(b->second).dump()});
+    written_.insert_or_assign(owner, b->second);
+  }
+  return out;
+}
+
+void Engine::forget_written(const std::vector<std::string>& owners) {
+  for (const auto& o : owners) written_.erase(o);
+}
+
 void Engine::run_batch(std::vector<WorkerJob> batch) {
   if (batch.empty()) return;
   if (batch.size() == 1) return on_worker(std::move(batch[0].run), std::move(batch[0].done));
@@ -254,6 +280,7 @@ void Engine::commit() {
     return;
   }
   auto records = StateStore::records(ledger_, owners);
+  forget_written(owners);  // the durable record replaces the runtime one
   auto status = std::make_shared<Status>(ok_status());
   on_worker(
       [this, records = std::move(records), status] { *status = store_->write(records, true); },

@@ -4,8 +4,9 @@
 //
 //   caller / watcher --Event--> Engine::submit|post --> core::apply(ledger, ctx, event) --> actions
 //     Persist  -> records serialized now, written on the worker: attachment state at once (a
-//                 rename), reservations (fsync) once per reactor turn for every event of that
-//                 turn (group commit)
+//                 progress line appended to the berth's runtime record, or the record by rename
+//                 when more than progress changed), reservations (fsync) once per reactor turn
+//                 for every event of that turn (group commit)
 //     RunStep  -> worker: Actuator::run, after the records saved before it -> StepFinished -> ...
 //     Reply    -> the waiting caller's callback, once its event's state is on disk
 //     Notify   -> hooks.notify (event stream, logs)
@@ -87,6 +88,11 @@ class Engine {
   };
 
   void dispatch(const Event& ev);
+  // The attachment state of `owners` to write: a progress line where only that changed since
+  // their last record, else the record.
+  std::vector<RecordWrite> attachment_writes(const std::vector<std::string>& owners);
+  // A write about `owners` failed or was made durably: their next runtime write is a record.
+  void forget_written(const std::vector<std::string>& owners);
   void perform(std::vector<Action> actions);
   void run_batch(std::vector<WorkerJob> batch);
   // Runs `job` on the worker (or inline), then `done` on the reactor.
@@ -112,6 +118,8 @@ class Engine {
   bool commit_posted_ = false;
   std::vector<PendingReply> after_commit_;
   std::map<std::string, std::string> views_;
+  // Each berth as its runtime record (with its progress lines) has it, once written there.
+  std::map<std::string, Berth> written_;
   size_t jobs_in_flight_ = 0;
   size_t own_jobs_in_flight_ = 0;
   // Owners whose last write failed: written again (durably) before any reply about them

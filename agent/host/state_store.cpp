@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/host/unique_fd.hpp"
+#include "core/progress.hpp"
 
 namespace berth::agent {
 namespace fs = std::filesystem;
@@ -104,6 +105,37 @@ std::string record_in(const std::string& root, const std::string& owner) {
   return root + "/berths/" + owner + ".json";
 }
 
+// A record's text: the berth's JSON on its first line, then its progress lines. An unfinished
+// last line (no newline: the write of a step's intent cut short) is left out.
+Expected<Berth> parse_record(const std::string& text) {
+  size_t end = text.find('\n');
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text.substr(0, end));
+  } catch (const nlohmann::json::parse_error& e) {
+    return make_error(ErrorCode::internal, e.what());
+  }
+  auto b = berth_from_json(j);
+  if (!b) return b;
+  int number = 1;
+  while (end != std::string::npos) {
+    const size_t start = end + 1;
+    end = text.find('\n', start);
+    if (end == std::string::npos) break;  // empty, or cut short
+    ++number;
+    nlohmann::json line;
+    try {
+      line = nlohmann::json::parse(text.substr(start, end - start));
+    } catch (const nlohmann::json::parse_error& e) {
+      return make_error(ErrorCode::internal, "line " + std::to_string(number) + ": " + e.what());
+    }
+    if (auto s = apply_progress(*b, line); !s)
+      return make_error(ErrorCode::internal,
+                        "line " + std::to_string(number) + ": " + s.error().message);
+  }
+  return b;
+}
+
 // Reads every record under <root>/berths into `ledger`, replacing berths already there.
 Status quarantine(const std::string& root, const std::string& path, const std::string& why,
                   std::vector<std::string>& set_aside) {
@@ -148,17 +180,7 @@ Status read_records(const std::string& root, Ledger& ledger,
       if (!in) return io_error("cannot read", path);
       std::stringstream ss;
       ss << in.rdbuf();
-      nlohmann::json j;
-      try {
-        j = nlohmann::json::parse(ss.str());
-      } catch (const nlohmann::json::parse_error& e) {
-        if (set_aside) {
-          if (auto q = quarantine(root, path, e.what(), *set_aside); !q) return q;
-          continue;
-        }
-        return corrupt(path, e.what());
-      }
-      auto b = berth_from_json(j);
+      auto b = parse_record(ss.str());
       std::string why = !b                                  ? b.error().message
                         : record_in(root, b->owner) != path ? "it holds berth " + b->owner
                                                             : std::string();
@@ -238,18 +260,29 @@ Status StateStore::write(const std::vector<RecordWrite>& records, bool durable) 
   std::set<std::string> synced_dirs;
   for (const auto& r : records) {
     const std::string& owner = r.owner;
+    if (r.progress) {
+      if (durable || !r.text)
+        return make_error(ErrorCode::internal, "a progress line of " + owner +
+                                                   " is only ever appended to its runtime record");
+      if (auto s = append_progress(owner, *r.text); !s) return s;
+      continue;
+    }
     const std::string path = durable ? record_path(owner) : runtime_record_path(owner);
     const std::string root = durable ? dir_ : runtime_dir_;
     const std::string dir = fs::path(path).parent_path().string();
+    // The record is replaced or removed: progress lines follow the new one only.
+    forget_open(owner);
+    broken_.insert(owner);  // until the new record is in place
     if (!r.text) {
       for (const auto& p : {record_path(owner), runtime_record_path(owner)})
         if (::unlink(p.c_str()) != 0 && errno != ENOENT) return io_error("cannot remove", p);
       synced_dirs.insert(fs::path(record_path(owner)).parent_path().string());
+      broken_.erase(owner);
       continue;
     }
     for (const auto& d : {root, root + "/berths", dir})
       if (auto s = make_dir(d, durable); !s) return s;
-    if (auto s = write_atomically(path, *r.text, durable); !s) return s;
+    if (auto s = write_atomically(path, *r.text + "\n", durable); !s) return s;
     if (durable) {
       // The durable record is now the newest state of this berth.
       const std::string runtime = runtime_record_path(owner);
@@ -257,12 +290,42 @@ Status StateStore::write(const std::vector<RecordWrite>& records, bool durable) 
         return io_error("cannot remove", runtime);
       synced_dirs.insert(dir);
     }
+    broken_.erase(owner);
   }
   if (durable)
     for (const auto& d : synced_dirs)
       if (fs::exists(d))
         if (auto s = fsync_dir(d); !s) return s;
   return ok_status();
+}
+
+Status StateStore::append_progress(const std::string& owner, const std::string& line) {
+  const std::string path = runtime_record_path(owner);
+  if (broken_.count(owner))
+    return make_error(ErrorCode::internal, "cannot append to " + path +
+                                               ": its last write failed; it is written whole next");
+  auto it = open_.find(owner);
+  if (it == open_.end()) {
+    constexpr size_t kMaxOpen = 64;
+    if (open_.size() >= kMaxOpen) open_.erase(open_.begin());
+    UniqueFd fd(::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW));
+    if (!fd) {
+      broken_.insert(owner);
+      return io_error("cannot open", path);
+    }
+    it = open_.emplace(owner, std::move(fd)).first;
+  }
+  // One write: a crash leaves the line whole or cut short at the end, never between others.
+  if (auto s = write_all(it->second.get(), line + "\n", "cannot append to", path); !s) {
+    forget_open(owner);
+    broken_.insert(owner);
+    return s;
+  }
+  return ok_status();
+}
+
+void StateStore::forget_open(const std::string& owner) {
+  open_.erase(owner);
 }
 
 Expected<std::string> StateStore::swap_boot_id(const std::string& current) {

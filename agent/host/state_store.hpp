@@ -9,11 +9,17 @@
 // - attachment state (the plan, the steps done, attached or not) goes to `runtime_dir` (/run, a
 //   tmpfs on a real host) by rename alone: it survives the agent's death, and is gone after a
 //   reboot together with the containers, device nodes and moved links it described.
-// A runtime record, when there is one, is the newer state of its berth.
+// A runtime record, when there is one, is the newer state of its berth. Its first line is the
+// berth's record; an operation's progress after it is appended, a line per step
+// (core/progress.hpp), until the record is written whole again. A line cut short by a crash is
+// the last one and is left out: it described a step that had not started.
+#include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
+#include "agent/host/unique_fd.hpp"
 #include "core/expected.hpp"
 #include "core/ledger.hpp"
 
@@ -24,6 +30,8 @@ namespace berth::agent {
 struct RecordWrite {
   std::string owner;
   std::optional<std::string> text;
+  // `text` is a progress line, appended to the runtime record written before it.
+  bool progress = false;
 };
 
 // True when `path` (or the nearest existing parent) is on a tmpfs.
@@ -61,8 +69,17 @@ class StateStore {
   std::string runtime_record_path(const std::string& owner) const;
 
  private:
+  Status append_progress(const std::string& owner, const std::string& line);
+  // The runtime record of `owner` was replaced or removed: its open descriptor goes.
+  void forget_open(const std::string& owner);
+
   std::string dir_;
   std::string runtime_dir_;
+  // Runtime records open for progress lines (a few: the berths with an operation under way).
+  std::map<std::string, UniqueFd> open_;
+  // Owners whose last write failed: no line is appended to their record (it would follow a state
+  // that is not there) until it is written whole again.
+  std::set<std::string> broken_;
 };
 
 }  // namespace berth::agent

@@ -40,6 +40,7 @@ class LedgerDriver {
         } else if (auto* p = std::get_if<action::Persist>(&a)) {
           ++persists;
           durable.push_back(p->durable);
+          if (on_persist) on_persist(*p, ledger);
         }
       }
     }
@@ -55,6 +56,8 @@ class LedgerDriver {
   Context& context() { return ctx_; }
 
   Ledger ledger;
+  // Called at each Persist with the ledger as it is then.
+  std::function<void(const action::Persist&, const Ledger&)> on_persist;
   std::vector<StepLog> steps;
   int persists = 0;
   std::vector<bool> durable;  // of each Persist, in order

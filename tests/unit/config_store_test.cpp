@@ -9,6 +9,7 @@
 #include "agent/app/config.hpp"
 #include "agent/host/cgroups.hpp"
 #include "agent/host/state_store.hpp"
+#include "core/progress.hpp"
 
 namespace berth::agent {
 
@@ -175,6 +176,88 @@ TEST_F(StateStoreTest, CorruptFileStopsWithAClearMessage) {
   l = store.load();
   ASSERT_FALSE(l);
   EXPECT_NE(l.error().message.find("holds berth manual/y"), std::string::npos);
+}
+
+// An operation's steps are lines appended to the runtime record, read back in order; a line
+// cut short by a crash is the last and is left out; a bad line in the middle is corruption.
+TEST_F(StateStoreTest, ProgressLinesFollowTheRuntimeRecord) {
+  std::filesystem::create_directories(dir_);
+  StateStore store(dir_.string(), (dir_ / "run").string());
+  Ledger l;
+  Berth& b = l.berths["slurm/1"];
+  b.owner = "slurm/1";
+  b.state = BerthState::attaching;
+  b.op = Operation::attach;
+  b.in_flight = step::LinkUp{"ib0"};
+  auto saved = store.save(l, {"slurm/1"}, false);
+  ASSERT_TRUE(saved) << saved.error().message;
+  Berth written = b;
+  auto append = [&](Berth now) {
+    auto line = progress_line(written, now);
+    ASSERT_TRUE(line);
+    ASSERT_TRUE(store.write({{"slurm/1", *line, true}}, false));
+  };
+  b.done.push_back({step::LinkUp{"ib0"}, "was-down"});
+  b.in_flight = step::SetCpuset{"0-1", "0"};
+  append(b);
+  b.done.push_back({step::SetCpuset{"0-1", "0"}, "0-3|0"});
+  b.in_flight.reset();
+  b.state = BerthState::attached;
+  b.op = Operation::none;
+  append(b);
+  const std::string path = store.runtime_record_path("slurm/1");
+  auto loaded = store.load();
+  ASSERT_TRUE(loaded) << loaded.error().message;
+  EXPECT_EQ(nlohmann::json(*loaded), nlohmann::json(l));
+
+  std::ofstream(path, std::ios::app) << R"({"state":"detaching","operation":"det)";
+  loaded = store.load();
+  ASSERT_TRUE(loaded) << loaded.error().message;
+  EXPECT_EQ(nlohmann::json(*loaded), nlohmann::json(l));
+  std::ofstream(path, std::ios::app) << "\n";
+  loaded = store.load();
+  ASSERT_FALSE(loaded);
+  EXPECT_NE(loaded.error().message.find(path + " is corrupt (line 4:"), std::string::npos)
+      << loaded.error().message;
+
+  // A whole write starts the record again; the lines before it are gone with the old one.
+  ASSERT_TRUE(store.save(l, {"slurm/1"}, false));
+  written = b;
+  loaded = store.load();
+  ASSERT_TRUE(loaded) << loaded.error().message;
+  EXPECT_EQ(nlohmann::json(*loaded), nlohmann::json(l));
+}
+
+// After a failed write no line is appended to the record (it would follow a state that is not
+// there) until the record is written whole again.
+TEST_F(StateStoreTest, AfterAFailedWriteNoLineIsAppendedUntilTheRecordIsWrittenWhole) {
+  std::filesystem::create_directories(dir_);
+  StateStore store(dir_.string(), (dir_ / "run").string());
+  Ledger l;
+  Berth& b = l.berths["slurm/1"];
+  b.owner = "slurm/1";
+  auto saved = store.save(l, {"slurm/1"}, false);
+  ASSERT_TRUE(saved) << saved.error().message;
+  Berth written = b;
+  b.state = BerthState::attaching;
+  auto line = progress_line(written, b);
+  ASSERT_TRUE(line);
+  const std::string path = store.runtime_record_path("slurm/1");
+  std::filesystem::remove(path);
+  auto failed = store.write({{"slurm/1", *line, true}}, false);
+  ASSERT_FALSE(failed);
+  EXPECT_NE(failed.error().message.find("cannot open " + path), std::string::npos);
+  // The record is back (as a crash and restart could leave it): a line still is refused.
+  std::ofstream(path) << nlohmann::json(written).dump() << "\n";
+  failed = store.write({{"slurm/1", *line, true}}, false);
+  ASSERT_FALSE(failed);
+  EXPECT_NE(failed.error().message.find("written whole next"), std::string::npos);
+  ASSERT_TRUE(store.save(l, {"slurm/1"}, false));
+  written = b;
+  b.state = BerthState::attached;
+  line = progress_line(written, b);
+  ASSERT_TRUE(store.write({{"slurm/1", *line, true}}, false));
+  EXPECT_EQ(store.load()->berths.at("slurm/1").state, BerthState::attached);
 }
 
 TEST_F(StateStoreTest, AnUnreadableDirectoryFailsClosed) {

@@ -56,6 +56,11 @@ TEST_F(EngineTest, AttachAndDetachRunEveryStepAndPersist) {
   EXPECT_EQ(v2["gpus"][0]["index"], 0);
   EXPECT_EQ(v2["gpus"][0]["devices"][0], "/dev/nvidia0");
   EXPECT_EQ(actuator_.log.size(), 5u);  // 2 nodes, 2 allows, cpuset
+  // The steps went to the runtime record as lines after it, not as the record again each time.
+  std::ifstream runtime(store_->runtime_record_path("slurm/1"));
+  int lines = 0;
+  for (std::string line; std::getline(runtime, line);) ++lines;
+  EXPECT_GE(lines, 6);
   auto [e3, v3] = call(engine, event::Detach{0, "slurm/1"});
   ASSERT_FALSE(e3);
   EXPECT_EQ(v3["state"], "reserved");
