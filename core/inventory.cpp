@@ -110,4 +110,16 @@ void to_json(nlohmann::json& j, const Inventory& inv) {
   }
 }
 
+bool uevent_may_change_inventory(const Inventory& inventory, std::string_view action,
+                                 std::string_view subsystem, std::string_view sysname,
+                                 bool host_device) {
+  const bool net = subsystem == "net";
+  if (!net && subsystem != "infiniband") return true;
+  if (action != "add" && action != "remove" && action != "move") return true;
+  if (net && action == "remove") return false;
+  for (const auto& vf : inventory.vfs)
+    if (!sysname.empty() && sysname == (net ? vf.netdev : vf.rdma)) return false;
+  return !net || host_device;
+}
+
 }  // namespace berth

@@ -3,6 +3,7 @@
 // consumed by placement and attach planning. Plain values only.
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json_fwd.hpp>
@@ -105,6 +106,18 @@ struct Inventory {
   int numa_distance(int a, int b) const;
   bool is_passthrough(int group) const;
 };
+
+// Whether a uevent may change what discovery finds, so that sysfs is worth reading again. A
+// netdev's comings and goings do not on their own: a VF made, removed, bound or unbound sends
+// its PCI device's event too, and a netdev moved between namespaces (a VF into or out of a
+// container, berth's doing or any other tool's) is a remove in one and an add in the other. So
+// a netdev removed never does; one added or renamed does only when it is a device's netdev in
+// the host's namespace (`host_device`: not a virtual link such as a veth, nor one in a
+// container's namespace) that the inventory does not know as a VF's (an IPoIB netdev made after
+// its HCA); an RDMA device the inventory knows does not either. Any other event may.
+bool uevent_may_change_inventory(const Inventory& inventory, std::string_view action,
+                                 std::string_view subsystem, std::string_view sysname,
+                                 bool host_device);
 
 void to_json(nlohmann::json& j, const CharDevice& d);
 void to_json(nlohmann::json& j, const Inventory& inv);

@@ -506,7 +506,11 @@ asio::awaitable<net::Reply> ControlApi::handle(net::Request req, net::Peer peer)
       if (mutating) co_return error_response(req, ErrorCode::method_not_allowed, "use GET");
       if (!metrics_) co_return error_response(req, ErrorCode::not_found, "no metrics here");
       Metrics::Sources sources{bus_.counts(), 0};
-      if (health_) sources.netlink_resyncs = health_().value("netlink_resyncs", uint64_t{0});
+      if (health_) {
+        const auto health = health_();
+        sources.netlink_resyncs = health.value("netlink_resyncs", uint64_t{0});
+        sources.rescans = health.value("rescans", uint64_t{0});
+      }
       net::Response res{http::status::ok, req.version()};
       res.set(http::field::server, "berthd");
       res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");

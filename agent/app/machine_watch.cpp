@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sched.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -65,12 +66,30 @@ MachineWatch::MachineWatch(boost::asio::io_context& io, Worker& worker, const Co
                                   {"subsystem", e.subsystem},
                                   {"devpath", e.devpath},
                                   {"sysname", e.sysname}});
+            // Each move of a VF between namespaces is a remove and an add: reading all of sysfs
+            // again for them put a whole rescan on the worker, ahead of an operation's next
+            // steps, at every attach and detach (and at every other tool's link move).
+            if (!uevent_may_change_inventory(engine_.context().inventory, e.action, e.subsystem,
+                                             e.sysname, netdev_of_a_host_device(e.sysname))) {
+              spdlog::debug("BERTH_UDEV_NO_RESCAN {} {} {}", e.action, e.subsystem, e.sysname);
+              return;
+            }
             rescan("udev " + e.action + " " + e.subsystem + " " + e.sysname);
           },
           [this] { rescan("udev receive buffer overrun"); }),
       resync_timer_(io),
       rescan_delay_(io),
       host_netns_(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)) {}
+
+bool MachineWatch::netdev_of_a_host_device(const std::string& name) {
+  // The kernel's name of a netdev (never '/', '.' or '..'). The kernel's own class/net, not
+  // sysfs_root's: it shows the netdevs of the namespace it was mounted in, the host's, and
+  // whether a device stands behind one; a fixture tree stands in for devices, not for that.
+  if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..")
+    return true;  // no name to look up: cannot tell, so read it all
+  struct stat st {};
+  return ::stat(("/sys/class/net/" + name + "/device").c_str(), &st) == 0;
+}
 
 MachineWatch::~MachineWatch() {
   containers_.clear();
@@ -338,6 +357,8 @@ void MachineWatch::rescan(const std::string& why, RescanDone done) {
   rescan_delay_.async_wait([this, why](const boost::system::error_code& ec) {
     if (ec) return;
     rescan_running_ = true;
+    ++rescans_;
+    spdlog::debug("BERTH_RESCAN {}", why);
     auto result = std::make_shared<Expected<Discovery>>(Discovery{});
     Config config = config_;
     worker_.post([this, result, config] {

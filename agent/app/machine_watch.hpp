@@ -45,6 +45,8 @@ class MachineWatch {
   // after this call.
   void rescan(const std::string& why, RescanDone done = {});
   uint64_t resyncs() const { return resyncs_; }
+  // Rescans of sysfs and /proc run since start (uevents, the API, SIGHUP, the resync timer).
+  uint64_t rescans() const { return rescans_; }
   // An attached berth's container: its VF links are watched inside its network namespace (one
   // rtnetlink socket made there on the worker), so a VF that goes down, is renamed, removed or
   // given an address by someone else degrades the berth.
@@ -84,7 +86,10 @@ class MachineWatch {
   bool rescan_again_ = false;    // asked for while it ran: once more after it
   std::vector<RescanDone> rescan_waiters_, next_rescan_waiters_;
   bool stopped_ = false;
+  // Whether a netdev of that name in the host's namespace has a device behind it (not a veth).
+  static bool netdev_of_a_host_device(const std::string& name);
   uint64_t resyncs_ = 0;
+  uint64_t rescans_ = 0;
   int host_netns_ = -1;
   std::map<std::string, ContainerLinks> containers_;
   uint64_t next_gen_ = 1;

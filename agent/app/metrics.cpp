@@ -62,6 +62,13 @@ Metrics::Metrics(const std::string& version) : registry_(std::make_shared<pm::Re
                   .Help("Full netlink link dumps after start (overruns and the periodic timer)")
                   .Register(*registry_)
                   .Add({});
+  rescans_ = &pm::BuildCounter()
+                  .Name("berth_rescans_total")
+                  .Help(
+                      "Rescans of sysfs and /proc after start (uevents, the API, SIGHUP, the "
+                      "resync timer)")
+                  .Register(*registry_)
+                  .Add({});
   pm::BuildGauge()
       .Name("berth_build_info")
       .Help("berthd's version; always 1")
@@ -126,6 +133,8 @@ std::string Metrics::scrape(const Ledger& ledger, const Inventory& inventory,
   }
   if (static_cast<double>(sources.netlink_resyncs) > resyncs_->Value())
     resyncs_->Increment(static_cast<double>(sources.netlink_resyncs) - resyncs_->Value());
+  if (static_cast<double>(sources.rescans) > rescans_->Value())
+    rescans_->Increment(static_cast<double>(sources.rescans) - rescans_->Value());
   return pm::TextSerializer().Serialize(registry_->Collect());
 }
 

@@ -41,6 +41,7 @@ class Metrics {
   struct Sources {
     std::map<std::string, uint64_t> events;  // event bus counts by type
     uint64_t netlink_resyncs = 0;
+    uint64_t rescans = 0;  // sysfs and /proc read again
   };
   // The text exposition of every metric, gauges computed from the ledger and inventory now.
   std::string scrape(const Ledger& ledger, const Inventory& inventory, const Sources& sources);
@@ -55,6 +56,7 @@ class Metrics {
   prometheus::Family<prometheus::Counter>* webhooks_;
   prometheus::Family<prometheus::Counter>* runners_;
   prometheus::Counter* resyncs_;
+  prometheus::Counter* rescans_;
 };
 
 }  // namespace berth::agent

@@ -132,8 +132,11 @@ Expected<std::string> CgroupV1::set_cpuset(const std::string& controller, const 
   };
   if (auto s = write(controller, cgroup, "cpuset.cpus", cpus); !s) return s.error();
   if (auto s = write(controller, cgroup, "cpuset.mems", mems); !s) {
-    (void)write(controller, cgroup, "cpuset.cpus", trim(*old_cpus));
-    return s.error();
+    Error e = s.error();
+    if (auto back = write(controller, cgroup, "cpuset.cpus", trim(*old_cpus)); !back)
+      e.message += "; putting cpuset.cpus back to '" + trim(*old_cpus) +
+                   "' failed too: " + back.error().message;
+    return e;
   }
   return trim(*old_cpus) + "|" + trim(*old_mems);
 }

@@ -409,6 +409,7 @@ int run(const std::string& path, bool recover) {
   api.set_health([&] {
     return nlohmann::json{{"netlink_overruns", machine.overruns()},
                           {"netlink_resyncs", machine.resyncs()},
+                          {"rescans", machine.rescans()},
                           {"watched_containers", exits.size()},
                           {"watched_links", machine.watched_containers()},
                           {"events", bus.last_seq()}};

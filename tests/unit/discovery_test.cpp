@@ -2,6 +2,8 @@
 
 #include "agent/host/device_nodes.hpp"
 #include "agent/host/discovery.hpp"
+#include "core/inventory.hpp"
+#include "tests/fakes/inventories.hpp"
 
 #include <unistd.h>
 
@@ -172,6 +174,34 @@ TEST(CharLinks, MissingDevCharLinksAreMadeAndExistingEntriesKept) {
   EXPECT_EQ(fs::read_symlink(dev / "char/195:255"), "../somewhere-else");
   EXPECT_TRUE(ensure_char_links(dev.string(), nodes).empty()) << "made once";
   fs::remove_all(dev);
+}
+
+// A VF moved into or out of a container (by berth or any other tool) is a remove and an add
+// of its netdev: neither is worth reading sysfs again for. A device of another subsystem, or a
+// netdev on the host that the inventory does not know (an IPoIB netdev made after its HCA), is.
+TEST(Discovery, OnlyUeventsThatMayChangeTheInventoryAskForARescan) {
+  Inventory inv = testing::two_socket();
+  ASSERT_FALSE(inv.vfs.empty());
+  inv.vfs[0].rdma = "mlx5_3";
+  const std::string vf = inv.vfs[0].netdev;
+  auto may = [&](const char* action, const char* subsystem, const std::string& name,
+                 bool on_host = true) {
+    return uevent_may_change_inventory(inv, action, subsystem, name, on_host);
+  };
+  EXPECT_FALSE(may("remove", "net", vf));
+  EXPECT_FALSE(may("remove", "net", "veth1234"));
+  EXPECT_FALSE(may("add", "net", vf));
+  EXPECT_FALSE(may("move", "net", vf));
+  EXPECT_FALSE(may("add", "net", "ib0", false)) << "a veth, or a netdev in a container's namespace";
+  EXPECT_TRUE(may("add", "net", "ib0")) << "a netdev new to the host";
+  EXPECT_TRUE(may("change", "net", vf));
+  EXPECT_FALSE(may("add", "infiniband", "mlx5_3"));
+  EXPECT_FALSE(may("remove", "infiniband", "mlx5_3"));
+  EXPECT_TRUE(may("add", "infiniband", "mlx5_9"));
+  for (const char* action : {"add", "remove", "bind", "unbind", "change"})
+    EXPECT_TRUE(may(action, "pci", "0000:17:00.2")) << action;
+  EXPECT_TRUE(may("change", "misc", "fuse"));
+  EXPECT_TRUE(may("add", "net", "")) << "no name: read it all";
 }
 
 }  // namespace
