@@ -4,9 +4,23 @@
 #include <optional>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "core/ledger.hpp"
+#include "core/pool.hpp"
+#include "tests/fakes/inventories.hpp"
 
 namespace berth::testing {
+
+// The two-socket node (4 CPUs a node) with a pool "grid" of two addresses.
+inline Context grid_context() {
+  Context ctx;
+  ctx.inventory = two_socket(4);
+  auto pool = parse_pool_config(nlohmann::json::parse(
+      R"({"name":"grid","subnet":"10.77.0.0/24","ranges":["10.77.0.10-10.77.0.11"],"gateway":"10.77.0.1"})"));
+  ctx.pools["grid"] = *pool;
+  return ctx;
+}
 
 struct StepLog {
   Step step;

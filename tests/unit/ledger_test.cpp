@@ -12,15 +12,6 @@
 namespace berth {
 namespace {
 
-Context context() {
-  Context ctx;
-  ctx.inventory = testing::two_socket(4);
-  auto pool = parse_pool_config(nlohmann::json::parse(
-      R"({"name":"grid","subnet":"10.77.0.0/24","ranges":["10.77.0.10-10.77.0.11"],"gateway":"10.77.0.1"})"));
-  ctx.pools["grid"] = *pool;
-  return ctx;
-}
-
 BerthRequest one_gpu_one_vf() {
   BerthRequest r;
   r.gpu_count = 1;
@@ -37,7 +28,7 @@ Target target() {
 }  // namespace
 
 TEST(Ledger, CreateReservesAndAssignsAddressAndGatewayRoute) {
-  testing::LedgerDriver d(context());
+  testing::LedgerDriver d(testing::grid_context());
   EXPECT_FALSE(d.one(event::Create{1, "slurm/1", one_gpu_one_vf()}));
   const Berth& b = d.ledger.berths.at("slurm/1");
   EXPECT_EQ(b.state, BerthState::reserved);
@@ -51,7 +42,7 @@ TEST(Ledger, CreateReservesAndAssignsAddressAndGatewayRoute) {
 }
 
 TEST(Ledger, LongValidInterfaceNamesAreNumberedOrRefusedNeverThrown) {
-  testing::LedgerDriver d(context());
+  testing::LedgerDriver d(testing::grid_context());
   auto r = one_gpu_one_vf();
   r.vf_count = 2;
   r.network.pool.reset();
@@ -70,7 +61,7 @@ TEST(Ledger, LongValidInterfaceNamesAreNumberedOrRefusedNeverThrown) {
 }
 
 TEST(Ledger, CreateIsIdempotentAndConflictsOnADifferentRequest) {
-  testing::LedgerDriver d(context());
+  testing::LedgerDriver d(testing::grid_context());
   EXPECT_FALSE(d.one(event::Create{1, "slurm/1", one_gpu_one_vf()}));
   auto before = nlohmann::json(d.ledger).dump();
   EXPECT_FALSE(d.one(event::Create{2, "slurm/1", one_gpu_one_vf()}));
@@ -84,7 +75,7 @@ TEST(Ledger, CreateIsIdempotentAndConflictsOnADifferentRequest) {
 }
 
 TEST(Ledger, RefusalsLeaveNothingBehind) {
-  testing::LedgerDriver d(context());
+  testing::LedgerDriver d(testing::grid_context());
   auto r = one_gpu_one_vf();
   r.network.pool = "nope";
   EXPECT_EQ(d.one(event::Create{1, "slurm/1", r})->code, ErrorCode::unknown_pool);
@@ -99,7 +90,7 @@ TEST(Ledger, RefusalsLeaveNothingBehind) {
 }
 
 TEST(Ledger, PoolExhaustionRefusesTheThirdBerth) {
-  testing::LedgerDriver d(context());
+  testing::LedgerDriver d(testing::grid_context());
   EXPECT_FALSE(d.one(event::Create{1, "slurm/1", one_gpu_one_vf()}));
   EXPECT_FALSE(d.one(event::Create{2, "slurm/2", one_gpu_one_vf()}));
   auto e = d.one(event::Create{3, "slurm/3", one_gpu_one_vf()});
@@ -111,7 +102,7 @@ TEST(Ledger, PoolExhaustionRefusesTheThirdBerth) {
 }
 
 TEST(Ledger, AttachRunsThePlanInOrderAndDetachRunsInversesInReverse) {
-  testing::LedgerDriver d(context());
+  testing::LedgerDriver d(testing::grid_context());
   d.one(event::Create{1, "slurm/1", one_gpu_one_vf()});
   EXPECT_FALSE(d.one(event::Attach{2, "slurm/1", target()}));
   const Berth& b = d.ledger.berths.at("slurm/1");
@@ -133,7 +124,7 @@ TEST(Ledger, AttachRunsThePlanInOrderAndDetachRunsInversesInReverse) {
 // What is reserved must survive a power loss; attachment state (which dies with the containers
 // on a power loss) only the agent's own death.
 TEST(Ledger, OnlyReservationsAreDurable) {
-  testing::LedgerDriver d(context());
+  testing::LedgerDriver d(testing::grid_context());
   d.one(event::Create{1, "slurm/1", one_gpu_one_vf()});
   EXPECT_EQ(d.durable, std::vector<bool>{true});
   d.durable.clear();
@@ -150,7 +141,7 @@ TEST(Ledger, OnlyReservationsAreDurable) {
 }
 
 TEST(Ledger, RepeatedCallsAreHarmless) {
-  testing::LedgerDriver d(context());
+  testing::LedgerDriver d(testing::grid_context());
   d.one(event::Create{1, "slurm/1", one_gpu_one_vf()});
   EXPECT_FALSE(d.one(event::Attach{2, "slurm/1", target()}));
   d.steps.clear();
@@ -170,7 +161,7 @@ TEST(Ledger, RepeatedCallsAreHarmless) {
 }
 
 TEST(Ledger, ReleaseOfAnAttachedBerthDetachesFirst) {
-  testing::LedgerDriver d(context());
+  testing::LedgerDriver d(testing::grid_context());
   d.one(event::Create{1, "slurm/1", one_gpu_one_vf()});
   d.one(event::Attach{2, "slurm/1", target()});
   d.steps.clear();
@@ -183,7 +174,7 @@ TEST(Ledger, ReleaseOfAnAttachedBerthDetachesFirst) {
 // A step that failed and could not take its own partial change back (left_behind): the rollback
 // undoes that step too, first, with the undo it reported.
 TEST(Ledger, AFailedStepThatLeftPartOfItsChangeIsUndoneFirstByTheRollback) {
-  testing::LedgerDriver d(context());
+  testing::LedgerDriver d(testing::grid_context());
   d.one(event::Create{1, "slurm/1", one_gpu_one_vf()});
   int forward = 0;
   std::string failed_step;
@@ -211,12 +202,12 @@ TEST(Ledger, AFailedStepThatLeftPartOfItsChangeIsUndoneFirstByTheRollback) {
 
 // A failure at step k runs exactly the inverses of steps k-1..1, in that order.
 TEST(Ledger, FailureAtEachStepRollsBackTheStepsBefore) {
-  testing::LedgerDriver probe(context());
+  testing::LedgerDriver probe(testing::grid_context());
   probe.one(event::Create{1, "slurm/1", one_gpu_one_vf()});
   probe.one(event::Attach{2, "slurm/1", target()});
   const auto plan = probe.ledger.berths.at("slurm/1").plan;
   for (size_t k = 0; k < plan.size(); ++k) {
-    testing::LedgerDriver d(context());
+    testing::LedgerDriver d(testing::grid_context());
     d.one(event::Create{1, "slurm/1", one_gpu_one_vf()});
     size_t forward = 0;
     d.set_outcome([&](const action::RunStep& r) {
@@ -250,7 +241,7 @@ TEST(Ledger, FailureAtEachStepRollsBackTheStepsBefore) {
 }
 
 TEST(Ledger, ResumeRollsBackAnAttachCutOffByARestart) {
-  testing::LedgerDriver d(context());
+  testing::LedgerDriver d(testing::grid_context());
   d.one(event::Create{1, "slurm/1", one_gpu_one_vf()});
   int n = 0;
   // Stop feeding outcomes after 3 steps: the "agent" died mid-attach.
@@ -283,7 +274,7 @@ TEST(Ledger, ResumeRollsBackAnAttachCutOffByARestart) {
 }
 
 TEST(Ledger, FailedDetachMarksFailedAndReleaseStillFrees) {
-  testing::LedgerDriver d(context());
+  testing::LedgerDriver d(testing::grid_context());
   d.one(event::Create{1, "slurm/1", one_gpu_one_vf()});
   d.one(event::Attach{2, "slurm/1", target()});
   d.set_outcome([](const action::RunStep& r) {
@@ -315,7 +306,7 @@ TEST(Ledger, FailedDetachMarksFailedAndReleaseStillFrees) {
 }
 
 TEST(Ledger, ContainerExitDetachesAndReleasesByOwnerPolicy) {
-  testing::LedgerDriver d(context());
+  testing::LedgerDriver d(testing::grid_context());
   BerthRequest manual = one_gpu_one_vf();
   manual.release_on_exit = true;
   manual.network.pool.reset();  // the test pool has two addresses
@@ -339,7 +330,7 @@ TEST(Ledger, ContainerExitDetachesAndReleasesByOwnerPolicy) {
 }
 
 TEST(Ledger, AHeldDeviceThatDisappearsDegradesTheBerthUntilAttachedAgain) {
-  Context ctx = context();
+  Context ctx = testing::grid_context();
   testing::LedgerDriver d(ctx);
   d.one(event::Create{1, "slurm/1", one_gpu_one_vf()});
   ASSERT_FALSE(d.one(event::Attach{2, "slurm/1", target()}));
@@ -362,7 +353,7 @@ TEST(Ledger, AHeldDeviceThatDisappearsDegradesTheBerthUntilAttachedAgain) {
 }
 
 TEST(Ledger, ReconciliationAdoptsLiveContainersDetachesGoneOnesAndForgetsAfterReboot) {
-  testing::LedgerDriver d(context());
+  testing::LedgerDriver d(testing::grid_context());
   d.one(event::Create{1, "slurm/1", one_gpu_one_vf()});
   d.one(event::Create{2, "github/2", one_gpu_one_vf()});
   ASSERT_FALSE(d.one(event::Attach{3, "slurm/1", target()}));
@@ -393,7 +384,7 @@ TEST(Ledger, ReconciliationAdoptsLiveContainersDetachesGoneOnesAndForgetsAfterRe
 }
 
 TEST(Ledger, RoundTripsThroughJson) {
-  testing::LedgerDriver d(context());
+  testing::LedgerDriver d(testing::grid_context());
   d.one(event::Create{1, "slurm/1", one_gpu_one_vf()});
   d.one(event::Attach{2, "slurm/1", target()});
   auto j = nlohmann::json(d.ledger);
@@ -415,7 +406,7 @@ TEST(Ledger, TransitionsFollowTheLifecycle) {
 }
 
 TEST(Ledger, TombstonesArePruned) {
-  auto ctx = context();
+  auto ctx = testing::grid_context();
   ctx.max_tombstones = 2;
   testing::LedgerDriver d(ctx);
   BerthRequest r;
@@ -437,7 +428,7 @@ namespace {
 // for the other, and the last one takes it away, whichever order they leave in.
 TEST(Ledger, SharedControlNodesStayUntilTheLastBerthInTheContainerLeaves) {
   for (bool first_leaves_first : {true, false}) {
-    testing::LedgerDriver d(context());
+    testing::LedgerDriver d(testing::grid_context());
     std::set<std::string> nodes;  // device nodes in the fake container
     d.set_outcome([&](const action::RunStep& r) {
       std::string undo;
@@ -477,7 +468,7 @@ namespace {
 // every owner kind.
 TEST(Ledger, AStandingBerthIsKeptWhenItsContainerExits) {
   for (const char* owner : {"lab/alice", "manual/standing", "github/7"}) {
-    testing::LedgerDriver d(context());
+    testing::LedgerDriver d(testing::grid_context());
     BerthRequest r;
     r.gpu_count = 1;
     r.cpu_count = 1;

@@ -12,15 +12,6 @@
 namespace berth {
 namespace {
 
-Context context() {
-  Context ctx;
-  ctx.inventory = testing::two_socket(4);
-  auto pool = parse_pool_config(nlohmann::json::parse(
-      R"({"name":"grid","subnet":"10.77.0.0/24","ranges":["10.77.0.10-10.77.0.11"],"gateway":"10.77.0.1"})"));
-  ctx.pools["grid"] = *pool;
-  return ctx;
-}
-
 // A berth's runtime record as the store keeps it: the record, then progress lines.
 struct RecordFile {
   std::string record;
@@ -71,7 +62,7 @@ BerthRequest gpu_and_vf() {
 // At every write of an attach, a detach and a failed attach's rollback, the record and its
 // lines read back as the berth is then; most writes are lines.
 TEST(Progress, ARecordAndItsLinesReadBackAsTheBerthAtEveryWrite) {
-  testing::LedgerDriver d(context());
+  testing::LedgerDriver d(testing::grid_context());
   Writer w;
   int checked = 0;
   d.on_persist = [&](const action::Persist& p, const Ledger& l) {
