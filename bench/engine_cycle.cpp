@@ -20,8 +20,8 @@
 
 namespace berth::bench {
 
-Summary engine_gpu_cycles(const std::string& fixture, const std::string& state_dir,
-                          const std::string& runtime_dir, int pid, int cycles) {
+EngineCycles engine_gpu_cycles(const std::string& fixture, const std::string& state_dir,
+                               const std::string& runtime_dir, int pid, int cycles) {
   agent::Config config;
   config.sysfs_root = fixture + "/sys";
   config.dev_root = fixture + "/dev";
@@ -61,11 +61,14 @@ Summary engine_gpu_cycles(const std::string& fixture, const std::string& state_d
     return ok ? ms_since(start) : -1.0;
   };
   cycle();  // warm-up
-  std::vector<double> ms;
-  for (int i = 0; i < cycles; ++i)
-    if (double m = cycle(); m >= 0) ms.push_back(m);
+  std::vector<double> runs, one_by_one;
+  for (int i = 0; i < 2 * cycles; ++i) {
+    engine.set_step_runs(i % 2 == 0);
+    if (double m = cycle(); m >= 0) (i % 2 == 0 ? runs : one_by_one).push_back(m);
+  }
+  engine.set_step_runs(true);
   call(event::Release{0, owner});
-  return summarize(ms);
+  return {summarize(runs), summarize(one_by_one)};
 }
 
 Summary actuator_gpu_cycles(const std::string& fixture, int pid, int cycles) {

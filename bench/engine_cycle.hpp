@@ -8,11 +8,16 @@
 
 namespace berth::bench {
 
+struct EngineCycles {
+  Summary runs;        // as berthd runs: an operation's steps back to back on the worker
+  Summary one_by_one;  // each step to the worker and back to core alone
+};
+
 // A berth of 1 GPU (its 2 device nodes, their device rules, the cpuset) on the fixture at
-// `fixture` (sys/, dev/, proc/), attached to `pid` and detached, `cycles` times. Records go to
-// `state_dir` and `runtime_dir`.
-Summary engine_gpu_cycles(const std::string& fixture, const std::string& state_dir,
-                          const std::string& runtime_dir, int pid, int cycles);
+// `fixture` (sys/, dev/, proc/), attached to `pid` and detached, `cycles` times each way, the
+// ways taking turns. Records go to `state_dir` and `runtime_dir`.
+EngineCycles engine_gpu_cycles(const std::string& fixture, const std::string& state_dir,
+                               const std::string& runtime_dir, int pid, int cycles);
 
 // The same berth's steps run straight through the host actuator (no engine, no records, no
 // worker): what the steps themselves cost, container open included.

@@ -92,12 +92,65 @@ struct Machine {
   void run_next_forward(Berth& b);
   void run_next_reverse(Berth& b);
   bool still_needed_by_another(Berth& b, DoneStep& d);
+  // The inverses after the one of the last done step that core asks for next while each
+  // succeeds: up to a step another berth shares, or one with nothing to undo.
+  std::vector<Step> reverse_run(const Berth& b);
   void finish_reverse(Berth& b);
   // After a reboot: nothing of an attachment survived; keep the reservation by owner policy.
   void forget_attachment(Berth& b);
   // Drops the oldest released berths beyond the limit, never `keep` (the one being answered).
   void prune_tombstones(const std::string& keep);
 };
+
+// A success: a forward step joins the done steps with its undo; an inverse takes its step off.
+void record_success(Berth& b, bool rollback, const std::string& undo) {
+  if (rollback)
+    b.done.pop_back();
+  else
+    b.done.push_back({b.plan[b.done.size()], undo});
+}
+
+void start_next_forward(Berth& b) {
+  b.in_flight = b.plan[b.done.size()];
+}
+
+// A VF's GUIDs set with a driver rebind: the steps after it are planned again from the VF as it
+// came back, so none of them is asked for ahead.
+bool replans(const Step& s) {
+  const auto* guid = std::get_if<step::SetVfGuid>(&s);
+  return guid && !guid->rebind.empty();
+}
+
+// The forward steps after the one now in flight that core asks for next while each succeeds.
+std::vector<Step> forward_run(const Berth& b) {
+  std::vector<Step> run;
+  for (size_t i = b.done.size(); i + 1 < b.plan.size() && !replans(b.plan[i]); ++i)
+    run.push_back(b.plan[i + 1]);
+  return run;
+}
+
+// Another berth in the same container that did the same device node or rule (the control node
+// two berths' GPUs share), and its done step.
+std::pair<const std::string*, DoneStep*> sharing(Ledger& ledger, const Berth& b,
+                                                 const DoneStep& d) {
+  if (!b.target) return {nullptr, nullptr};
+  const auto* node = std::get_if<step::MakeNode>(&d.step);
+  const auto* rule = std::get_if<step::AllowDevice>(&d.step);
+  if (!node && !rule) return {nullptr, nullptr};
+  for (auto& [owner, other] : ledger.berths) {
+    if (owner == b.owner || !other.target || other.target->pid != b.target->pid ||
+        other.target->start_time != b.target->start_time)
+      continue;
+    for (auto& od : other.done) {
+      const auto* onode = std::get_if<step::MakeNode>(&od.step);
+      const auto* orule = std::get_if<step::AllowDevice>(&od.step);
+      if ((node && onode && onode->dev == node->dev) ||
+          (rule && orule && orule->major == rule->major && orule->minor == rule->minor))
+        return {&owner, &od};
+    }
+  }
+  return {nullptr, nullptr};
+}
 
 bool same_process(const Target& a, const Target& b) {
   return a.pid == b.pid && a.start_time == b.start_time;
@@ -362,7 +415,7 @@ void Machine::on(const event::StepFinished& e) {
     if (!b->in_flight) return;  // no step was asked for: a stray outcome
     b->in_flight.reset();
     if (e.ok) {
-      b->done.push_back({b->plan[b->done.size()], e.undo});
+      record_success(*b, false, e.undo);
       if (e.vf) {
         // The steps after a rebind name the VF's netdev, RDMA device and nodes as they are now.
         auto fresh = attach_plan(*b, ctx.inventory);
@@ -400,8 +453,10 @@ void Machine::on(const event::StepFinished& e) {
     b->op_error += (b->op_error.empty() ? "" : "; ") + what;
     b->leftovers.push_back(b->done.back());
     warn(b->owner, what);
+    b->done.pop_back();
+  } else {
+    record_success(*b, true, e.undo);
   }
-  b->done.pop_back();
   persist_attachment(b->owner);
   run_next_reverse(*b);
 }
@@ -569,9 +624,10 @@ void Machine::on(const event::Fault& e) {
 void Machine::run_next_forward(Berth& b) {
   if (b.done.size() < b.plan.size()) {
     // The intent is saved before the step runs (the engine persists before it performs).
-    b.in_flight = b.plan[b.done.size()];
+    start_next_forward(b);
     persist_attachment(b.owner);
-    actions.push_back(action::RunStep{b.owner, *b.target, b.plan[b.done.size()], false});
+    actions.push_back(
+        action::RunStep{b.owner, *b.target, b.plan[b.done.size()], false, forward_run(b)});
     return;
   }
   b.op = Operation::none;
@@ -584,29 +640,23 @@ void Machine::run_next_forward(Berth& b) {
 // berths' GPUs): the last berth to leave takes them away. A berth that leaves first hands its
 // duty to remove them to one that stays.
 bool Machine::still_needed_by_another(Berth& b, DoneStep& d) {
-  if (!b.target) return false;
-  const auto* node = std::get_if<step::MakeNode>(&d.step);
-  const auto* rule = std::get_if<step::AllowDevice>(&d.step);
-  if (!node && !rule) return false;
-  for (auto& [owner, other] : ledger.berths) {
-    if (owner == b.owner || !other.target || other.target->pid != b.target->pid ||
-        other.target->start_time != b.target->start_time)
-      continue;
-    for (auto& od : other.done) {
-      const auto* onode = std::get_if<step::MakeNode>(&od.step);
-      const auto* orule = std::get_if<step::AllowDevice>(&od.step);
-      const bool same =
-          (node && onode && onode->dev == node->dev) ||
-          (rule && orule && orule->major == rule->major && orule->minor == rule->minor);
-      if (!same) continue;
-      if (inverse(d.step, d.undo) && !inverse(od.step, od.undo)) {
-        od.undo = d.undo;  // the one that stays now undoes what this one did
-        persist_attachment(owner);
-      }
-      return true;
-    }
+  auto [owner, od] = sharing(ledger, b, d);
+  if (!od) return false;
+  if (inverse(d.step, d.undo) && !inverse(od->step, od->undo)) {
+    od->undo = d.undo;  // the one that stays now undoes what this one did
+    persist_attachment(*owner);
   }
-  return false;
+  return true;
+}
+
+std::vector<Step> Machine::reverse_run(const Berth& b) {
+  std::vector<Step> run;
+  for (size_t i = b.done.size() - 1; i-- > 0;) {
+    auto inv = inverse(b.done[i].step, b.done[i].undo);
+    if (!inv || sharing(ledger, b, b.done[i]).second) break;
+    run.push_back(std::move(*inv));
+  }
+  return run;
 }
 
 void Machine::run_next_reverse(Berth& b) {
@@ -617,7 +667,8 @@ void Machine::run_next_reverse(Berth& b) {
     }
     auto inv = inverse(b.done.back().step, b.done.back().undo);
     if (inv) {
-      actions.push_back(action::RunStep{b.owner, b.target.value_or(Target{}), *inv, true});
+      actions.push_back(
+          action::RunStep{b.owner, b.target.value_or(Target{}), *inv, true, reverse_run(b)});
       return;
     }
     b.done.pop_back();
@@ -683,6 +734,12 @@ void Machine::prune_tombstones(const std::string& keep) {
 }
 
 }  // namespace
+
+void advance_in_run(Berth& b, bool rollback, const std::string& undo) {
+  if (!rollback) b.in_flight.reset();
+  record_success(b, rollback, undo);
+  if (!rollback && b.done.size() < b.plan.size()) start_next_forward(b);
+}
 
 std::vector<Action> apply(Ledger& ledger, Context& ctx, const Event& ev) {
   Machine m{ledger, ctx, {}};

@@ -109,6 +109,12 @@ struct RunStep {
   Target target;
   Step step;
   bool rollback = false;
+  // The steps core asks for next, in this order, as long as each one before succeeds (without a
+  // note or a VF that came back from a rebind) and no other event comes in between: the engine
+  // may run them back to back, bringing each berth up to date with advance_in_run() and saving
+  // its progress before the next, and feed their outcomes to core afterwards. Core then asks
+  // for each of them again, as it would have.
+  std::vector<Step> then = {};
 };
 // Write the records of these berths; an owner no longer in the ledger has its record removed.
 // `durable`: must survive a power loss (fsync); otherwise only the agent's own death (rename).
@@ -138,6 +144,11 @@ struct Watch {
 }  // namespace action
 using Action =
     std::variant<action::RunStep, action::Persist, action::Reply, action::Notify, action::Watch>;
+
+// The berth as core leaves it when the step it asked for (forward, or an inverse with
+// `rollback`) succeeded with `undo` and the next step of the same run is asked for: what apply()
+// does with that StepFinished, for one step of RunStep::then.
+void advance_in_run(Berth& b, bool rollback, const std::string& undo);
 
 // Applies one event to the ledger in place and returns the actions it calls for, in order.
 // No I/O, no clock: the same ledger, context and event always give the same result.

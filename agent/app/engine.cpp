@@ -29,19 +29,20 @@ void Engine::submit(Event ev, ReplyFn reply) {
       },
       ev);
   waiting_[id] = std::move(reply);
-  dispatch(ev);
+  dispatch_or_defer(ev);
 }
 
 void Engine::post(const Event& ev) {
-  dispatch(ev);
+  dispatch_or_defer(ev);
 }
 
 void Engine::resume(std::vector<std::string> gone, bool rebooted) {
-  dispatch(event::Resume{std::move(gone), rebooted});
+  dispatch_or_defer(event::Resume{std::move(gone), rebooted});
 }
 
 bool Engine::busy() const {
-  if (!to_commit_.empty() || jobs_in_flight_ > 0 || !dirty_.empty()) return true;
+  if (!to_commit_.empty() || jobs_in_flight_ > 0 || !dirty_.empty() || !deferred_.empty())
+    return true;
   for (const auto& [owner, b] : ledger_.berths)
     if (b.op != Operation::none) return true;
   return false;
@@ -57,6 +58,17 @@ const std::string& Engine::view_text(const std::string& owner) {
   auto it = views_.find(owner);
   if (it != views_.end()) return it->second;
   return views_[owner] = berth_view(ledger_.berths.at(owner), ctx_.inventory).dump();
+}
+
+void Engine::dispatch_or_defer(const Event& ev) {
+  // While a run is out, its berth as the worker has it must stay what core has: nothing else
+  // reaches core until the run has stopped (after its step now running) and is replayed.
+  if (run_out_) {
+    deferred_.push_back(ev);
+    run_out_->stop = true;
+    return;
+  }
+  dispatch(ev);
 }
 
 void Engine::dispatch(const Event& ev) {
@@ -109,6 +121,22 @@ void Engine::on_worker(std::function<void()> job, std::function<void()> done, bo
 }
 
 void Engine::perform(std::vector<Action> actions) {
+  // Replaying a run: the step core asks for now has run already, after its progress line.
+  const std::string* ran_ahead = nullptr;
+  if (ran_next_) {
+    auto it = std::find_if(actions.begin(), actions.end(), [&](const Action& a) {
+      const auto* r = std::get_if<action::RunStep>(&a);
+      return r && r->owner == ran_next_->owner && r->rollback == ran_next_->rollback &&
+             r->step == ran_next_->step;
+    });
+    if (it != actions.end()) {
+      actions.erase(it);
+      ran_ahead = &ran_next_->owner;
+    } else {
+      spdlog::critical("BERTH_RUN_DIVERGED {}: core did not ask for {} next", ran_next_->owner,
+                       describe(ran_next_->step));
+    }
+  }
   std::vector<std::string> attachment;
   bool durable = false;
   for (auto& a : actions) {
@@ -116,8 +144,14 @@ void Engine::perform(std::vector<Action> actions) {
       if (p->durable) {
         durable = true;
         to_commit_.insert(p->owners.begin(), p->owners.end());
-      } else {
-        attachment.insert(attachment.end(), p->owners.begin(), p->owners.end());
+        continue;
+      }
+      for (const auto& o : p->owners) {
+        auto b = ledger_.berths.find(o);
+        if (ran_ahead && o == *ran_ahead && b != ledger_.berths.end())
+          written_.insert_or_assign(o, b->second);  // the run wrote this line
+        else
+          attachment.push_back(o);
       }
     }
   }
@@ -165,43 +199,32 @@ void Engine::perform(std::vector<Action> actions) {
     boost::asio::post(io_, [this] { commit(); });
   }
   for (auto& a : actions) {
-    std::visit(
-        overloaded{
-            [&](action::RunStep& run) {
-              if (spdlog::should_log(spdlog::level::debug))  // describe() is not free
-                spdlog::debug("BERTH_STEP {} {}{}", run.owner, run.rollback ? "undo: " : "",
-                              describe(run.step));
-              auto out = std::make_shared<StepOutcome>();
-              batch.push_back(
-                  {[this, run, out] { *out = actuator_.run(run.step, run.target, run.rollback); },
-                   [this, run, out] {
-                     if (!out->ok) {
-                       spdlog::warn("BERTH_STEP_FAILED {} {}: {}", run.owner, describe(run.step),
-                                    out->error);
-                       if (hooks_.step_failed) hooks_.step_failed(run.step);
-                     }
-                     if (!out->note.empty())
-                       spdlog::warn("BERTH_STEP_NOTE {} {}: {}", run.owner, describe(run.step),
-                                    out->note);
-                     dispatch(event::StepFinished{run.owner, out->ok, std::move(out->undo),
-                                                  std::move(out->error), std::move(out->note),
-                                                  std::move(out->vf), out->left_behind});
-                   }});
-            },
-            [&](action::Notify& n) {
-              if (n.warning)
-                spdlog::warn("BERTH_WARNING {}: {}", n.owner, n.message);
-              else
-                spdlog::info("BERTH_STATE {} {}{}{}", n.owner, n.state,
-                             n.message.empty() ? "" : ": ", n.message);
-              if (hooks_.notify) hooks_.notify(n);
-            },
-            [&](action::Watch& w) {
-              if (hooks_.watch) hooks_.watch(w);
-            },
-            [](auto&) {},
-        },
-        a);
+    std::visit(overloaded{
+                   [&](action::RunStep& run) {
+                     if (spdlog::should_log(spdlog::level::debug))  // describe() is not free
+                       spdlog::debug("BERTH_STEP {} {}{}", run.owner, run.rollback ? "undo: " : "",
+                                     describe(run.step));
+                     // One run out at a time, none while events wait for one or a run is replayed,
+                     // and only from a record the worker can bring up to date.
+                     const bool as_run = step_runs_ && !run.then.empty() && !run_out_ &&
+                                         deferred_.empty() && !ran_next_ &&
+                                         (!store_ || written_.count(run.owner));
+                     batch.push_back(as_run ? run_job(run) : step_job(run));
+                   },
+                   [&](action::Notify& n) {
+                     if (n.warning)
+                       spdlog::warn("BERTH_WARNING {}: {}", n.owner, n.message);
+                     else
+                       spdlog::info("BERTH_STATE {} {}{}{}", n.owner, n.state,
+                                    n.message.empty() ? "" : ": ", n.message);
+                     if (hooks_.notify) hooks_.notify(n);
+                   },
+                   [&](action::Watch& w) {
+                     if (hooks_.watch) hooks_.watch(w);
+                   },
+                   [](auto&) {},
+               },
+               a);
   }
   if (!replies.empty()) {
     if (durable) {
@@ -213,6 +236,85 @@ void Engine::perform(std::vector<Action> actions) {
     }
   }
   run_batch(std::move(batch));
+  check_idle();
+}
+
+Engine::WorkerJob Engine::step_job(const action::RunStep& run) {
+  auto out = std::make_shared<StepOutcome>();
+  return {[this, run, out] { *out = actuator_.run(run.step, run.target, run.rollback); },
+          [this, run, out] { finished(run, std::move(*out)); }};
+}
+
+Engine::WorkerJob Engine::run_job(const action::RunStep& run) {
+  auto r = std::make_shared<StepRun>();
+  r->first = run;
+  r->steps.reserve(run.then.size() + 1);
+  r->steps.push_back(run.step);
+  r->steps.insert(r->steps.end(), run.then.begin(), run.then.end());
+  r->berth = ledger_.berths.at(run.owner);
+  if (auto w = written_.find(run.owner); w != written_.end()) r->written = w->second;
+  run_out_ = r;
+  return {
+      [this, r] {
+        for (size_t i = 0;; ++i) {
+          r->outcomes.push_back(actuator_.run(r->steps[i], r->first.target, r->first.rollback));
+          const StepOutcome& out = r->outcomes.back();
+          if (!out.ok || out.vf || i + 1 == r->steps.size() || r->stop) return;
+          advance_in_run(r->berth, r->first.rollback, out.undo);
+          if (!store_ || !r->written) continue;
+          auto line = progress_line(*r->written, r->berth);
+          if (!line) return;  // more than progress changed: core writes the record
+          r->saved = store_->write({RecordWrite{r->first.owner, std::move(*line), true}}, false);
+          if (!r->saved) return;
+        }
+      },
+      [this, r] { replay(*r); }};
+}
+
+void Engine::finished(const action::RunStep& run, StepOutcome out) {
+  if (!out.ok) {
+    spdlog::warn("BERTH_STEP_FAILED {} {}: {}", run.owner, describe(run.step), out.error);
+    if (hooks_.step_failed) hooks_.step_failed(run.step);
+  }
+  if (!out.note.empty())
+    spdlog::warn("BERTH_STEP_NOTE {} {}: {}", run.owner, describe(run.step), out.note);
+  event::StepFinished ev{run.owner,           out.ok,
+                         std::move(out.undo), std::move(out.error),
+                         std::move(out.note), std::move(out.vf),
+                         out.left_behind};
+  if (ran_next_)
+    dispatch(ev);  // a run's outcome, replayed
+  else
+    dispatch_or_defer(ev);
+}
+
+void Engine::replay(StepRun& r) {
+  run_out_.reset();
+  const size_t n = r.outcomes.size();
+  for (size_t i = 0; i < n; ++i) {
+    action::RunStep step{r.first.owner, r.first.target, r.steps[i], r.first.rollback};
+    if (i + 1 < n) {
+      ran_next_ = action::RunStep{r.first.owner, r.first.target, r.steps[i + 1], r.first.rollback};
+    } else {
+      ran_next_.reset();
+      if (!r.saved) {
+        // The line before the step that did not run could not be written: the next write
+        // about this berth is its record, as after any failed write.
+        last_save_error_ = r.saved.error().message;
+        spdlog::error("BERTH_STATE_SAVE_FAILED {}", last_save_error_);
+        dirty_.insert(r.first.owner);
+        forget_written({r.first.owner});
+        schedule_retry();
+      }
+    }
+    finished(step, std::move(r.outcomes[i]));
+  }
+  ran_next_.reset();
+  while (!run_out_ && !deferred_.empty()) {
+    Event ev = std::move(deferred_.front());
+    deferred_.pop_front();
+    dispatch(ev);
+  }
   check_idle();
 }
 

@@ -8,12 +8,17 @@
 //                 when more than progress changed), reservations (fsync) once per reactor turn
 //                 for every event of that turn (group commit)
 //     RunStep  -> worker: Actuator::run, after the records saved before it -> StepFinished -> ...
+//                 with RunStep::then, the steps core asks for next run there back to back, each
+//                 after its progress line, until one fails or an event comes in (it waits for
+//                 the run); their outcomes are then fed to core in order (replay)
 //     Reply    -> the waiting caller's callback, once its event's state is on disk
 //     Notify   -> hooks.notify (event stream, logs)
 //     Watch    -> hooks.watch (container exit watching)
 // Nothing here blocks the reactor: every write and every host step runs on the one worker
 // thread, in the order posted, and comes back as a handler on the reactor.
+#include <atomic>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <optional>
@@ -49,6 +54,9 @@ class Engine {
          StateStore* store, Worker* worker = nullptr);
 
   void set_hooks(EngineHooks hooks) { hooks_ = std::move(hooks); }
+  // Off: every step goes to the worker alone and back to core (RunStep::then unused). On by
+  // default; the benchmark compares both.
+  void set_step_runs(bool on) { step_runs_ = on; }
   // Create, Attach, Detach or Release: the request id is assigned here, the reply comes once.
   void submit(Event ev, ReplyFn reply);
   // An internal event (a container exit, an inventory change, a fault): no one waits for it.
@@ -87,7 +95,26 @@ class Engine {
     std::function<void()> done;  // then on the reactor
   };
 
+  // A RunStep and the steps core asks for after it, run back to back on the worker.
+  struct StepRun {
+    action::RunStep first;
+    std::vector<Step> steps;       // first.step, then first.then
+    Berth berth;                   // as core has it, brought up to date after each step
+    std::optional<Berth> written;  // as its runtime record has it; nullopt: nothing to save
+    std::vector<StepOutcome> outcomes;
+    Status saved = ok_status();
+    std::atomic<bool> stop{false};  // an event waits: no further step
+  };
+
+  // Core's next event, or one kept for after the run on the worker (see StepRun).
+  void dispatch_or_defer(const Event& ev);
   void dispatch(const Event& ev);
+  WorkerJob step_job(const action::RunStep& run);
+  WorkerJob run_job(const action::RunStep& run);
+  // A step's outcome: logged, counted, and fed to core.
+  void finished(const action::RunStep& run, StepOutcome out);
+  // The outcomes of a run, fed to core in order as if each step had been asked for alone.
+  void replay(StepRun& run);
   // The attachment state of `owners` to write: a progress line where only that changed since
   // their last record, else the record.
   std::vector<RecordWrite> attachment_writes(const std::vector<std::string>& owners);
@@ -120,6 +147,12 @@ class Engine {
   std::map<std::string, std::string> views_;
   // Each berth as its runtime record (with its progress lines) has it, once written there.
   std::map<std::string, Berth> written_;
+  // The run on the worker, the events that came in meanwhile, and (while its outcomes are
+  // replayed) the step it ran after the one being fed to core.
+  std::shared_ptr<StepRun> run_out_;
+  std::deque<Event> deferred_;
+  std::optional<action::RunStep> ran_next_;
+  bool step_runs_ = true;
   size_t jobs_in_flight_ = 0;
   size_t own_jobs_in_flight_ = 0;
   // Owners whose last write failed: written again (durably) before any reply about them
