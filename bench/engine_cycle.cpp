@@ -55,9 +55,21 @@ EngineCycles engine_gpu_cycles(const std::string& fixture, const std::string& st
   r.gpu_count = 1;
   const std::string owner = "manual/engine";
   if (!call(event::Create{0, owner, r})) return {};
+  // Resolved as the control API resolves it before the attach reaches the engine (its start
+  // time, cgroups and namespaces); a bare pid would be resolved again at every step.
+  auto opened = agent::open_container(Target{pid, 0, ""});
+  if (!opened) return {};
+  Target target = opened->target;
+  if (auto start = agent::process_start_time(pid)) target.start_time = *start;
+  target.devices_cgroup = opened->devices_cgroup;
+  target.cpuset_cgroup = opened->cpuset_cgroup;
+  target.unified_cgroup = opened->unified_cgroup;
+  auto [netns, mntns] = agent::container_namespaces(pid);
+  target.netns = netns;
+  target.mntns = mntns;
   auto cycle = [&] {
     auto start = Clock::now();
-    bool ok = call(event::Attach{0, owner, Target{pid, 0, ""}}) && call(event::Detach{0, owner});
+    bool ok = call(event::Attach{0, owner, target}) && call(event::Detach{0, owner});
     return ok ? ms_since(start) : -1.0;
   };
   cycle();  // warm-up
