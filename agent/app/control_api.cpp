@@ -8,6 +8,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <nlohmann/json.hpp>
 
+#include "agent/app/await_callback.hpp"
 #include "agent/app/event_stream.hpp"
 #include "agent/app/status_page.hpp"
 #include "agent/host/child_process.hpp"
@@ -90,19 +91,8 @@ asio::awaitable<net::Response> ControlApi::submit(const net::Request& req, Event
         },
         ev);
   const auto started = std::chrono::steady_clock::now();
-  auto [error, view] = co_await asio::async_initiate<decltype(asio::use_awaitable),
-                                                     void(std::optional<Error>, nlohmann::json)>(
-      [&](auto handler) {
-        auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-        engine_.submit(std::move(ev), [shared](std::optional<Error> e, nlohmann::json v) {
-          // Resume the request's coroutine on its own executor, not inside the engine's dispatch.
-          auto ex = asio::get_associated_executor(*shared);
-          asio::post(ex, [shared, e = std::move(e), v = std::move(v)]() mutable {
-            (*shared)(std::move(e), std::move(v));
-          });
-        });
-      },
-      asio::use_awaitable);
+  auto [error, view] = co_await await_callback<void(std::optional<Error>, nlohmann::json)>(
+      [&](auto done) { engine_.submit(std::move(ev), std::move(done)); });
   if (metrics_)
     metrics_->operation(
         op, std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
@@ -205,32 +195,56 @@ asio::awaitable<net::Response> ControlApi::attach(const net::Request& req, const
   auto pid = co_await resolve_pid(target);
   if (!pid) co_return error_response(req, pid.error().code, pid.error().message);
   target.pid = *pid;
-  auto start = process_start_time(target.pid);
-  if (!start) co_return error_response(req, start.error().code, start.error().message);
-  target.start_time = *start;
-  if (!privileged) {
-    // The workload's own user (a Slurm job's, recorded at prolog) into its own process only.
-    if (auto own = check_owned_by(target.pid, peer.uid); !own)
-      co_return forbidden(req, peer, owner, own.error().message);
-  }
-  if (auto c = check_is_container(target.pid, target.rootfs); !c)
-    co_return error_response(req, c.error().code, c.error().message);
-  {
-    auto cg = container_cgroups(target.pid);
-    target.devices_cgroup = cg.devices;
-    target.cpuset_cgroup = cg.cpuset;
-    target.unified_cgroup = cg.unified;
-    auto ns = container_namespaces(target.pid);
-    target.netns = ns.first;
-    target.mntns = ns.second;
-  }
+  // What the attach records of its process is read from /proc: off the reactor, in one job.
+  struct Inspection {
+    Target target;
+    std::optional<Error> error;
+    bool not_owned = false;
+  };
+  auto seen = std::make_shared<Inspection>();
+  seen->target = target;
+  // (A closure built inside a co_await expression is destroyed twice by GCC 12: named locals.)
+  std::function<void()> inspect = [seen, privileged, uid = peer.uid] {
+    Target& t = seen->target;
+    auto start = process_start_time(t.pid);
+    if (!start) {
+      seen->error = start.error();
+      return;
+    }
+    t.start_time = *start;
+    if (!privileged) {
+      // The workload's own user (a Slurm job's, recorded at prolog) into its own process only.
+      if (auto own = check_owned_by(t.pid, uid); !own) {
+        seen->error = own.error();
+        seen->not_owned = true;
+        return;
+      }
+    }
+    if (auto c = check_is_container(t.pid, t.rootfs); !c) {
+      seen->error = c.error();
+      return;
+    }
+    auto cg = container_cgroups(t.pid);
+    t.devices_cgroup = cg.devices;
+    t.cpuset_cgroup = cg.cpuset;
+    t.unified_cgroup = cg.unified;
+    std::tie(t.netns, t.mntns) = container_namespaces(t.pid);
+  };
+  co_await off_reactor(std::move(inspect));
+  if (seen->not_owned) co_return forbidden(req, peer, owner, seen->error->message);
+  if (seen->error) co_return error_response(req, seen->error->code, seen->error->message);
+  target = seen->target;
   // ...and again once its process is pinned by its start time: a container stopped, restarted
   // or renamed meanwhile is refused, never attached to whatever now has the pid.
   if (target.pid != 0 &&
       (!target.runc_id.empty() || !target.lxc.empty() || !target.apptainer.empty())) {
     auto again = co_await resolve_pid(target);
-    auto start_again = process_start_time(target.pid);
-    if (!again || *again != target.pid || !start_again || *start_again != target.start_time)
+    auto start_again = std::make_shared<Expected<uint64_t>>(uint64_t{0});
+    std::function<void()> read_again = [start_again, pid = target.pid] {
+      *start_again = process_start_time(pid);
+    };
+    co_await off_reactor(std::move(read_again));
+    if (!again || *again != target.pid || !*start_again || **start_again != target.start_time)
       co_return error_response(req, ErrorCode::conflict,
                                "the container changed while it was being attached (stopped, "
                                "restarted or renamed); nothing was done, try again");
@@ -256,28 +270,23 @@ asio::awaitable<net::Response> ControlApi::attach(const net::Request& req, const
   co_return co_await submit(req, std::move(ev));
 }
 
+asio::awaitable<void> ControlApi::off_reactor(std::function<void()> job) {
+  co_await await_callback<void()>(
+      [&](auto done) { engine_.run_off_reactor(std::move(job), std::move(done)); });
+}
+
 asio::awaitable<DriverCheck> ControlApi::check_driver_of(const Target& target) {
   // Opening the container's root and reading in it may wait on its filesystem: off the reactor.
   auto result = std::make_shared<DriverCheck>();
-  const std::string proc_root = config_.proc_root;
-  co_await asio::async_initiate<decltype(asio::use_awaitable), void()>(
-      [&](auto handler) {
-        auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-        engine_.run_off_reactor(
-            [result, target, proc_root] {
-              auto c = open_container(target);
-              if (!c) {
-                result->message = "cannot open the container: " + c.error().message;
-                return;
-              }
-              *result = check_driver(c->root.get(), proc_root);
-            },
-            [shared] {
-              auto ex = asio::get_associated_executor(*shared);
-              asio::post(ex, [shared]() mutable { (*shared)(); });
-            });
-      },
-      asio::use_awaitable);
+  std::function<void()> check = [result, target, proc_root = config_.proc_root] {
+    auto c = open_container(target);
+    if (!c) {
+      result->message = "cannot open the container: " + c.error().message;
+      return;
+    }
+    *result = check_driver(c->root.get(), proc_root);
+  };
+  co_await off_reactor(std::move(check));
   co_return *result;
 }
 
@@ -316,8 +325,13 @@ asio::awaitable<net::Response> ControlApi::check_driver_route(const net::Request
     co_return error_response(req, pid ? ErrorCode::bad_request : pid.error().code,
                              pid ? "no target given" : pid.error().message);
   target.pid = *pid;
-  if (auto c = check_is_container(target.pid); !c)
-    co_return error_response(req, c.error().code, c.error().message);
+  auto is_container = std::make_shared<Status>(ok_status());
+  std::function<void()> check_container = [is_container, pid = target.pid] {
+    *is_container = check_is_container(pid);
+  };
+  co_await off_reactor(std::move(check_container));
+  if (!*is_container)
+    co_return error_response(req, is_container->error().code, is_container->error().message);
   DriverCheck check = co_await check_driver_of(target);
   co_return ok_response(req, {{"status", to_string(check.status)},
                               {"host", check.host},
@@ -439,16 +453,8 @@ asio::awaitable<net::Response> ControlApi::rescan_route(const net::Request& req)
   if (!rescan_)
     co_return error_response(req, ErrorCode::internal, "this berthd cannot rescan the machine");
   auto [error, changed, warnings] =
-      co_await asio::async_initiate<decltype(asio::use_awaitable),
-                                    void(std::string, bool, std::vector<std::string>)>(
-          [&](auto handler) {
-            auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-            rescan_([shared](const std::string& e, bool c, const std::vector<std::string>& w) {
-              auto ex = asio::get_associated_executor(*shared);
-              asio::post(ex, [shared, e, c, w]() mutable { (*shared)(e, c, w); });
-            });
-          },
-          asio::use_awaitable);
+      co_await await_callback<void(std::string, bool, std::vector<std::string>)>(
+          [&](auto done) { rescan_(std::move(done)); });
   if (!error.empty()) co_return error_response(req, ErrorCode::internal, "rescan failed: " + error);
   warnings_ = warnings;
   const auto& inv = engine_.context().inventory;
