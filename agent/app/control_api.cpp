@@ -68,6 +68,17 @@ net::Response forbidden(const net::Request& req, const net::Peer& peer, const st
       "uid " + std::to_string(peer.uid) + " may not attach " + owner + ": " + why);
 }
 
+// On the worker: opening the container's root and reading in it may wait on its filesystem.
+DriverCheck driver_check_of(const Target& target, const std::string& proc_root) {
+  auto c = open_container(target);
+  if (!c) {
+    DriverCheck failed;
+    failed.message = "cannot open the container: " + c.error().message;
+    return failed;
+  }
+  return check_driver(c->root.get(), proc_root);
+}
+
 }  // namespace
 
 ControlApi::ControlApi(Engine& engine, const Config& config, std::optional<gid_t> mutators,
@@ -195,16 +206,28 @@ asio::awaitable<net::Response> ControlApi::attach(const net::Request& req, const
   auto pid = co_await resolve_pid(target);
   if (!pid) co_return error_response(req, pid.error().code, pid.error().message);
   target.pid = *pid;
-  // What the attach records of its process is read from /proc: off the reactor, in one job.
+  // A GPU berth's container is checked for a userspace driver that fits the host's.
+  DriverPolicy policy = DriverPolicy::off;
+  if (auto it = engine_.ledger().berths.find(owner);
+      it != engine_.ledger().berths.end() && !it->second.placement.gpus.empty())
+    policy = it->second.request.driver_check.value_or(config_.driver_check);
+  const bool by_runtime_id =
+      !target.runc_id.empty() || !target.lxc.empty() || !target.apptainer.empty();
+  // What the attach records of its process is read from /proc, and the driver check reads in
+  // its root: off the reactor, in one job (the driver check after the pid is confirmed, below,
+  // when a runtime named the container).
   struct Inspection {
     Target target;
     std::optional<Error> error;
     bool not_owned = false;
+    std::optional<DriverCheck> driver;
   };
   auto seen = std::make_shared<Inspection>();
   seen->target = target;
+  const bool check_now = policy != DriverPolicy::off && !by_runtime_id;
   // (A closure built inside a co_await expression is destroyed twice by GCC 12: named locals.)
-  std::function<void()> inspect = [seen, privileged, uid = peer.uid] {
+  std::function<void()> inspect = [seen, privileged, uid = peer.uid, check_now,
+                                   proc_root = config_.proc_root] {
     Target& t = seen->target;
     auto start = process_start_time(t.pid);
     if (!start) {
@@ -229,6 +252,7 @@ asio::awaitable<net::Response> ControlApi::attach(const net::Request& req, const
     t.cpuset_cgroup = cg.cpuset;
     t.unified_cgroup = cg.unified;
     std::tie(t.netns, t.mntns) = container_namespaces(t.pid);
+    if (check_now) seen->driver = driver_check_of(t, proc_root);
   };
   co_await off_reactor(std::move(inspect));
   if (seen->not_owned) co_return forbidden(req, peer, owner, seen->error->message);
@@ -236,12 +260,16 @@ asio::awaitable<net::Response> ControlApi::attach(const net::Request& req, const
   target = seen->target;
   // ...and again once its process is pinned by its start time: a container stopped, restarted
   // or renamed meanwhile is refused, never attached to whatever now has the pid.
-  if (target.pid != 0 &&
-      (!target.runc_id.empty() || !target.lxc.empty() || !target.apptainer.empty())) {
+  if (target.pid != 0 && by_runtime_id) {
     auto again = co_await resolve_pid(target);
     auto start_again = std::make_shared<Expected<uint64_t>>(uint64_t{0});
-    std::function<void()> read_again = [start_again, pid = target.pid] {
-      *start_again = process_start_time(pid);
+    const bool confirmed = again && *again == target.pid;
+    std::function<void()> read_again = [start_again, seen, confirmed, policy,
+                                        proc_root = config_.proc_root] {
+      *start_again = process_start_time(seen->target.pid);
+      if (confirmed && policy != DriverPolicy::off && *start_again &&
+          **start_again == seen->target.start_time)
+        seen->driver = driver_check_of(seen->target, proc_root);
     };
     co_await off_reactor(std::move(read_again));
     if (!again || *again != target.pid || !*start_again || **start_again != target.start_time)
@@ -249,20 +277,16 @@ asio::awaitable<net::Response> ControlApi::attach(const net::Request& req, const
                                "the container changed while it was being attached (stopped, "
                                "restarted or renamed); nothing was done, try again");
   }
-  if (auto it = engine_.ledger().berths.find(owner);
-      it != engine_.ledger().berths.end() && !it->second.placement.gpus.empty()) {
-    const DriverPolicy policy = it->second.request.driver_check.value_or(config_.driver_check);
-    if (policy != DriverPolicy::off) {
-      DriverCheck check = co_await check_driver_of(target);
-      target.driver = std::string(to_string(check.status)) + ": " + check.message;
-      if (check.status == DriverCheck::Status::mismatch && policy == DriverPolicy::refuse)
-        co_return error_response(
-            req, ErrorCode::driver_mismatch,
-            owner + " not attached: " + check.message + " (driver_check is refuse)");
-      if (check.status != DriverCheck::Status::match) {
-        spdlog::warn("BERTH_DRIVER_CHECK {}: {}", owner, check.message);
-        bus_.publish("warning", {{"owner", owner}, {"message", check.message}});
-      }
+  if (seen->driver) {
+    const DriverCheck& check = *seen->driver;
+    target.driver = std::string(to_string(check.status)) + ": " + check.message;
+    if (check.status == DriverCheck::Status::mismatch && policy == DriverPolicy::refuse)
+      co_return error_response(
+          req, ErrorCode::driver_mismatch,
+          owner + " not attached: " + check.message + " (driver_check is refuse)");
+    if (check.status != DriverCheck::Status::match) {
+      spdlog::warn("BERTH_DRIVER_CHECK {}: {}", owner, check.message);
+      bus_.publish("warning", {{"owner", owner}, {"message", check.message}});
     }
   }
   // GCC 12 destroys temporaries inside a co_await expression twice: build events as named locals.
@@ -279,12 +303,7 @@ asio::awaitable<DriverCheck> ControlApi::check_driver_of(const Target& target) {
   // Opening the container's root and reading in it may wait on its filesystem: off the reactor.
   auto result = std::make_shared<DriverCheck>();
   std::function<void()> check = [result, target, proc_root = config_.proc_root] {
-    auto c = open_container(target);
-    if (!c) {
-      result->message = "cannot open the container: " + c.error().message;
-      return;
-    }
-    *result = check_driver(c->root.get(), proc_root);
+    *result = driver_check_of(target, proc_root);
   };
   co_await off_reactor(std::move(check));
   co_return *result;
