@@ -59,15 +59,20 @@ size_t run_to_the_end(Ledger& ledger, Context& ctx, std::vector<Action> actions,
   return ran;
 }
 
-TEST(StepRun, CoreNamesTheRestOfAnOperationAndAdvanceInRunKeepsTheBerthAsApplyDoes) {
-  Ledger ledger;
-  Context ctx = testing::grid_context();
+// A berth of 1 GPU and 1 VF from pool "grid", created and asked to attach: the attach's actions.
+std::vector<Action> start_attach(Ledger& ledger, Context& ctx, const std::string& owner) {
   BerthRequest r;
   r.gpu_count = 1;
   r.vf_count = 1;
   r.network.pool = "grid";
-  apply(ledger, ctx, event::Create{1, "manual/a", r});
-  auto actions = apply(ledger, ctx, event::Attach{2, "manual/a", container()});
+  apply(ledger, ctx, event::Create{1, owner, r});
+  return apply(ledger, ctx, event::Attach{2, owner, container()});
+}
+
+TEST(StepRun, CoreNamesTheRestOfAnOperationAndAdvanceInRunKeepsTheBerthAsApplyDoes) {
+  Ledger ledger;
+  Context ctx = testing::grid_context();
+  auto actions = start_attach(ledger, ctx, "manual/a");
   const auto* first = run_step(actions);
   ASSERT_TRUE(first);
   const size_t plan = ledger.berths.at("manual/a").plan.size();
@@ -99,12 +104,7 @@ TEST(StepRun, NoStepIsNamedAheadOfADriverRebind) {
     vf.infiniband = true;
     vf.driver = "mlx5_core";
   }
-  BerthRequest r;
-  r.gpu_count = 1;
-  r.vf_count = 1;
-  r.network.pool = "grid";
-  apply(ledger, ctx, event::Create{1, "manual/ib", r});
-  auto actions = apply(ledger, ctx, event::Attach{2, "manual/ib", container()});
+  auto actions = start_attach(ledger, ctx, "manual/ib");
   const auto& plan = ledger.berths.at("manual/ib").plan;
   size_t rebind = plan.size();
   for (size_t i = 0; i < plan.size(); ++i)
