@@ -185,13 +185,7 @@ void Engine::perform(std::vector<Action> actions) {
     batch.push_back(
         {[this, records = std::move(records), status] { *status = store_->write(records, false); },
          [this, attachment, status] {
-           if (!*status) {
-             last_save_error_ = status->error().message;
-             spdlog::error("BERTH_STATE_SAVE_FAILED {}", last_save_error_);
-             dirty_.insert(attachment.begin(), attachment.end());
-             forget_written(attachment);
-             schedule_retry();
-           }
+           if (!*status) attachment_save_failed(attachment, status->error());
          }});
   }
   if (durable && !commit_posted_) {
@@ -298,13 +292,8 @@ void Engine::replay(StepRun& r) {
     } else {
       ran_next_.reset();
       if (!r.saved) {
-        // The line before the step that did not run could not be written: the next write
-        // about this berth is its record, as after any failed write.
-        last_save_error_ = r.saved.error().message;
-        spdlog::error("BERTH_STATE_SAVE_FAILED {}", last_save_error_);
-        dirty_.insert(r.first.owner);
-        forget_written({r.first.owner});
-        schedule_retry();
+        // The line before the step that did not run could not be written.
+        attachment_save_failed({r.first.owner}, r.saved.error());
       }
     }
     finished(step, std::move(r.outcomes[i]));
@@ -336,6 +325,14 @@ std::vector<RecordWrite> Engine::attachment_writes(const std::vector<std::string
     written_.insert_or_assign(owner, b->second);
   }
   return out;
+}
+
+void Engine::attachment_save_failed(const std::vector<std::string>& owners, const Error& e) {
+  last_save_error_ = e.message;
+  spdlog::error("BERTH_STATE_SAVE_FAILED {}", last_save_error_);
+  dirty_.insert(owners.begin(), owners.end());
+  forget_written(owners);
+  schedule_retry();
 }
 
 void Engine::forget_written(const std::vector<std::string>& owners) {

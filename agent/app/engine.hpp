@@ -120,6 +120,9 @@ class Engine {
   std::vector<RecordWrite> attachment_writes(const std::vector<std::string>& owners);
   // A write about `owners` failed or was made durably: their next runtime write is a record.
   void forget_written(const std::vector<std::string>& owners);
+  // Attachment state of `owners` could not be written: they are dirty (retried every second)
+  // and their next write is a whole record.
+  void attachment_save_failed(const std::vector<std::string>& owners, const Error& e);
   void perform(std::vector<Action> actions);
   void run_batch(std::vector<WorkerJob> batch);
   // Runs `job` on the worker (or inline), then `done` on the reactor.
