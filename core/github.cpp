@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 
+#include "core/json_text.hpp"
 #include "core/request.hpp"
 
 namespace berth::github {
@@ -703,15 +704,52 @@ Expected<Book> book_from_json(const json& j) {
   }
 }
 
+void append_runner_line(std::string& out, const Runner& r) {
+  JsonObjectText line(out);
+  JsonObjectText j(line.raw("runner"));
+  j.number("job_id", r.job.id)
+      .number("run_id", r.job.run_id)
+      .string("repo", r.job.repo)
+      .string("repo_owner", r.job.owner)
+      .number("installation_id", r.job.installation_id)
+      .strings("labels", r.job.labels)
+      .string("flavor", r.flavor)
+      .string("state", to_string(r.state))
+      .number("seq", r.seq)
+      .string("runner_name", r.name)
+      .string("berth", berth_owner(r.job.id))
+      .strings("seen", r.seen)
+      .number("queued_at", r.queued_at)
+      .number("started_at", r.started_at)
+      .number("running_at", r.running_at)
+      .number("finished_at", r.finished_at);
+  if (r.took_job) j.number("took_job", r.took_job);
+  if (!r.taken_by.empty()) j.string("taken_by", r.taken_by);
+  if (!r.outcome.empty()) j.string("outcome", r.outcome);
+  if (!r.backend_id.empty()) j.string("backend_id", r.backend_id);
+  if (r.retry_at) j.number("retry_at", r.retry_at);
+  if (r.tombstone) j.boolean("tombstone", true);
+  j.close();
+  line.close();
+  out += '\n';
+}
+
 std::string take_journal(Book& book) {
+  // Written as text, not through a JSON DOM: a line per delivery is the webhook's hot path.
   std::string out;
   for (uint64_t id : book.dirty) {
     auto it = book.runners.find(id);
-    const json line = it == book.runners.end() ? json{{"forget", id}}
-                                               : json{{"runner", runner_to_json(it->second)}};
-    out += line.dump() + "\n";
+    if (it != book.runners.end()) {
+      append_runner_line(out, it->second);
+    } else {
+      JsonObjectText(out).number("forget", id).close();
+      out += '\n';
+    }
   }
-  for (const auto& d : book.new_deliveries) out += json{{"delivery", d}}.dump() + "\n";
+  for (const auto& d : book.new_deliveries) {
+    JsonObjectText(out).string("delivery", d).close();
+    out += '\n';
+  }
   book.dirty.clear();
   book.new_deliveries.clear();
   return out;

@@ -190,6 +190,8 @@ Expected<Runner> runner_from_json(const nlohmann::json& j);
 // appended after each batch of events and folded into a snapshot (book_to_json) now and then.
 // take_journal drains book.dirty and book.new_deliveries into those lines.
 std::string take_journal(Book& book);
+// The journal line of a runner: {"runner": runner_to_json(r)} as text, newline included.
+void append_runner_line(std::string& out, const Runner& r);
 // Applies journal lines over a book read from its snapshot; a torn last line (a crash during the
 // append, never acknowledged) is ignored. Returns how many lines were applied.
 Expected<size_t> replay_journal(Book& book, const std::string& text, size_t deliveries_kept);

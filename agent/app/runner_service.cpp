@@ -53,7 +53,7 @@ RunnerService::RunnerService(asio::io_context& io, const Config& config,
     : io_(io),
       config_(config),
       gh_(*config.github),
-      secrets_(std::move(secrets)),
+      keys_(secrets),
       api_(api),
       worker_(worker),
       bus_(bus),
@@ -62,6 +62,7 @@ RunnerService::RunnerService(asio::io_context& io, const Config& config,
       runc_{config.runc, config.runc_root},
       path_(config.state_dir + "/github/runners.json"),
       journal_path_(config.state_dir + "/github/runners.journal"),
+      journal_(journal_path_),
       tick_(io) {}
 
 RunnerService::~RunnerService() = default;
@@ -91,7 +92,8 @@ Status RunnerService::load() {
     book_ = std::move(*book);
   }
   if (read(journal_path_, text)) {
-    auto applied = github::replay_journal(book_, text, gh_.settings.deliveries_kept);
+    auto applied = github::replay_journal(book_, std::string(journal_text(text)),
+                                          gh_.settings.deliveries_kept);
     if (!applied)
       return make_error(ErrorCode::internal, journal_path_ + ": " + applied.error().message);
     journal_lines_ = *applied;
@@ -150,7 +152,10 @@ void RunnerService::write_next() {
   writing_ = true;
   const uint64_t gen = requested_;
   auto finish = [this, gen](std::string error) {
-    if (!error.empty()) spdlog::error("BERTH_RUNNER_BOOK_WRITE_FAILED {}", error);
+    if (!error.empty()) {
+      spdlog::error("BERTH_RUNNER_BOOK_WRITE_FAILED {}", error);
+      compact_ = true;  // what this write took from the book is written whole with the next one
+    }
     written_ = gen;
     writing_ = false;
     for (auto it = waiters_.begin(); it != waiters_.end();) {
@@ -170,7 +175,7 @@ void RunnerService::write_next() {
     journal_lines_ = 0;
     worker_.post([this, finish, book = book_] {
       auto written = write_file_durably(path_, github::book_to_json(book).dump());
-      if (written) written = truncate_durably(journal_path_);
+      if (written) written = journal_.reset();
       std::string error = written ? "" : written.error().message;
       asio::post(io_, [finish, error] { finish(error); });
     });
@@ -183,7 +188,7 @@ void RunnerService::write_next() {
   }
   journal_lines_ += static_cast<size_t>(std::count(lines.begin(), lines.end(), '\n'));
   worker_.post([this, finish, lines = std::move(lines)] {
-    auto appended = append_durably(journal_path_, lines);
+    auto appended = journal_.append(lines);
     std::string error = appended ? "" : appended.error().message;
     asio::post(io_, [finish, error] { finish(error); });
   });
@@ -248,7 +253,7 @@ asio::awaitable<net::Reply> RunnerService::handle(net::Request req, net::Peer pe
     if (req.method() != http::verb::post)
       co_return reply_error(req, ErrorCode::method_not_allowed, "use POST");
     // The signature first, over the raw body: nothing of an unsigned body is parsed.
-    const auto check = net::check_signature(req["X-Hub-Signature-256"], req.body(), secrets_);
+    const auto check = keys_.check(req["X-Hub-Signature-256"], req.body());
     if (check != net::SignatureCheck::valid) {
       metrics_.webhook("bad_signature");
       const std::string why =

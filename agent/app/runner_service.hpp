@@ -9,9 +9,9 @@
 //   the runner's exit (pidfd) -> on_exited -> Stop;  a timer -> on_tick (reaping)
 //
 // The book (runners, queue, delivery record) lives in <state_dir>/github/: a snapshot
-// (runners.json) and a journal of changes since (runners.journal, appended and fdatasynced once
-// per batch, folded into the snapshot now and then), so a restart loses nothing and starts
-// nothing twice, and a delivery costs one small append however long the queue.
+// (runners.json) and a journal of changes since (runners.journal, written into space laid down
+// ahead and flushed once per batch, folded into the snapshot now and then), so a restart loses
+// nothing and starts nothing twice, and a delivery costs one small append however long the queue.
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -30,10 +30,12 @@
 #include "agent/app/github_registrar.hpp"
 #include "agent/app/metrics.hpp"
 #include "agent/app/worker.hpp"
+#include "agent/host/journal_file.hpp"
 #include "agent/host/runner_container.hpp"
 #include "core/github.hpp"
 #include "net/http_server.hpp"
 #include "net/rate_limited_log.hpp"
+#include "net/webhook_signature.hpp"
 
 namespace berth::agent {
 
@@ -97,7 +99,7 @@ class RunnerService {
   boost::asio::io_context& io_;
   const Config& config_;
   const GithubConfig& gh_;
-  std::vector<std::string> secrets_;
+  net::WebhookKeys keys_;
   ControlApi& api_;
   Worker& worker_;
   EventBus& bus_;
@@ -106,6 +108,7 @@ class RunnerService {
   RuncTool runc_;
   std::string path_;          // the snapshot
   std::string journal_path_;  // changes since the snapshot, one JSON line each
+  JournalFile journal_;       // written on the worker thread only
   size_t journal_lines_ = 0;
   bool compact_ = false;
   github::Book book_;

@@ -80,24 +80,6 @@ Status write_file_durably(const std::string& path, const std::string& text) {
   return fsync_dir(fs::path(path).parent_path().string());
 }
 
-Status append_durably(const std::string& path, const std::string& text) {
-  const bool existed = ::access(path.c_str(), F_OK) == 0;
-  if (!existed)
-    if (auto d = make_dir(fs::path(path).parent_path().string(), true); !d) return d;
-  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
-  if (!fd) return io_error("cannot open", path);
-  if (auto w = write_all(fd.get(), text, "cannot append to", path); !w) return w;
-  if (::fdatasync(fd.get()) != 0) return io_error("cannot fdatasync", path);
-  if (!existed) return fsync_dir(fs::path(path).parent_path().string());
-  return ok_status();
-}
-
-Status truncate_durably(const std::string& path) {
-  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-  if (!fd || ::fsync(fd.get()) != 0) return io_error("cannot truncate", path);
-  return fsync_dir(fs::path(path).parent_path().string());
-}
-
 namespace {
 
 // Owners are validated (kind/id of [A-Za-z0-9._-], never "." or ".."), so they map to paths 1:1.

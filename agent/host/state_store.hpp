@@ -39,10 +39,6 @@ bool is_tmpfs(const std::string& path);
 // `text` to `path` through a temporary file, renamed over it; file and directory fsynced (the
 // directory is made when missing, mode 0700).
 Status write_file_durably(const std::string& path, const std::string& text);
-// Appends `text` to `path` (made 0600 when missing, its directory fsynced then) and fdatasyncs.
-Status append_durably(const std::string& path, const std::string& text);
-// Empties `path` (made when missing) and fsyncs it.
-Status truncate_durably(const std::string& path);
 
 class StateStore {
  public:
