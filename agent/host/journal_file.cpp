@@ -16,14 +16,19 @@ Error io_error(const std::string& what, const std::string& path) {
   return make_error(ErrorCode::internal, what + " " + path + ": " + std::strerror(errno));
 }
 
-// The whole of `data` at `offset`, through short writes and EINTR; `flags` as for pwritev2.
-bool write_at(int fd, std::string_view data, size_t offset, int flags) {
-  while (!data.empty()) {
-    iovec iov{const_cast<char*>(data.data()), data.size()};
+size_t round_up(size_t n, size_t to) {
+  return (n + to - 1) / to * to;
+}
+
+// `size` bytes of `data` at `offset`, through short writes and EINTR; `flags` as for pwritev2.
+bool write_at(int fd, const char* data, size_t size, size_t offset, int flags) {
+  while (size > 0) {
+    iovec iov{const_cast<char*>(data), size};
     const ssize_t n = ::pwritev2(fd, &iov, 1, static_cast<off_t>(offset), flags);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return false;
-    data.remove_prefix(static_cast<size_t>(n));
+    data += n;
+    size -= static_cast<size_t>(n);
     offset += static_cast<size_t>(n);
   }
   return true;
@@ -31,11 +36,27 @@ bool write_at(int fd, std::string_view data, size_t offset, int flags) {
 
 }  // namespace
 
+JournalFile::JournalFile(std::string path, size_t chunk)
+    : path_(std::move(path)), chunk_(std::max(kBlock, round_up(chunk, kBlock))) {}
+
+char* JournalFile::buffer(size_t size) {
+  if (size > buffer_size_) {
+    buffer_.reset(static_cast<char*>(std::aligned_alloc(kBlock, size)));
+    buffer_size_ = buffer_ ? size : 0;
+  }
+  return buffer_.get();
+}
+
 Status JournalFile::reset() {
   fd_.reset();
   used_ = capacity_ = 0;
+  tail_.clear();
   if (auto w = write_file_durably(path_, std::string(chunk_, '\0')); !w) return w;
-  UniqueFd fd(::open(path_.c_str(), O_WRONLY | O_CLOEXEC));
+  // Where the file system has no O_DIRECT (tmpfs before Linux 6.6), the same block writes go
+  // through the page cache.
+  UniqueFd fd(::open(path_.c_str(), O_WRONLY | O_CLOEXEC | O_DIRECT));
+  direct_ = static_cast<bool>(fd);
+  if (!fd && errno == EINVAL) fd.reset(::open(path_.c_str(), O_WRONLY | O_CLOEXEC));
   if (!fd) return io_error("cannot open", path_);
   fd_ = std::move(fd);
   capacity_ = chunk_;
@@ -43,11 +64,13 @@ Status JournalFile::reset() {
 }
 
 Status JournalFile::grow(size_t at_least) {
-  size_t capacity = capacity_;
-  while (capacity < at_least) capacity += chunk_;
-  const std::string zeros(capacity - capacity_, '\0');
-  if (!write_at(fd_.get(), zeros, capacity_, 0) || ::fdatasync(fd_.get()) != 0)
-    return io_error("cannot extend", path_);
+  const size_t capacity = round_up(at_least, chunk_);
+  char* zeros = buffer(chunk_);
+  if (!zeros) return make_error(ErrorCode::internal, "no memory to extend " + path_);
+  std::memset(zeros, 0, chunk_);
+  for (size_t at = capacity_; at < capacity; at += chunk_)
+    if (!write_at(fd_.get(), zeros, chunk_, at, 0)) return io_error("cannot extend", path_);
+  if (::fdatasync(fd_.get()) != 0) return io_error("cannot extend", path_);
   capacity_ = capacity;
   return ok_status();
 }
@@ -55,16 +78,33 @@ Status JournalFile::grow(size_t at_least) {
 Status JournalFile::append(std::string_view text) {
   if (!fd_) return make_error(ErrorCode::internal, "journal " + path_ + " is not open");
   if (text.empty()) return ok_status();
-  if (used_ + text.size() > capacity_)
-    if (auto g = grow(used_ + text.size()); !g) return g;
+  const size_t start = used_ - tail_.size();  // the start of the block that holds the end
+  const size_t bytes = tail_.size() + text.size();
+  const size_t span = round_up(bytes, kBlock);
+  if (start + span > capacity_)
+    if (auto g = grow(start + span); !g) return g;
+  char* out = buffer(span);
+  if (!out) return make_error(ErrorCode::internal, "no memory to append to " + path_);
+  std::memcpy(out, tail_.data(), tail_.size());
+  std::memcpy(out + tail_.size(), text.data(), text.size());
+  std::memset(out + bytes, 0, span - bytes);
   // RWF_DSYNC: the write and its flush in one call, as a write followed by fdatasync().
-  if (!write_at(fd_.get(), text, used_, RWF_DSYNC)) {
+  bool written = write_at(fd_.get(), out, span, start, RWF_DSYNC);
+  if (!written && direct_ && errno == EINVAL) {
+    // A file system that opens with O_DIRECT but refuses the write: the page cache from now on.
+    fd_.reset(::open(path_.c_str(), O_WRONLY | O_CLOEXEC));
+    direct_ = false;
+    written = fd_ && write_at(fd_.get(), out, span, start, RWF_DSYNC);
+  }
+  if (!written) {
     // What reached the file is a line cut short at most, which a replay leaves out; the next
     // write starts after a snapshot and a fresh journal.
     fd_.reset();
     return io_error("cannot append to", path_);
   }
   used_ += text.size();
+  const size_t kept = bytes % kBlock;
+  tail_.assign(out + bytes - kept, kept);
   return ok_status();
 }
 

@@ -2,6 +2,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -51,14 +52,30 @@ TEST_F(JournalFileTest, AppendsOverwriteSpaceLaidDownAheadWithoutGrowingTheFile)
 }
 
 TEST_F(JournalFileTest, GrowsByWholeChunksWhenALineDoesNotFit) {
-  JournalFile journal(path_, 64);
+  JournalFile journal(path_, 4096);
   ASSERT_TRUE(journal.reset());
-  const std::string line = std::string(100, 'x') + "\n";
+  const std::string line = std::string(3000, 'x') + "\n";
   ASSERT_TRUE(journal.append(line));
   ASSERT_TRUE(journal.append(line));
-  EXPECT_EQ(journal.capacity(), 256u);
-  EXPECT_EQ(std::filesystem::file_size(path_), 256u);
+  EXPECT_EQ(journal.capacity(), 8192u);
+  EXPECT_EQ(std::filesystem::file_size(path_), 8192u);
   EXPECT_EQ(journal_text(contents()), line + line);
+}
+
+TEST_F(JournalFileTest, WholeBlockWritesKeepTheLinesBeforeThemAcrossBlockBoundaries) {
+  JournalFile journal(path_, 4096);
+  ASSERT_TRUE(journal.reset());
+  std::string all;
+  for (int i = 0; i < 200; ++i) {  // lines of 1 to 97 bytes: every offset within a block
+    const std::string line = "{\"delivery\":\"" + std::string(static_cast<size_t>(i % 84), 'a') +
+                             std::to_string(i) + "\"}\n";
+    ASSERT_TRUE(journal.append(line));
+    all += line;
+  }
+  EXPECT_EQ(journal.used(), all.size());
+  EXPECT_EQ(journal_text(contents()), all);
+  std::printf("journal written %s\n",
+              journal.direct() ? "with O_DIRECT" : "through the page cache");
 }
 
 TEST_F(JournalFileTest, ResetEmptiesItAndAnAppendBeforeOneFails) {
