@@ -630,7 +630,6 @@ void Machine::run_next_forward(Berth& b) {
         action::RunStep{b.owner, *b.target, b.plan[b.done.size()], false, forward_run(b)});
     return;
   }
-  // complete_in_run() below leaves the berth the same way.
   b.op = Operation::none;
   set_state(b, BerthState::attached);
   persist_attachment(b.owner);
@@ -740,16 +739,6 @@ void advance_in_run(Berth& b, bool rollback, const std::string& undo) {
   if (!rollback) b.in_flight.reset();
   record_success(b, rollback, undo);
   if (!rollback && b.done.size() < b.plan.size()) start_next_forward(b);
-}
-
-bool complete_in_run(Berth& b, bool rollback) {
-  // As Machine::on(StepFinished) then run_next_forward() with nothing left to run.
-  if (rollback || b.state != BerthState::attaching || !b.op_error.empty() || b.in_flight ||
-      b.done.size() != b.plan.size())
-    return false;
-  b.op = Operation::none;
-  b.state = BerthState::attached;
-  return true;
 }
 
 std::vector<Action> apply(Ledger& ledger, Context& ctx, const Event& ev) {

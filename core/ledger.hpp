@@ -150,11 +150,6 @@ using Action =
 // does with that StepFinished, for one step of RunStep::then.
 void advance_in_run(Berth& b, bool rollback, const std::string& undo);
 
-// After advance_in_run() for the last step of an attach's plan: the berth as apply() leaves it
-// when that step's success ends the attach (attached, no operation). False, with the berth
-// unchanged, for any other step.
-bool complete_in_run(Berth& b, bool rollback);
-
 // Applies one event to the ledger in place and returns the actions it calls for, in order.
 // No I/O, no clock: the same ledger, context and event always give the same result.
 // Only event::InventoryChanged, and a StepFinished that reports a re-probed VF, change the

@@ -20,11 +20,6 @@ nlohmann::json done_to_json(const DoneStep& d) {
 
 }  // namespace
 
-bool same_record(const Berth& a, const Berth& b) {
-  return same_but_progress(a, b) && a.state == b.state && a.op == b.op && a.done == b.done &&
-         a.in_flight == b.in_flight && a.error == b.error && a.reason == b.reason;
-}
-
 std::optional<std::string> progress_line(Berth& written, const Berth& now) {
   if (!same_but_progress(written, now)) return std::nullopt;
   const auto differs =

@@ -19,10 +19,6 @@ namespace berth {
 // nor its first error, which a restart does not keep either).
 std::optional<std::string> progress_line(Berth& written, const Berth& now);
 
-// True when the records of `a` and `b` would be the same (what progress_line() compares, and
-// the progress itself).
-bool same_record(const Berth& a, const Berth& b);
-
 // Applies a line of progress_line() to the berth read from the record before it.
 Status apply_progress(Berth& b, const nlohmann::json& line);
 

@@ -99,7 +99,6 @@ void Engine::dispatch(const Event& ev) {
 
 void Engine::on_worker(std::function<void()> job, std::function<void()> done, bool own) {
   ++jobs_in_flight_;
-  ++worker_trips_;
   if (own) ++own_jobs_in_flight_;
   auto back = [this, done = std::move(done), own] {
     --jobs_in_flight_;
@@ -149,21 +148,10 @@ void Engine::perform(std::vector<Action> actions) {
       }
       for (const auto& o : p->owners) {
         auto b = ledger_.berths.find(o);
-        if (ran_ahead && o == *ran_ahead && b != ledger_.berths.end()) {
+        if (ran_ahead && o == *ran_ahead && b != ledger_.berths.end())
           written_.insert_or_assign(o, b->second);  // the run wrote this line
-        } else if (completed_run_ && o == completed_run_->first.owner &&
-                   b != ledger_.berths.end()) {
-          // The run wrote the line that ends the attach; core must have ended it the same way.
-          if (same_record(completed_run_->berth, b->second)) {
-            written_.insert_or_assign(o, b->second);
-          } else {
-            spdlog::critical("BERTH_RUN_DIVERGED {}: core did not end the attach as its run did",
-                             o);
-            attachment.push_back(o);
-          }
-        } else {
+        else
           attachment.push_back(o);
-        }
       }
     }
   }
@@ -235,11 +223,6 @@ void Engine::perform(std::vector<Action> actions) {
   if (!replies.empty()) {
     if (durable) {
       for (auto& r : replies) after_commit_.push_back(std::move(r));
-    } else if (batch.empty() && jobs_in_flight_ == 0) {
-      // No record is being written or left to write (a run wrote the last line): no trip to the
-      // worker to wait for one.
-      auto shared = std::make_shared<std::vector<PendingReply>>(std::move(replies));
-      boost::asio::post(io_, [this, shared] { deliver(std::move(*shared)); });
     } else {
       // After the attachment records above are written (the worker runs jobs in order).
       auto shared = std::make_shared<std::vector<PendingReply>>(std::move(replies));
@@ -270,22 +253,13 @@ Engine::WorkerJob Engine::run_job(const action::RunStep& run) {
         for (size_t i = 0;; ++i) {
           r->outcomes.push_back(actuator_.run(r->steps[i], r->first.target, r->first.rollback));
           const StepOutcome& out = r->outcomes.back();
-          if (!out.ok || out.vf || r->stop) return;
-          const bool last = i + 1 == r->steps.size();
+          if (!out.ok || out.vf || i + 1 == r->steps.size() || r->stop) return;
           advance_in_run(r->berth, r->first.rollback, out.undo);
-          // After the last step, only the end of an attach is written here (as core would).
-          if (last && !complete_in_run(r->berth, r->first.rollback)) return;
-          if (!store_ || !r->written) {
-            if (last) return;
-            continue;
-          }
+          if (!store_ || !r->written) continue;
           auto line = progress_line(*r->written, r->berth);
           if (!line) return;  // more than progress changed: core writes the record
           r->saved = store_->write({RecordWrite{r->first.owner, std::move(*line), true}}, false);
-          if (!r->saved || last) {
-            r->completed = last && r->saved;
-            return;
-          }
+          if (!r->saved) return;
         }
       },
       [this, r] { replay(*r); }};
@@ -318,15 +292,13 @@ void Engine::replay(StepRun& r) {
     } else {
       ran_next_.reset();
       if (!r.saved) {
-        // The line before the step that did not run (or the last one) could not be written.
+        // The line before the step that did not run could not be written.
         attachment_save_failed({r.first.owner}, r.saved.error());
       }
-      if (r.completed) completed_run_ = &r;
     }
     finished(step, std::move(r.outcomes[i]));
   }
   ran_next_.reset();
-  completed_run_ = nullptr;
   while (!run_out_ && !deferred_.empty()) {
     Event ev = std::move(deferred_.front());
     deferred_.pop_front();

@@ -79,8 +79,6 @@ class Engine {
   // True while a job of the engine's own (a step, a record, a reply) is on the worker: the
   // reactor then stays awake for its outcome (stay_awake.hpp).
   bool awaiting_worker() const { return own_jobs_in_flight_ > 0; }
-  // Trips to the worker and back so far (each a wake-up of either thread).
-  uint64_t worker_trips() const { return worker_trips_; }
   // Owners whose latest state could not be written yet; retried every second.
   const std::set<std::string>& unsaved() const { return dirty_; }
 
@@ -105,9 +103,6 @@ class Engine {
     std::optional<Berth> written;  // as its runtime record has it; nullopt: nothing to save
     std::vector<StepOutcome> outcomes;
     Status saved = ok_status();
-    // The run's last step ended the attach, and the line that says "attached" is written: core's
-    // own write of it, when the outcome is replayed, is not needed (nor a trip for it).
-    bool completed = false;
     std::atomic<bool> stop{false};  // an event waits: no further step
   };
 
@@ -160,11 +155,8 @@ class Engine {
   std::shared_ptr<StepRun> run_out_;
   std::deque<Event> deferred_;
   std::optional<action::RunStep> ran_next_;
-  // While the last outcome of a completed run is replayed: its berth as the run wrote it.
-  const StepRun* completed_run_ = nullptr;
   bool step_runs_ = true;
   size_t jobs_in_flight_ = 0;
-  uint64_t worker_trips_ = 0;
   size_t own_jobs_in_flight_ = 0;
   // Owners whose last write failed: written again (durably) before any reply about them
   // succeeds, and on a retry timer.

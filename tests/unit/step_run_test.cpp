@@ -11,8 +11,6 @@
 #include <nlohmann/json.hpp>
 
 #include "agent/app/engine.hpp"
-#include "agent/app/worker.hpp"
-#include "core/progress.hpp"
 #include "tests/fakes/engine_call.hpp"
 #include "tests/fakes/ledger_driver.hpp"
 
@@ -97,36 +95,6 @@ TEST(StepRun, CoreNamesTheRestOfAnOperationAndAdvanceInRunKeepsTheBerthAsApplyDo
 
 // mlx5 VFs are rebound after their GUIDs are set and the steps after are planned again from
 // the VF as it came back: none of them is named ahead of the rebind.
-// The berth a run leaves after its last step, when that step ends the attach, is the one apply()
-// leaves: the run writes the line that says "attached" itself. No other step ends anything.
-TEST(StepRun, CompleteInRunEndsTheAttachAsApplyDoes) {
-  Ledger ledger;
-  Context ctx = testing::grid_context();
-  auto actions = start_attach(ledger, ctx, "manual/a");
-  size_t completed = 0;
-  auto run = [&](bool expect_rollback) {
-    for (const action::RunStep* r = run_step(actions); r; r = run_step(actions)) {
-      EXPECT_EQ(r->rollback, expect_rollback);
-      Berth projected = ledger.berths.at("manual/a");
-      advance_in_run(projected, r->rollback, "u");
-      const bool ends = complete_in_run(projected, r->rollback);
-      actions = apply(ledger, ctx, event::StepFinished{"manual/a", true, "u", ""});
-      if (!ends) continue;
-      ++completed;
-      EXPECT_EQ(run_step(actions), nullptr) << "it ended the attach with a step left";
-      EXPECT_EQ(nlohmann::json(projected), nlohmann::json(ledger.berths.at("manual/a")));
-      EXPECT_TRUE(same_record(projected, ledger.berths.at("manual/a")));
-    }
-  };
-  run(false);
-  EXPECT_EQ(completed, 1u);
-  EXPECT_EQ(ledger.berths.at("manual/a").state, BerthState::attached);
-  actions = apply(ledger, ctx, event::Detach{3, "manual/a"});
-  run(true);
-  EXPECT_EQ(completed, 1u) << "a detach's end is core's to write (the target goes)";
-  EXPECT_EQ(ledger.berths.at("manual/a").state, BerthState::reserved);
-}
-
 TEST(StepRun, NoStepIsNamedAheadOfADriverRebind) {
   Ledger ledger;
   Context ctx = testing::grid_context();
@@ -252,27 +220,6 @@ TEST_F(StepRunEngine, AnOperationsStepsGoToTheWorkerAsOneJob) {
   EXPECT_EQ(logs[true], logs[false]) << "the same steps in the same order";
   EXPECT_LE(handlers[true] * 2, handlers[false])
       << "runs: " << handlers[true] << " handlers, one by one: " << handlers[false];
-}
-
-// The run of an attach writes the line that ends it, so its reply waits for no further trip to
-// the worker: one trip for the first record and the run, and one, after the reply, that lets go
-// of the container (nothing else is in flight).
-TEST_F(StepRunEngine, TheRunWritesTheEndOfTheAttachAndTheReplyNeedsNoFurtherTrip) {
-  Worker worker;
-  Engine engine(io_, ctx_, {}, actuator_, &*store_, &worker);
-  ASSERT_FALSE(testing::call(io_, engine, event::Create{0, "slurm/1", r_}).first);
-  const uint64_t before = engine.worker_trips();
-  ASSERT_FALSE(testing::call(io_, engine, event::Attach{0, "slurm/1", Target{1234, 1, ""}}).first);
-  EXPECT_EQ(engine.worker_trips() - before, 2u);
-  auto on_disk = store_->load();
-  ASSERT_TRUE(on_disk) << on_disk.error().message;
-  EXPECT_EQ(on_disk->berths.at("slurm/1").state, BerthState::attached);
-  EXPECT_EQ(on_disk->berths.at("slurm/1").op, Operation::none);
-  EXPECT_EQ(on_disk->berths.at("slurm/1").done.size(), 5u);
-  ASSERT_FALSE(testing::call(io_, engine, event::Detach{0, "slurm/1"}).first);
-  on_disk = store_->load();
-  ASSERT_TRUE(on_disk) << on_disk.error().message;
-  EXPECT_EQ(on_disk->berths.at("slurm/1").state, BerthState::reserved);
 }
 
 // A restart during a run undoes from the runtime record: before each step runs, the record on
