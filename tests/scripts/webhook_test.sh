@@ -204,6 +204,34 @@ check_wait "the listener serves again when the flood stops" 10 \
 
 berthd_stop
 
+# --- berthd killed (SIGKILL) in a burst of deliveries: each one it answered is in the book -----
+# (no runner starts: max_runners 0; the book of the sections before is set aside and put back)
+cp -a "$D/state/github" "$D/github.before"
+write_config 0 6
+berthd_start "$CONF" "$SOCK" || exit 1
+node "$repo/tests/webhook/deliver.mjs" burst "$URL" "$SECRET" 3000 16 5000 self-hosted,gpu-only >"$D/acked" &
+burster=$!
+for ((i = 0; i < 200; i++)); do [ "$(wc -l <"$D/acked")" -ge 200 ] && break; sleep 0.02; done
+kill -9 "$BERTHD_PID"
+wait "$BERTHD_PID" 2>/dev/null
+BERTHD_PID=
+wait $burster
+acked=$(wc -l <"$D/acked")
+berthd_start "$CONF" "$SOCK" || exit 1
+runners_json | jq -r '.runners[] | select(.job_id >= 5000 and .job_id < 8000) | .job_id' | sort -n >"$D/kept"
+echo "kill during a burst: $acked deliveries answered 200 before the kill, $(wc -l <"$D/kept") in the book after"
+check_match "the kill landed in the middle of the burst" "$acked" '^([2-9][0-9]{2}|[1-2][0-9]{3})$'
+check_eq "every delivery answered 200 is in the book after the restart" \
+  "$(sort -n "$D/acked" | comm -23 - "$D/kept" | head -5 | tr '\n' ' ')" ""
+check_eq "... each job once" "$(uniq -d "$D/kept" | head -3 | tr '\n' ' ')" ""
+check_eq "... all queued" "$(runners_json | jq -r '[.runners[] | select(.job_id >= 5000 and .job_id < 8000 and .state != "queued")] | length')" 0
+out=$(send workflow_job queued --id 5000 --labels self-hosted,gpu-only)
+check_contains "... and a redelivery of one of them starts nothing new" "$out" "already"
+berthd_stop
+rm -rf "$D/state/github"
+mv "$D/github.before" "$D/state/github"
+write_config 1 6
+
 # --- registration as a GitHub App against a local HTTPS API; the listener itself on TLS ----------
 openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
   -keyout "$D/tls.key" -out "$D/tls.crt" 2>/dev/null

@@ -6,6 +6,9 @@
 //                                                  [--labels a,b] [--example N]
 //   node deliver.mjs refusals URL SECRET     every refusal case, as "CASE STATUS" lines
 //   node deliver.mjs flood HOST PORT SECONDS  connections that pipeline and never read
+//   node deliver.mjs burst URL SECRET COUNT CONCURRENCY FIRST_JOB [LABELS]
+//                                             queued jobs FIRST_JOB.., each job id printed once
+//                                             its delivery was answered 200
 import http from "node:http";
 import https from "node:https";
 import net from "node:net";
@@ -147,6 +150,22 @@ async function flood(host, port, seconds) {
   held.forEach((s) => s.destroy());
 }
 
+// COUNT queued deliveries of new jobs, CONCURRENCY at a time; prints each job id answered 200 as
+// soon as it is (a caller may kill berthd meanwhile: the rest fail and are not printed).
+async function burst(url, secret, count, concurrency, first, labels) {
+  let next = 0;
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (next < count) {
+      const id = first + next++;
+      const payload = example("workflow_job", "queued");
+      payload.workflow_job.id = id;
+      if (labels) payload.workflow_job.labels = labels.split(",");
+      const r = await deliver(url, secret, "workflow_job", payload);
+      if (r.status === 200) process.stdout.write(`${id}\n`);
+    }
+  }));
+}
+
 const [cmd, ...args] = process.argv.slice(2);
 if (cmd === "send") {
   const [url, secret, event, action, ...rest] = args;
@@ -164,7 +183,9 @@ if (cmd === "send") {
   await refusals(args[0], args[1]);
 } else if (cmd === "flood") {
   await flood(args[0], Number(args[1]), Number(args[2]));
+} else if (cmd === "burst") {
+  await burst(args[0], args[1], Number(args[2]), Number(args[3]), Number(args[4]), args[5]);
 } else {
-  console.error("usage: deliver.mjs send|refusals|flood ...");
+  console.error("usage: deliver.mjs send|refusals|flood|burst ...");
   process.exit(2);
 }
