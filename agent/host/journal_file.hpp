@@ -30,7 +30,6 @@ class JournalFile {
   // append) it fails: the caller writes a snapshot and resets.
   Status append(std::string_view text);
 
-  bool open() const { return static_cast<bool>(fd_); }
   bool direct() const { return direct_; }
   size_t used() const { return used_; }
   size_t capacity() const { return capacity_; }
