@@ -2,7 +2,8 @@
 # The CI webhook front door: verification + enqueue throughput and latency over loopback beside
 # Node's @octokit/webhooks-methods verify() (bench/webhook_load.mjs), and queued-to-runner-started
 # latency with a real runc runner on the two-socket fixture. Needs root, runc, node and the npm
-# packages of tests/webhook. Usage: webhook_bench.sh BERTHD BERTHCTL [REQUESTS] [STARTS]
+# packages of tests/webhook, and berth_bench_webhook_load from the same build as BERTHD (or
+# WEBHOOK_LOAD=PATH). Usage: webhook_bench.sh BERTHD BERTHCTL [REQUESTS] [STARTS]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
@@ -10,6 +11,7 @@ BERTHD=$(realpath "$1")
 BERTHCTL=$(realpath "$2")
 requests=${3:-3000}
 starts=${4:-10}
+LOAD=${WEBHOOK_LOAD:-$(dirname "$(dirname "$BERTHD")")/bench/berth_bench_webhook_load}
 . "$repo/tests/harness/host.sh"
 [ -d "$repo/tests/webhook/node_modules/@octokit" ] || (cd "$repo/tests/webhook" && npm ci --no-audit --no-fund >/dev/null)
 D=$(mktemp -d /tmp/berth-webhook-bench.XXXXXX)
@@ -34,6 +36,15 @@ JSON
 config 0
 berthd_start "$D/berthd.json" "$D/berth.sock"
 echo "== webhook verify + enqueue, $requests requests, 16 at a time (median of 3 interleaved rounds)"
+# The C++ client first: it costs a fraction of either server per request, so the servers bound
+# the loop. Then the same rounds through a Node client, which costs as much as either server.
+node "$here/webhook_load.mjs" template "$repo" "$D/queued.json"
+node "$here/webhook_load.mjs" serve "$repo" >"$D/peer.port" &
+peer_pid=$!
+for ((w = 0; w < 100; w++)); do [ -s "$D/peer.port" ] && break; sleep 0.05; done
+"$LOAD" "$D/queued.json" bench-secret "$requests" 16 5000000000 \
+  "berthd=127.0.0.1:$port:$BERTHD_PID" "octokit_verify=127.0.0.1:$(cat "$D/peer.port"):$peer_pid"
+kill "$peer_pid"
 node "$here/webhook_load.mjs" "$repo" "http://127.0.0.1:$port/v1/webhooks/github" "$requests" 16 "$BERTHD_PID"
 berthd_stop
 rm -rf "$D/state"

@@ -2,6 +2,8 @@
 // an @octokit/webhooks user does (verify() from @octokit/webhooks-methods, JSON.parse, 202), the
 // same signed workflow_job.queued bodies sent to each by the same load loop, in one run.
 //   node webhook_load.mjs REPO BERTH_URL REQUESTS CONCURRENCY BERTHD_PID
+//   node webhook_load.mjs template REPO OUT   the workflow_job.queued example, for the C++ client
+//   node webhook_load.mjs serve REPO          the octokit peer alone; prints its port
 // Prints one JSON line per server: requests/s, p50/p99 latency (ms), and CPU time per request
 // (from /proc/PID/stat of berthd and of the peer, which runs as its own process).
 import http from "node:http";
@@ -16,7 +18,8 @@ const cpuMs = (pid) => {
   const v = f.slice(f.lastIndexOf(")") + 2).split(" ");
   return (Number(v[11]) + Number(v[12])) * 10;  // utime + stime, at 100 ticks/s
 };
-const root = repo === "peer" ? process.env.BERTH_REPO : repo;
+const root = repo === "peer" ? process.env.BERTH_REPO
+  : repo === "template" || repo === "serve" ? process.argv[3] : repo;
 const mods = `${root}/tests/webhook/node_modules/@octokit`;
 const { sign, verify } = await import(pathToFileURL(`${mods}/webhooks-methods/dist-node/index.js`));
 const examples = createRequire(`${root}/tests/webhook/package.json`)("@octokit/webhooks-examples");
@@ -84,7 +87,14 @@ async function load(url, items, conc) {
            p50_ms: +q(0.5).toFixed(3), p99_ms: +q(0.99).toFixed(3) };
 }
 
-if (repo === "peer") {
+if (repo === "template") {
+  // The payload every request of the C++ client is made from (berth_bench_webhook_load).
+  fs.writeFileSync(process.argv[4], JSON.stringify(queued));
+} else if (repo === "serve") {
+  // The octokit peer on its own, for the C++ client: prints its port, runs until killed.
+  const server = await peer();
+  console.log(server.address().port);
+} else if (repo === "peer") {
   const server = await peer();
   process.send(server.address().port);
 } else {
@@ -99,8 +109,11 @@ const rounds = 3;
 const results = { berthd: [], octokit_verify: [] };
 const measured = async (pid, url, items) => {
   const before = cpuMs(pid);
+  const mine = process.cpuUsage();
   const r = await load(url, items, c);
   r.cpu_us_per_request = Math.round(((cpuMs(pid) - before) * 1000) / items.length);
+  const used = process.cpuUsage(mine);
+  r.client_cpu_us_per_request = Math.round((used.user + used.system) / items.length);
   return r;
 };
 for (let r = 0; r < rounds; r++) {
@@ -111,6 +124,7 @@ child.kill();
 for (const [name, rs] of Object.entries(results)) {
   const med = (k) => rs.map((x) => x[k]).sort((a, b) => a - b)[Math.floor(rs.length / 2)];
   console.log(JSON.stringify({ server: name, requests: n, concurrency: c, failed: rs.reduce((a, x) => a + x.failed, 0),
-    rps: med("rps"), p50_ms: med("p50_ms"), p99_ms: med("p99_ms"), cpu_us_per_request: med("cpu_us_per_request") }));
+    rps: med("rps"), p50_ms: med("p50_ms"), p99_ms: med("p99_ms"), cpu_us_per_request: med("cpu_us_per_request"),
+    client_cpu_us_per_request: med("client_cpu_us_per_request") }));
 }
 }
