@@ -17,8 +17,14 @@ class RateLimitedLog {
   // `message` is called only when the line is written: a suppressed warning costs no formatting.
   template <class MessageFn>
   void warn(const std::string& id, MessageFn&& message_fn) {
+    warn(id, id, std::forward<MessageFn>(message_fn));
+  }
+
+  // The same, counted per `key` (one condition among several under one message id).
+  template <class MessageFn>
+  void warn(const std::string& id, const std::string& key, MessageFn&& message_fn) {
     auto now = std::chrono::steady_clock::now();
-    auto& e = entries_[id];
+    auto& e = entries_[key];
     if (e.last.time_since_epoch().count() != 0 && now - e.last < every_) {
       ++e.suppressed;
       return;

@@ -285,7 +285,11 @@ asio::awaitable<net::Response> ControlApi::attach(const net::Request& req, const
           req, ErrorCode::driver_mismatch,
           owner + " not attached: " + check.message + " (driver_check is refuse)");
     if (check.status != DriverCheck::Status::match) {
-      spdlog::warn("BERTH_DRIVER_CHECK {}: {}", owner, check.message);
+      if (check.status == DriverCheck::Status::unknown)
+        unknown_driver_log_.warn("BERTH_DRIVER_CHECK", check.message,
+                                 [&] { return owner + ": " + check.message; });
+      else
+        spdlog::warn("BERTH_DRIVER_CHECK {}: {}", owner, check.message);
       bus_.publish("warning", {{"owner", owner}, {"message", check.message}});
     }
   }

@@ -20,6 +20,7 @@
 //   POST   /v1/standing/start              a container started: attach its standing berths
 //   GET    /v1/runners                     CI runners: queued, starting, running, finished
 //   GET    /v1/links                       berthd's view of the host's links (from netlink)
+#include <chrono>
 #include <functional>
 #include <optional>
 #include <string>
@@ -33,6 +34,7 @@
 #include "agent/app/metrics.hpp"
 #include "agent/app/usage_view.hpp"
 #include "net/http_server.hpp"
+#include "net/rate_limited_log.hpp"
 
 namespace berth::agent {
 
@@ -88,6 +90,9 @@ class ControlApi {
   const Config& config_;
   std::optional<gid_t> mutators_;
   std::vector<std::string> warnings_;
+  // A driver check that could not compare (no driver version on the host, no libcuda.so.1 in
+  // the container) says the same at every attach: logged once in a while, per message.
+  net::RateLimitedLog unknown_driver_log_{std::chrono::seconds(600)};
   EventBus& bus_;
   std::function<nlohmann::json()> links_;
   std::function<nlohmann::json()> health_;
