@@ -29,7 +29,56 @@ void Engine::submit(Event ev, ReplyFn reply) {
       },
       ev);
   waiting_[id] = std::move(reply);
+  const std::string* owner = std::visit(
+      [](const auto& e) -> const std::string* {
+        if constexpr (requires { e.owner; })
+          return &e.owner;
+        else
+          return nullptr;
+      },
+      ev);
+  const bool behind_held = owner && std::any_of(held_.begin(), held_.end(), [&](const Event& h) {
+                             return std::visit(
+                                 [&](const auto& e) {
+                                   if constexpr (requires { e.owner; })
+                                     return e.owner == *owner;
+                                   else
+                                     return false;
+                                 },
+                                 h);
+                           });
+  if (behind_held || (takes_host_steps(ev) && (stepping_ || !held_.empty()))) {
+    held_.push_back(std::move(ev));
+    return;
+  }
+  if (takes_host_steps(ev)) stepping_ = id;
   dispatch_or_defer(ev);
+}
+
+bool Engine::takes_host_steps(const Event& ev) const {
+  if (std::holds_alternative<event::Attach>(ev)) return true;
+  const std::string* owner = nullptr;
+  if (const auto* d = std::get_if<event::Detach>(&ev)) owner = &d->owner;
+  if (const auto* r = std::get_if<event::Release>(&ev)) owner = &r->owner;
+  if (!owner) return false;
+  auto b = ledger_.berths.find(*owner);
+  return b != ledger_.berths.end() && b->second.state != BerthState::reserved &&
+         b->second.state != BerthState::released;
+}
+
+void Engine::admit_held() {
+  admit_posted_ = false;
+  while (!stepping_ && !held_.empty()) {
+    Event ev = std::move(held_.front());
+    held_.pop_front();
+    if (takes_host_steps(ev))
+      std::visit(
+          [&](const auto& e) {
+            if constexpr (requires { e.request; }) stepping_ = e.request;
+          },
+          ev);
+    dispatch_or_defer(ev);
+  }
 }
 
 void Engine::post(const Event& ev) {
@@ -41,7 +90,8 @@ void Engine::resume(std::vector<std::string> gone, bool rebooted) {
 }
 
 bool Engine::busy() const {
-  if (!to_commit_.empty() || jobs_in_flight_ > 0 || !dirty_.empty() || !deferred_.empty())
+  if (!to_commit_.empty() || jobs_in_flight_ > 0 || !dirty_.empty() || !deferred_.empty() ||
+      !held_.empty() || stepping_)
     return true;
   for (const auto& [owner, b] : ledger_.berths)
     if (b.op != Operation::none) return true;
@@ -163,8 +213,18 @@ void Engine::perform(std::vector<Action> actions) {
   // sends to the worker goes as one batch.
   std::vector<WorkerJob> batch;
   std::vector<PendingReply> replies;
+  bool admit_after_turn = false;
   for (auto& a : actions) {
     if (auto* reply = std::get_if<action::Reply>(&a)) {
+      if (stepping_ && reply->request == *stepping_) {
+        // Its steps are done: the next one's start after the writes this turn posts (the commit
+        // is posted first), so this answer does not wait behind them.
+        stepping_.reset();
+        if (!held_.empty() && !admit_posted_) {
+          admit_posted_ = true;
+          admit_after_turn = true;
+        }
+      }
       auto it = waiting_.find(reply->request);
       if (it == waiting_.end()) continue;
       nlohmann::json view;
@@ -230,6 +290,7 @@ void Engine::perform(std::vector<Action> actions) {
     }
   }
   run_batch(std::move(batch));
+  if (admit_after_turn) boost::asio::post(io_, [this] { admit_held(); });
   check_idle();
 }
 

@@ -155,6 +155,89 @@ TEST_F(EngineTest, FailedStepRollsBackAndReportsTheStep) {
   EXPECT_EQ(actuator_.log, expected);
 }
 
+// Records each step with the pid of the container it is for.
+class PidLoggingActuator : public Actuator {
+ public:
+  StepOutcome run(const Step& step, const Target& t, bool rollback) override {
+    log.push_back(std::to_string(t.pid) + (rollback ? " undo: " : " ") + describe(step));
+    return {true, "", ""};
+  }
+  std::vector<std::string> log;
+};
+
+// A burst (a node's jobs ending together) is answered one berth after another, the oldest
+// first, rather than all at the end with their steps taken in turns; a create or a release
+// that needs no step is not held behind them.
+TEST_F(EngineTest, OperationsSubmittedTogetherRunOneAfterAnotherOldestFirst) {
+  PidLoggingActuator actuator;
+  Engine engine(io_, ctx_, {}, actuator, &*store_);
+  BerthRequest r;
+  r.gpu_count = 1;
+  r.shared = true;  // the fixture has one CPU per NUMA node
+  for (int i = 1; i <= 4; ++i)
+    ASSERT_FALSE(call(engine, event::Create{0, "slurm/" + std::to_string(i), r}).first);
+  // Submits the events at once, runs the loop until all are answered; the log then has each
+  // step (by pid) and each answer, in the order they came.
+  auto burst = [&](std::vector<Event> events) {
+    actuator.log.clear();
+    size_t answered = 0;
+    for (auto& ev : events) {
+      const std::string owner = std::visit(
+          [](const auto& e) {
+            if constexpr (requires { e.owner; })
+              return std::string(e.owner);
+            else
+              return std::string();
+          },
+          ev);
+      engine.submit(std::move(ev),
+                    [&, owner](const std::optional<Error>& e, const nlohmann::json&) {
+                      EXPECT_FALSE(e) << e->message;
+                      actuator.log.push_back("answered " + owner);
+                      ++answered;
+                    });
+    }
+    for (int n = 0; answered < events.size() && n < 100000; ++n) io_.run_one();
+    while (io_.poll_one() > 0) {
+    }
+    io_.restart();
+    EXPECT_EQ(answered, events.size());
+  };
+  // Steps of slurm/1..3 (pids 1001..1003): all of one's, its answer, then the next one's.
+  auto one_after_another = [&] {
+    int current = 1;
+    for (const auto& line : actuator.log) {
+      if (line == "answered slurm/4") continue;
+      if (line.rfind("answered ", 0) == 0) {
+        EXPECT_EQ(line, "answered slurm/" + std::to_string(current))
+            << ::testing::PrintToString(actuator.log);
+        ++current;
+      } else {
+        EXPECT_EQ(line.rfind(std::to_string(1000 + current) + " ", 0), 0u)
+            << line << " before slurm/" << current
+            << " was answered: " << ::testing::PrintToString(actuator.log);
+      }
+    }
+    EXPECT_EQ(current, 4);
+  };
+  auto position = [&](const std::string& line) {
+    return std::find(actuator.log.begin(), actuator.log.end(), line) - actuator.log.begin();
+  };
+  std::vector<Event> attaches;
+  for (int i = 1; i <= 3; ++i)
+    attaches.push_back(event::Attach{0, "slurm/" + std::to_string(i), Target{1000 + i, 1, ""}});
+  burst(std::move(attaches));
+  one_after_another();
+  // slurm/4 is only reserved: its release needs no step and waits for none of the others.
+  burst({event::Release{0, "slurm/1"}, event::Release{0, "slurm/2"}, event::Release{0, "slurm/3"},
+         event::Release{0, "slurm/4"}});
+  one_after_another();
+  EXPECT_LT(position("answered slurm/4"), position("answered slurm/2"))
+      << ::testing::PrintToString(actuator.log);
+  for (const auto& [owner, b] : engine.ledger().berths)
+    EXPECT_EQ(b.state, BerthState::released) << owner;
+}
+
 TEST_F(EngineTest, ReloadedLedgerResumesInterruptedDetach) {
   Ledger l;
   {
