@@ -485,6 +485,8 @@ int run(const Options& o) {
       itest::RuncContainer& c = *containers[0];
       KernelFloor floor(CycleTarget{c.pid(), c.cgroup(), vf_name(0), address_of(0), kGateway});
       result["gpu_layers"] = gpu_layers(o, agent, c, floor);
+    } else if (o.only == "burst") {
+      result["burst"] = json::array({burst(agent, containers, 8), burst(agent, containers, 32)});
     } else {
       result["attach_cycle"] = attach_cycle(o, agent, *containers[0]);
       result["burst"] = json::array({burst(agent, containers, 8), burst(agent, containers, 32)});
@@ -533,13 +535,14 @@ int main(int argc, char** argv) {
     else if (a == "--runtime-dir")
       o.runtime_dir = argv[i + 1];
     else if (a == "--only" &&
-             (std::string(argv[i + 1]) == "gpu" || std::string(argv[i + 1]) == "engine"))
+             (std::string(argv[i + 1]) == "gpu" || std::string(argv[i + 1]) == "engine" ||
+              std::string(argv[i + 1]) == "burst"))
       o.only = argv[i + 1];
     else
       return std::fprintf(stderr,
                           "usage: berth_bench_agent [--cycles N] [--idle-seconds S] "
                           "[--load-seconds S] [--state-dir DIR] [--runtime-dir DIR] [--out FILE] "
-                          "[--only gpu]\n"),
+                          "[--only gpu|engine|burst]\n"),
              2;
   }
   return berth::bench::run(o);

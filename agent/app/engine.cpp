@@ -56,14 +56,7 @@ void Engine::submit(Event ev, ReplyFn reply) {
 }
 
 bool Engine::takes_host_steps(const Event& ev) const {
-  if (std::holds_alternative<event::Attach>(ev)) return true;
-  const std::string* owner = nullptr;
-  if (const auto* d = std::get_if<event::Detach>(&ev)) owner = &d->owner;
-  if (const auto* r = std::get_if<event::Release>(&ev)) owner = &r->owner;
-  if (!owner) return false;
-  auto b = ledger_.berths.find(*owner);
-  return b != ledger_.berths.end() && b->second.state != BerthState::reserved &&
-         b->second.state != BerthState::released;
+  return std::holds_alternative<event::Attach>(ev);
 }
 
 void Engine::admit_held() {

@@ -12,7 +12,7 @@
 //                 after its progress line, until one fails or an event comes in (it waits for
 //                 the run); their outcomes are then fed to core in order (replay)
 //     Reply    -> the waiting caller's callback, once its event's state is on disk; the next
-//                 held operation with host steps is admitted (one at a time, oldest first)
+//                 held attach is admitted (one at a time, oldest first)
 //     Notify   -> hooks.notify (event stream, logs)
 //     Watch    -> hooks.watch (container exit watching)
 // Nothing here blocks the reactor: every write and every host step runs on the one worker
@@ -107,8 +107,9 @@ class Engine {
     std::atomic<bool> stop{false};  // an event waits: no further step
   };
 
-  // An attach, or a detach or release of a berth that is not merely reserved: an operation with
-  // steps on the host.
+  // An operation admitted one at a time (see held_): an attach. Detaches and releases are not
+  // held: taken in turns, their durable writes go together (one fsync round for a burst of
+  // releases, where one each made a burst of 32 slower by a tenth).
   bool takes_host_steps(const Event& ev) const;
   // Dispatches held operations, oldest first, until one with host steps is in flight again.
   void admit_held();
@@ -160,10 +161,10 @@ class Engine {
   // replayed) the step it ran after the one being fed to core.
   std::shared_ptr<StepRun> run_out_;
   std::deque<Event> deferred_;
-  // Operations with host steps run one at a time, in the order they were submitted: a burst
-  // (a node's jobs ending together) is answered one berth after another, the oldest first,
-  // instead of all near the end with their steps taken in turns. `stepping_`: the request in
-  // flight; `held_`: submitted after it (and anything for the same owner as a held one).
+  // Attaches run one at a time, in the order they were submitted: a burst (a node's jobs
+  // starting together) is answered one berth after another, the oldest first, instead of all
+  // near the end with their steps taken in turns. `stepping_`: the attach in flight; `held_`:
+  // those submitted after it, and anything for the owner of a held one (kept in order).
   std::optional<uint64_t> stepping_;
   std::deque<Event> held_;
   bool admit_posted_ = false;
