@@ -7,16 +7,10 @@
 #include <cstring>
 #include <sstream>
 
+#include "agent/host/errno_error.hpp"
 #include "agent/host/safe_open.hpp"
 
 namespace berth::agent {
-namespace {
-
-Error cg_error(const std::string& what, const std::string& path) {
-  return make_error(ErrorCode::internal, what + " " + path + ": " + std::strerror(errno));
-}
-
-}  // namespace
 
 bool devices_list_allows(const std::string& list, unsigned major, unsigned minor) {
   std::istringstream in(list);
@@ -43,14 +37,14 @@ Expected<UniqueFd> CgroupV1::open_file(const std::string& controller, const std:
                                        const std::string& file, int flags) {
   const std::string where = root_ + "/" + controller + cgroup + "/" + file;
   UniqueFd mount(::open((root_ + "/" + controller).c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-  if (!mount) return cg_error("cannot open", root_ + "/" + controller);
+  if (!mount) return errno_error("cannot open", root_ + "/" + controller);
   // The cgroup path comes from /proc/<pid>/cgroup; resolve it strictly beneath the mount.
   std::string rel =
       cgroup.empty() || cgroup == "/" ? "." : cgroup.substr(cgroup.front() == '/' ? 1 : 0);
   UniqueFd dir = open_beneath(mount.get(), rel, O_PATH | O_DIRECTORY);
-  if (!dir) return cg_error("cannot open cgroup", where);
+  if (!dir) return errno_error("cannot open cgroup", where);
   UniqueFd f = open_beneath(dir.get(), file, flags);
-  if (!f) return cg_error("cannot open", where);
+  if (!f) return errno_error("cannot open", where);
   return f;
 }
 
@@ -59,13 +53,13 @@ Expected<bool> CgroupV1::exists(const std::string& controller, const std::string
   UniqueFd mount(::open((root_ + "/" + controller).c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!mount) {
     if (errno == ENOENT) return false;  // no such controller here
-    return cg_error("cannot open", root_ + "/" + controller);
+    return errno_error("cannot open", root_ + "/" + controller);
   }
   UniqueFd dir =
       open_beneath(mount.get(), cgroup.substr(cgroup.front() == '/' ? 1 : 0), O_PATH | O_DIRECTORY);
   if (!dir) {
     if (errno == ENOENT) return false;
-    return cg_error("cannot open cgroup", root_ + "/" + controller + cgroup);
+    return errno_error("cannot open cgroup", root_ + "/" + controller + cgroup);
   }
   return true;
 }
@@ -78,7 +72,7 @@ Expected<std::string> CgroupV1::read(const std::string& controller, const std::s
   char buf[4096];
   for (ssize_t n; (n = ::read(f->get(), buf, sizeof buf)) != 0;) {
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return cg_error("cannot read", root_ + "/" + controller + cgroup + "/" + file);
+    if (n < 0) return errno_error("cannot read", root_ + "/" + controller + cgroup + "/" + file);
     out.append(buf, static_cast<size_t>(n));
   }
   return out;
@@ -91,8 +85,8 @@ Status CgroupV1::write(const std::string& controller, const std::string& cgroup,
   // An empty value (cgroup v2's "inherit") still has to reach the kernel as a write.
   const std::string text = value.empty() ? "\n" : value;
   if (::write(f->get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()))
-    return cg_error("cannot write '" + value + "' to",
-                    root_ + "/" + controller + cgroup + "/" + file);
+    return errno_error("cannot write '" + value + "' to",
+                       root_ + "/" + controller + cgroup + "/" + file);
   return ok_status();
 }
 

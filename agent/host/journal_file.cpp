@@ -7,14 +7,11 @@
 #include <cerrno>
 #include <cstring>
 
+#include "agent/host/errno_error.hpp"
 #include "agent/host/state_store.hpp"
 
 namespace berth::agent {
 namespace {
-
-Error io_error(const std::string& what, const std::string& path) {
-  return make_error(ErrorCode::internal, what + " " + path + ": " + std::strerror(errno));
-}
 
 size_t round_up(size_t n, size_t to) {
   return (n + to - 1) / to * to;
@@ -57,7 +54,7 @@ Status JournalFile::reset() {
   UniqueFd fd(::open(path_.c_str(), O_WRONLY | O_CLOEXEC | O_DIRECT));
   direct_ = static_cast<bool>(fd);
   if (!fd && errno == EINVAL) fd.reset(::open(path_.c_str(), O_WRONLY | O_CLOEXEC));
-  if (!fd) return io_error("cannot open", path_);
+  if (!fd) return errno_error("cannot open", path_);
   fd_ = std::move(fd);
   capacity_ = chunk_;
   return ok_status();
@@ -69,8 +66,8 @@ Status JournalFile::grow(size_t at_least) {
   if (!zeros) return make_error(ErrorCode::internal, "no memory to extend " + path_);
   std::memset(zeros, 0, chunk_);
   for (size_t at = capacity_; at < capacity; at += chunk_)
-    if (!write_at(fd_.get(), zeros, chunk_, at, 0)) return io_error("cannot extend", path_);
-  if (::fdatasync(fd_.get()) != 0) return io_error("cannot extend", path_);
+    if (!write_at(fd_.get(), zeros, chunk_, at, 0)) return errno_error("cannot extend", path_);
+  if (::fdatasync(fd_.get()) != 0) return errno_error("cannot extend", path_);
   capacity_ = capacity;
   return ok_status();
 }
@@ -100,7 +97,7 @@ Status JournalFile::append(std::string_view text) {
     // What reached the file is a line cut short at most, which a replay leaves out; the next
     // write starts after a snapshot and a fresh journal.
     fd_.reset();
-    return io_error("cannot append to", path_);
+    return errno_error("cannot append to", path_);
   }
   used_ += text.size();
   const size_t kept = bytes % kBlock;

@@ -16,16 +16,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include "agent/host/errno_error.hpp"
 #include "agent/host/unique_fd.hpp"
 #include "core/progress.hpp"
 
 namespace berth::agent {
 namespace fs = std::filesystem;
 namespace {
-
-Error io_error(const std::string& what, const std::string& path) {
-  return make_error(ErrorCode::internal, what + " " + path + ": " + std::strerror(errno));
-}
 
 Error corrupt(const std::string& path, const std::string& why) {
   return make_error(ErrorCode::internal, "state file " + path + " is corrupt (" + why +
@@ -34,7 +31,7 @@ Error corrupt(const std::string& path, const std::string& why) {
 
 Status fsync_dir(const std::string& path) {
   UniqueFd dir(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!dir || ::fsync(dir.get()) != 0) return io_error("cannot fsync", path);
+  if (!dir || ::fsync(dir.get()) != 0) return errno_error("cannot fsync", path);
   return ok_status();
 }
 
@@ -45,7 +42,7 @@ Status make_dir(const std::string& path, bool durable) {
     if (durable) return fsync_dir(fs::path(path).parent_path().string());
     return ok_status();
   }
-  if (errno != EEXIST) return io_error("cannot create", path);
+  if (errno != EEXIST) return errno_error("cannot create", path);
   return ok_status();
 }
 
@@ -55,7 +52,7 @@ Status write_all(int fd, const std::string& text, const char* what, const std::s
   while (off < text.size()) {
     ssize_t n = ::write(fd, text.data() + off, text.size() - off);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return io_error(what, path);
+    if (n < 0) return errno_error(what, path);
     off += static_cast<size_t>(n);
   }
   return ok_status();
@@ -64,11 +61,11 @@ Status write_all(int fd, const std::string& text, const char* what, const std::s
 Status write_atomically(const std::string& path, const std::string& text, bool durable) {
   const std::string tmp = path + ".tmp";
   UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-  if (!fd) return io_error("cannot create", tmp);
+  if (!fd) return errno_error("cannot create", tmp);
   if (auto w = write_all(fd.get(), text, "cannot write", tmp); !w) return w;
-  if (durable && ::fsync(fd.get()) != 0) return io_error("cannot fsync", tmp);
+  if (durable && ::fsync(fd.get()) != 0) return errno_error("cannot fsync", tmp);
   fd.reset();
-  if (::rename(tmp.c_str(), path.c_str()) != 0) return io_error("cannot rename onto", path);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) return errno_error("cannot rename onto", path);
   return ok_status();
 }
 
@@ -125,7 +122,7 @@ Status quarantine(const std::string& root, const std::string& path, const std::s
   if (auto s = make_dir(dir.string(), true); !s) return s;
   const fs::path to = dir / (fs::path(path).parent_path().filename().string() + "-" +
                              fs::path(path).filename().string());
-  if (::rename(path.c_str(), to.c_str()) != 0) return io_error("cannot move aside", path);
+  if (::rename(path.c_str(), to.c_str()) != 0) return errno_error("cannot move aside", path);
   set_aside.push_back(path + " (" + why + ") -> " + to.string());
   return fsync_dir(dir.string());
 }
@@ -159,7 +156,7 @@ Status read_records(const std::string& root, Ledger& ledger,
       const std::string path = file.path().string();
       if (file.path().extension() != ".json") continue;  // a leftover .tmp of an interrupted write
       std::ifstream in(path);
-      if (!in) return io_error("cannot read", path);
+      if (!in) return errno_error("cannot read", path);
       std::stringstream ss;
       ss << in.rdbuf();
       auto b = parse_record(ss.str());
@@ -257,7 +254,7 @@ Status StateStore::write(const std::vector<RecordWrite>& records, bool durable) 
     broken_.insert(owner);  // until the new record is in place
     if (!r.text) {
       for (const auto& p : {record_path(owner), runtime_record_path(owner)})
-        if (::unlink(p.c_str()) != 0 && errno != ENOENT) return io_error("cannot remove", p);
+        if (::unlink(p.c_str()) != 0 && errno != ENOENT) return errno_error("cannot remove", p);
       synced_dirs.insert(fs::path(record_path(owner)).parent_path().string());
       broken_.erase(owner);
       continue;
@@ -269,7 +266,7 @@ Status StateStore::write(const std::vector<RecordWrite>& records, bool durable) 
       // The durable record is now the newest state of this berth.
       const std::string runtime = runtime_record_path(owner);
       if (::unlink(runtime.c_str()) != 0 && errno != ENOENT)
-        return io_error("cannot remove", runtime);
+        return errno_error("cannot remove", runtime);
       synced_dirs.insert(dir);
     }
     broken_.erase(owner);
@@ -293,7 +290,7 @@ Status StateStore::append_progress(const std::string& owner, const std::string& 
     UniqueFd fd(::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW));
     if (!fd) {
       broken_.insert(owner);
-      return io_error("cannot open", path);
+      return errno_error("cannot open", path);
     }
     it = open_.emplace(owner, std::move(fd)).first;
   }
