@@ -12,7 +12,8 @@ for p in containernetworking-plugins; do
 done
 build=${BERTH_BUILD_DIR:-$repo/build-bench}
 cmake -S "$repo" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DBERTH_BUILD_TESTS=ON >/dev/null
-cmake --build "$build" --target berth_bench_core berth_bench_agent berth_bench_events berth_bench_api_floor
+cmake --build "$build" --target berth_bench_core berth_bench_agent berth_bench_events berth_bench_api_floor \
+  berth_bench_webhook_load
 out=$repo/bench-results
 mkdir -p "$out"
 echo "== core (Google Benchmark)"
