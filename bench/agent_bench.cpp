@@ -361,14 +361,7 @@ struct ProcSample {
 
 ProcSample sample(pid_t pid) {
   ProcSample s;
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  std::string text((std::istreambuf_iterator<char>(stat)), {});
-  std::istringstream f(text.substr(text.rfind(')') + 2));
-  std::string field;
-  long ticks = 0;
-  for (int i = 3; i <= 15 && f >> field; ++i)
-    if (i == 14 || i == 15) ticks += std::stol(field);
-  s.cpu_seconds = static_cast<double>(ticks) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+  s.cpu_seconds = process_cpu_seconds(pid);
   std::ifstream status("/proc/" + std::to_string(pid) + "/status");
   for (std::string line; std::getline(status, line);) {
     if (line.rfind("VmRSS:", 0) == 0) s.rss_kib = std::stol(line.substr(6));

@@ -1,5 +1,8 @@
 #pragma once
-// Runs a program with arguments, extra environment and stdin, and waits for it (no shell).
+// Runs a program with arguments, extra environment and stdin, and waits for it (no shell); and
+// reads the CPU time another process has used.
+#include <sys/types.h>
+
 #include <string>
 #include <vector>
 
@@ -13,5 +16,8 @@ struct ProcessResult {
 ProcessResult run_process(const std::vector<std::string>& argv,
                           const std::vector<std::string>& env = {},
                           const std::string& stdin_text = {});
+
+// User plus system CPU time of `pid` so far, in seconds (/proc/PID/stat); 0 when unreadable.
+double process_cpu_seconds(pid_t pid);
 
 }  // namespace berth::bench

@@ -16,7 +16,8 @@ LOAD=${WEBHOOK_LOAD:-$(dirname "$(dirname "$BERTHD")")/bench/berth_bench_webhook
 [ -d "$repo/tests/webhook/node_modules/@octokit" ] || (cd "$repo/tests/webhook" && npm ci --no-audit --no-fund >/dev/null)
 D=$(mktemp -d /tmp/berth-webhook-bench.XXXXXX)
 chmod 755 "$D"
-trap 'berthd_stop; for c in $(runc --root "$D/runc" list -q 2>/dev/null); do runc --root "$D/runc" delete -f "$c"; done; rm -rf "$D"' EXIT
+peer_pid=
+trap '[ -z "$peer_pid" ] || kill "$peer_pid" 2>/dev/null; berthd_stop; for c in $(runc --root "$D/runc" list -q 2>/dev/null); do runc --root "$D/runc" delete -f "$c"; done; rm -rf "$D"' EXIT
 printf 'bench-secret' >"$D/secret" && chmod 600 "$D/secret"
 bundle_template "$D"
 port=$((20000 + RANDOM % 20000))
@@ -45,6 +46,7 @@ for ((w = 0; w < 100; w++)); do [ -s "$D/peer.port" ] && break; sleep 0.05; done
 "$LOAD" "$D/queued.json" bench-secret "$requests" 16 5000000000 \
   "berthd=127.0.0.1:$port:$BERTHD_PID" "octokit_verify=127.0.0.1:$(cat "$D/peer.port"):$peer_pid"
 kill "$peer_pid"
+peer_pid=
 node "$here/webhook_load.mjs" "$repo" "http://127.0.0.1:$port/v1/webhooks/github" "$requests" 16 "$BERTHD_PID"
 berthd_stop
 rm -rf "$D/state"

@@ -7,7 +7,6 @@
 // Prints one JSON line per target: the medians over the rounds of requests/s, p50/p99 latency,
 // the target's CPU per request (utime+stime from /proc/PID/stat) and the client's own.
 #include <sys/resource.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -17,8 +16,6 @@
 #include <string>
 #include <vector>
 
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -30,7 +27,9 @@
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
 
+#include "bench/process.hpp"
 #include "bench/stats.hpp"
+#include "net/webhook_signature.hpp"
 
 namespace {
 namespace asio = boost::asio;
@@ -46,20 +45,6 @@ struct Target {
   std::vector<nlohmann::json> rounds;
 };
 
-std::string hex_hmac(const std::string& key, const std::string& body) {
-  unsigned char mac[EVP_MAX_MD_SIZE];
-  unsigned len = 0;
-  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
-       reinterpret_cast<const unsigned char*>(body.data()), body.size(), mac, &len);
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned i = 0; i < len; ++i) {
-    out += digits[mac[i] >> 4];
-    out += digits[mac[i] & 15];
-  }
-  return out;
-}
-
 std::vector<std::string> build_requests(const nlohmann::ordered_json& queued,
                                         const std::string& secret, size_t n, long long first_id,
                                         const std::string& host) {
@@ -74,23 +59,12 @@ std::vector<std::string> build_requests(const nlohmann::ordered_json& queued,
     req << "POST /v1/webhooks/github HTTP/1.1\r\nHost: " << host
         << "\r\nContent-Type: application/json\r\nUser-Agent: GitHub-Hookshot/bench"
         << "\r\nX-GitHub-Event: workflow_job\r\nX-GitHub-Delivery: bench-" << id
-        << "\r\nX-Hub-Signature-256: sha256=" << hex_hmac(secret, body)
+        << "\r\nX-Hub-Signature-256: sha256=" << berth::net::hmac_sha256_hex(secret, body)
         << "\r\nContent-Length: " << body.size() << "\r\n\r\n"
         << body;
     out.push_back(req.str());
   }
   return out;
-}
-
-double cpu_ms(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::istringstream rest(text.substr(text.rfind(')') + 2));
-  std::string field;
-  long long ticks = 0;
-  for (int i = 0; i < 13 && rest >> field; ++i)
-    if (i == 11 || i == 12) ticks += std::stoll(field);
-  return static_cast<double>(ticks) * 1000.0 / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
 double own_cpu_ms() {
@@ -179,11 +153,12 @@ int main(int argc, char** argv) {
       const size_t count = r < 0 ? 200 : n;
       auto requests = build_requests(queued, secret, count, first_id, t.host);
       first_id += static_cast<long long>(count);
-      const double cpu0 = cpu_ms(t.pid), own0 = own_cpu_ms();
+      const double cpu0 = berth::bench::process_cpu_seconds(t.pid) * 1000.0, own0 = own_cpu_ms();
       const auto t0 = Clock::now();
       Round round = run_round(t, requests, concurrency);
       const double secs = berth::bench::ms_since(t0) / 1000.0;
-      const double cpu = cpu_ms(t.pid) - cpu0, own = own_cpu_ms() - own0;
+      const double cpu = berth::bench::process_cpu_seconds(t.pid) * 1000.0 - cpu0,
+                   own = own_cpu_ms() - own0;
       if (r < 0) continue;
       auto s = berth::bench::summarize(round.latency_ms);
       t.rounds.push_back(

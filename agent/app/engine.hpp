@@ -107,11 +107,7 @@ class Engine {
     std::atomic<bool> stop{false};  // an event waits: no further step
   };
 
-  // An operation admitted one at a time (see held_): an attach. Detaches and releases are not
-  // held: taken in turns, their durable writes go together (one fsync round for a burst of
-  // releases, where one each made a burst of 32 slower by a tenth).
-  bool takes_host_steps(const Event& ev) const;
-  // Dispatches held operations, oldest first, until one with host steps is in flight again.
+  // Dispatches held events, oldest first, until an attach is in flight again.
   void admit_held();
   // Core's next event, or one kept for after the run on the worker (see StepRun).
   void dispatch_or_defer(const Event& ev);
@@ -167,7 +163,6 @@ class Engine {
   // those submitted after it, and anything for the owner of a held one (kept in order).
   std::optional<uint64_t> stepping_;
   std::deque<Event> held_;
-  bool admit_posted_ = false;
   std::optional<action::RunStep> ran_next_;
   bool step_runs_ = true;
   size_t jobs_in_flight_ = 0;
