@@ -36,13 +36,8 @@ bool devices_list_allows(const std::string& list, unsigned major, unsigned minor
 Expected<UniqueFd> CgroupV1::open_file(const std::string& controller, const std::string& cgroup,
                                        const std::string& file, int flags) {
   const std::string where = root_ + "/" + controller + cgroup + "/" + file;
-  UniqueFd mount(::open((root_ + "/" + controller).c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-  if (!mount) return errno_error("cannot open", root_ + "/" + controller);
-  // The cgroup path comes from /proc/<pid>/cgroup; resolve it strictly beneath the mount.
-  std::string rel =
-      cgroup.empty() || cgroup == "/" ? "." : cgroup.substr(cgroup.front() == '/' ? 1 : 0);
-  UniqueFd dir = open_beneath(mount.get(), rel, O_PATH | O_DIRECTORY);
-  if (!dir) return errno_error("cannot open cgroup", where);
+  CgroupDir dir = cgroup_dir(dirs_, root_ + "/" + controller, cgroup);
+  if (!dir) return errno_error("cannot open cgroup", root_ + "/" + controller + cgroup);
   UniqueFd f = open_beneath(dir.get(), file, flags);
   if (!f) return errno_error("cannot open", where);
   return f;
@@ -50,15 +45,10 @@ Expected<UniqueFd> CgroupV1::open_file(const std::string& controller, const std:
 
 Expected<bool> CgroupV1::exists(const std::string& controller, const std::string& cgroup) {
   if (cgroup.empty() || cgroup == "/") return false;
-  UniqueFd mount(::open((root_ + "/" + controller).c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-  if (!mount) {
-    if (errno == ENOENT) return false;  // no such controller here
-    return errno_error("cannot open", root_ + "/" + controller);
-  }
-  UniqueFd dir =
-      open_beneath(mount.get(), cgroup.substr(cgroup.front() == '/' ? 1 : 0), O_PATH | O_DIRECTORY);
+  // Looked up afresh, never kept: "gone" decides whether an undo there is still owed.
+  UniqueFd dir = open_cgroup_dir(root_ + "/" + controller, cgroup);
   if (!dir) {
-    if (errno == ENOENT) return false;
+    if (errno == ENOENT) return false;  // no such cgroup, or no such controller here
     return errno_error("cannot open cgroup", root_ + "/" + controller + cgroup);
   }
   return true;

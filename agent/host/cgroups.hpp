@@ -2,6 +2,7 @@
 // cgroup v1 controls for a container: the devices allow-list and the cpuset.
 #include <string>
 
+#include "agent/host/cgroup_dirs.hpp"
 #include "agent/host/unique_fd.hpp"
 #include "core/expected.hpp"
 
@@ -9,7 +10,10 @@ namespace berth::agent {
 
 class CgroupV1 {
  public:
-  explicit CgroupV1(std::string root) : root_(std::move(root)) {}
+  // With `dirs`, cgroup directories are kept there (see cgroup_dirs.hpp); without, each file is
+  // opened from the mount.
+  explicit CgroupV1(std::string root, CgroupDirs* dirs = nullptr)
+      : root_(std::move(root)), dirs_(dirs) {}
 
   // Returns true when the device was already allowed (so denying it later would take it away).
   Expected<bool> allow_device(const std::string& cgroup, unsigned major, unsigned minor);
@@ -37,6 +41,7 @@ class CgroupV1 {
   Expected<UniqueFd> open_file(const std::string& controller, const std::string& cgroup,
                                const std::string& file, int flags);
   std::string root_;
+  CgroupDirs* dirs_;
 };
 
 // True when a devices.list (one rule per line, "c 10:229 rwm", "a *:* rwm") grants rwm on c

@@ -180,28 +180,21 @@ std::string find_unified_mount(const std::string& root) {
   return {};
 }
 
-Expected<UniqueFd> DevicePrograms::open_cgroup(const std::string& cgroup) {
+Expected<CgroupDir> DevicePrograms::open_cgroup(const std::string& cgroup) {
   if (mount_.empty()) return make_error(ErrorCode::internal, "this host has no cgroup v2 mount");
-  UniqueFd mount(::open(mount_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-  if (!mount) return bpf_error("cannot open " + mount_);
-  // The path comes from /proc/<pid>/cgroup: resolved strictly beneath the mount.
-  const std::string rel =
-      cgroup.empty() || cgroup == "/" ? "." : cgroup.substr(cgroup.front() == '/' ? 1 : 0);
-  UniqueFd dir = open_beneath(mount.get(), rel, O_RDONLY | O_DIRECTORY);
-  if (!dir) return bpf_error("cannot open cgroup " + mount_ + "/" + rel);
+  CgroupDir dir = cgroup_dir(dirs_, mount_, cgroup);
+  if (!dir) return bpf_error("cannot open cgroup " + mount_ + cgroup);
   return dir;
 }
 
 Expected<bool> DevicePrograms::exists(const std::string& cgroup) {
   if (cgroup.empty() || cgroup == "/") return false;
   if (mount_.empty()) return false;
-  UniqueFd mount(::open(mount_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-  if (!mount) return bpf_error("cannot open " + mount_);
-  const std::string rel = cgroup.substr(cgroup.front() == '/' ? 1 : 0);
-  UniqueFd dir = open_beneath(mount.get(), rel, O_PATH | O_DIRECTORY);
+  // Looked up afresh, never kept: "gone" decides whether an undo there is still owed.
+  UniqueFd dir = open_cgroup_dir(mount_, cgroup);
   if (!dir) {
     if (errno == ENOENT) return false;
-    return bpf_error("cannot open cgroup " + mount_ + "/" + rel);
+    return bpf_error("cannot open cgroup " + mount_ + cgroup);
   }
   return true;
 }

@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "agent/host/cgroup_dirs.hpp"
 #include "agent/host/unique_fd.hpp"
 #include "core/device_program.hpp"
 #include "core/expected.hpp"
@@ -44,8 +45,10 @@ class DevicePrograms {
  public:
   // With a `pin_dir` (a bpffs, prepare_pin_dir), each runtime program berth stands in for is
   // also pinned there, so that after a restart detach still puts back exactly that program.
-  explicit DevicePrograms(std::string unified_mount, std::string pin_dir = {})
-      : mount_(std::move(unified_mount)), pin_dir_(std::move(pin_dir)) {}
+  // With `dirs`, cgroup directories are kept there (see cgroup_dirs.hpp).
+  explicit DevicePrograms(std::string unified_mount, std::string pin_dir = {},
+                          CgroupDirs* dirs = nullptr)
+      : mount_(std::move(unified_mount)), pin_dir_(std::move(pin_dir)), dirs_(dirs) {}
 
   // `cgroup` is the "0::" path of /proc/<pid>/cgroup, relative to the mount.
   Expected<ProgramChange> allow(const std::string& cgroup, unsigned major, unsigned minor);
@@ -63,7 +66,7 @@ class DevicePrograms {
   std::vector<std::string> holders(const std::string& cgroup, unsigned major, unsigned minor);
 
  private:
-  Expected<UniqueFd> open_cgroup(const std::string& cgroup);
+  Expected<CgroupDir> open_cgroup(const std::string& cgroup);
   Expected<ProgramChange> change(const std::string& cgroup, const bpf::Device& dev, bool add);
 
   // The runtime's program berth's program `id` on cgroup `cgroup_id` stands in for: held in
@@ -75,6 +78,7 @@ class DevicePrograms {
 
   std::string mount_;
   std::string pin_dir_;
+  CgroupDirs* dirs_;
   // The runtime's program each berth program replaced, by (cgroup inode, berth program id): held
   // open so that the last detach puts back exactly that program.
   std::map<std::pair<uint64_t, uint32_t>, UniqueFd> originals_;

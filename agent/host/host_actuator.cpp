@@ -375,6 +375,7 @@ Expected<HostActuator::Open*> HostActuator::open(const Target& target, bool roll
        (rollback && target.pid > 0 && open_->stands_in_for == target.pid)))
     return &*open_;
   open_.reset();
+  host_.cgroups.forget_dirs();
   auto h = host_.containers.open(target);
   if (!h && rollback && target.pid > 0 && h.error().code == ErrorCode::target_not_found) {
     // The attached process exited (a `runc exec` process, a job step) but its container may

@@ -26,7 +26,10 @@ class HostActuator : public Actuator {
   Expected<std::string> restore_vf_link(const std::string& current, const std::string& host_name);
   // The host link that is the netdev of PCI device `pci`, by sysfs, if any.
   std::optional<std::string> host_link_of(const std::string& pci, const std::string& hint);
-  void idle() override { open_.reset(); }
+  void idle() override {
+    open_.reset();
+    host_.cgroups.forget_dirs();
+  }
 
  private:
   // The container handle and its rtnetlink socket, kept while steps target the same process.

@@ -30,10 +30,11 @@ class RealLinkSeam : public LinkSeam {
 class RealCgroupSeam : public CgroupSeam {
  public:
   explicit RealCgroupSeam(const std::string& root, std::string bpf_pin_dir = {})
-      : v1_(root),
+      : v1_(root, &dirs_),
         unified_mount_(find_unified_mount(root)),
-        v2_(unified_mount_),
-        programs_(unified_mount_, std::move(bpf_pin_dir)) {}
+        v2_(unified_mount_, &dirs_),
+        programs_(unified_mount_, std::move(bpf_pin_dir), &dirs_) {}
+  void forget_dirs() override { dirs_.forget(); }
   Expected<ProgramChange> allow_program(const std::string& unified, unsigned major,
                                         unsigned minor) override {
     if (unified_mount_.empty()) return ProgramChange{};
@@ -76,6 +77,7 @@ class RealCgroupSeam : public CgroupSeam {
   }
 
  private:
+  CgroupDirs dirs_;  // shared by the three below; declared first, made first
   CgroupV1 v1_;
   std::string unified_mount_;
   CgroupV1 v2_;  // the same files, under the cgroup2 mount

@@ -76,6 +76,8 @@ class CgroupSeam {
   // none (its runtime restricts no devices), else whether they allow it.
   virtual Expected<std::optional<bool>> device_programs_allow(const std::string& unified,
                                                               unsigned major, unsigned minor) = 0;
+  // Lets go of the cgroup directories kept for the container now open (cgroup_dirs.hpp).
+  virtual void forget_dirs() {}
 };
 
 // The device lists container managers keep and rebuild their device programs from. LXC

@@ -266,6 +266,8 @@ class FakeCgroupSeam : public agent::CgroupSeam {
     cpusets[cg] = cpus + "|" + mems;
     return previous;
   }
+  int dirs_forgotten = 0;
+  void forget_dirs() override { ++dirs_forgotten; }
   bool fail_exists = false;  // looking fails (EMFILE, EACCES), as opposed to "not there"
   Expected<bool> exists(const std::string& controller, const std::string& cg) override {
     if (fail_exists) return make_error(ErrorCode::internal, "cannot open cgroup " + cg);

@@ -551,6 +551,26 @@ TEST(HostActuator, UndoAfterTheAttachedProcessExitedGoesThroughAnotherProcessOfI
   EXPECT_TRUE(init.ns.empty());
 }
 
+// Cgroup directories are kept for the container open (cgroup_dirs.hpp), never past it: a
+// container that exits and one that takes its cgroup's path must not be written through them.
+TEST(HostActuator, KeptCgroupDirectoriesLiveOnlyAsLongAsTheOpenContainer) {
+  testing::FakeHost host;
+  host.containers.add(42);
+  host.containers.add(43);
+  HostActuator a(host.seams());
+  const step::AllowDevice rule{195, 0};
+  ASSERT_TRUE(a.run(rule, target(42), false).ok);
+  const int at_open = host.cgroups.dirs_forgotten;
+  ASSERT_TRUE(a.run(step::AllowDevice{195, 255}, target(42), false).ok);
+  EXPECT_EQ(host.cgroups.dirs_forgotten, at_open) << "kept between steps on one container";
+  a.idle();
+  EXPECT_EQ(host.cgroups.dirs_forgotten, at_open + 1) << "forgotten when the actuator is idle";
+  ASSERT_TRUE(a.run(rule, target(42), false).ok);
+  const int reopened = host.cgroups.dirs_forgotten;
+  ASSERT_TRUE(a.run(rule, target(43), false).ok);
+  EXPECT_EQ(host.cgroups.dirs_forgotten, reopened + 1) << "forgotten when another one is opened";
+}
+
 TEST(HostActuator, VfGuidsGoInTwoMessagesNodeFirstAndAFailedPortPutsTheNodeBack) {
   testing::FakeHost host;
   host.containers.add(42);
