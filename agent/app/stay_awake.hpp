@@ -5,7 +5,10 @@
 // no wake-up, which on a VM is an inter-processor interrupt and a trip through the hypervisor on
 // each side (about 40 us a step on the 2-vCPU bench machine). Other work (a journal fsync, an
 // API request) and an idle agent sleep as before, and the polling never lasts longer than
-// `awake` after the last handler.
+// `awake` after the last handler. 200 us covers the reactor's turn after a run (feeding a dozen
+// outcomes to core and writing the next record takes it 70-150 us on the bench VM), so the
+// worker is still awake for the job that follows; with 50 us it had gone to sleep and needed the
+// wake-up (the in-process GPU cycle: 1.26-1.41 ms with 50 us, 1.03-1.26 ms with 150 or 400 us).
 #include <chrono>
 #include <thread>
 
@@ -13,7 +16,7 @@
 
 namespace berth::agent {
 
-inline constexpr std::chrono::microseconds kStayAwake{50};
+inline constexpr std::chrono::microseconds kStayAwake{200};
 
 // Returns when `io` runs out of work or is stopped, as io_context::run() does, or once `done()`
 // is true after a handler. `stay()` says whether an operation's job is out (the thread polls)
