@@ -47,7 +47,8 @@ EngineCycles engine_gpu_cycles(const std::string& fixture, const std::string& st
                   [&](std::optional<Error> e, nlohmann::json) { answer.emplace(std::move(e)); });
     agent::run_staying_awake_until(
         io, [&] { return answer.has_value(); },
-        [&] { return engine.awaiting_worker(); });  // as berthd runs
+        [&] { return engine.awaiting_worker(); },  // as berthd runs
+        agent::kReactorStayAwake);
     if (*answer) std::fprintf(stderr, "engine cycle: %s\n", (*answer)->message.c_str());
     return !*answer;
   };

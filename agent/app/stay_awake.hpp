@@ -17,6 +17,10 @@
 namespace berth::agent {
 
 inline constexpr std::chrono::microseconds kStayAwake{200};
+// The reactor, while an operation's job is on the worker: long enough to cover the run of a GPU
+// attach or detach's steps (0.2-0.5 ms), so that its outcome needs no wake-up either. A network
+// step (a namespace move, 10-20 ms) outlasts it, and the reactor then sleeps.
+inline constexpr std::chrono::microseconds kReactorStayAwake{1000};
 
 // Returns when `io` runs out of work or is stopped, as io_context::run() does, or once `done()`
 // is true after a handler. `stay()` says whether an operation's job is out (the thread polls)
@@ -42,9 +46,10 @@ void run_staying_awake_until(boost::asio::io_context& io, Done done, Stay stay,
 }
 
 template <typename Stay>
-void run_staying_awake(boost::asio::io_context& io, Stay stay) {
+void run_staying_awake(boost::asio::io_context& io, Stay stay,
+                       std::chrono::microseconds awake = kStayAwake) {
   run_staying_awake_until(
-      io, [] { return false; }, stay);
+      io, [] { return false; }, stay, awake);
 }
 
 }  // namespace berth::agent

@@ -497,7 +497,8 @@ int run(const std::string& path, bool recover) {
     });
   };
   on_hup();
-  berth::agent::run_staying_awake(io, [&] { return engine.awaiting_worker(); });
+  berth::agent::run_staying_awake(
+      io, [&] { return engine.awaiting_worker(); }, berth::agent::kReactorStayAwake);
   spdlog::info("BERTH_STOPPED");
   return 0;
 }
