@@ -254,7 +254,7 @@ asio::awaitable<net::Response> ControlApi::attach(const net::Request& req, const
     std::tie(t.netns, t.mntns) = container_namespaces(t.pid);
     if (check_now) seen->driver = driver_check_of(t, proc_root);
   };
-  co_await off_reactor(std::move(inspect));
+  co_await off_reactor(std::move(inspect), true);
   if (seen->not_owned) co_return forbidden(req, peer, owner, seen->error->message);
   if (seen->error) co_return error_response(req, seen->error->code, seen->error->message);
   target = seen->target;
@@ -271,7 +271,7 @@ asio::awaitable<net::Response> ControlApi::attach(const net::Request& req, const
           **start_again == seen->target.start_time)
         seen->driver = driver_check_of(seen->target, proc_root);
     };
-    co_await off_reactor(std::move(read_again));
+    co_await off_reactor(std::move(read_again), true);
     if (!again || *again != target.pid || !*start_again || **start_again != target.start_time)
       co_return error_response(req, ErrorCode::conflict,
                                "the container changed while it was being attached (stopped, "
@@ -298,9 +298,9 @@ asio::awaitable<net::Response> ControlApi::attach(const net::Request& req, const
   co_return co_await submit(req, std::move(ev));
 }
 
-asio::awaitable<void> ControlApi::off_reactor(std::function<void()> job) {
+asio::awaitable<void> ControlApi::off_reactor(std::function<void()> job, bool for_operation) {
   co_await await_callback<void()>(
-      [&](auto done) { engine_.run_off_reactor(std::move(job), std::move(done)); });
+      [&](auto done) { engine_.run_off_reactor(std::move(job), std::move(done), for_operation); });
 }
 
 asio::awaitable<DriverCheck> ControlApi::check_driver_of(const Target& target) {

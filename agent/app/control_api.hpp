@@ -72,7 +72,8 @@ class ControlApi {
   // The pid of the container a target names (runc, LXC, apptainer), from its runtime, now.
   boost::asio::awaitable<Expected<int>> resolve_pid(const Target& t);
   // Runs `job` on the worker thread (what reads /proc or a container's files), then resumes.
-  boost::asio::awaitable<void> off_reactor(std::function<void()> job);
+  // `for_operation`: see Engine::run_off_reactor.
+  boost::asio::awaitable<void> off_reactor(std::function<void()> job, bool for_operation = false);
   boost::asio::awaitable<DriverCheck> check_driver_of(const Target& t);
   boost::asio::awaitable<net::Response> check_driver_route(const net::Request& req);
   boost::asio::awaitable<net::Response> slurm_prolog(const net::Request& req,

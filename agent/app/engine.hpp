@@ -67,9 +67,12 @@ class Engine {
 
   const Ledger& ledger() const { return ledger_; }
   // Runs `job` off the reactor (on the worker, in order with the engine's own jobs), then
-  // `done` on the reactor.
-  void run_off_reactor(std::function<void()> job, std::function<void()> done) {
-    on_worker(std::move(job), std::move(done), false);
+  // `done` on the reactor. `for_operation`: the job is part of an operation about to reach the
+  // engine (an attach's inspection of its process), so both threads stay awake for it as for the
+  // engine's own jobs (stay_awake.hpp); other jobs let them sleep.
+  void run_off_reactor(std::function<void()> job, std::function<void()> done,
+                       bool for_operation = false) {
+    on_worker(std::move(job), std::move(done), for_operation);
   }
   // The berth's API view as JSON text, rendered once and kept until the next event changes the
   // ledger (list calls are then a concatenation). The owner must be in the ledger.
@@ -77,8 +80,9 @@ class Engine {
   const Context& context() const { return ctx_; }
   // True while any berth has an operation in flight, or a write is pending or failed.
   bool busy() const;
-  // True while a job of the engine's own (a step, a record, a reply) is on the worker: the
-  // reactor then stays awake for its outcome (stay_awake.hpp).
+  // True while a job of the engine's own (a step, a record, a reply) or one for an operation
+  // (run_off_reactor) is on the worker: the reactor then stays awake for its outcome
+  // (stay_awake.hpp).
   bool awaiting_worker() const { return own_jobs_in_flight_ > 0; }
   // Owners whose latest state could not be written yet; retried every second.
   const std::set<std::string>& unsaved() const { return dirty_; }
@@ -129,7 +133,8 @@ class Engine {
   void perform(std::vector<Action> actions);
   void run_batch(std::vector<WorkerJob> batch);
   // Runs `job` on the worker (or inline), then `done` on the reactor.
-  // `own`: a job of the engine's own (see awaiting_worker), not one of run_off_reactor's.
+  // `own`: a job of the engine's own or one for an operation (see awaiting_worker), not one of
+  // run_off_reactor's other jobs.
   void on_worker(std::function<void()> job, std::function<void()> done, bool own = true);
   // Writes the reservations changed in this reactor turn with one round of fsyncs, then answers
   // the callers that waited on them.

@@ -89,6 +89,23 @@ TEST_F(EngineTest, TheReservationHookFiresOnReservationsAndInventoryNotOnSteps) 
   EXPECT_EQ(fired, 3);
 }
 
+// The reactor polls for the outcome of a job that is part of an operation (an attach's
+// inspection of its process), as for the engine's own; a front door's other jobs let it sleep.
+TEST_F(EngineTest, TheReactorStaysAwakeForAnOperationsJobsOnly) {
+  Engine engine(io_, ctx_, {}, actuator_, &*store_);
+  bool done = false;
+  engine.run_off_reactor([] {}, [&] { done = true; }, true);
+  EXPECT_TRUE(engine.awaiting_worker()) << "an attach's inspection is out";
+  io_.restart();
+  io_.run();
+  EXPECT_TRUE(done);
+  EXPECT_FALSE(engine.awaiting_worker());
+  engine.run_off_reactor([] {}, [] {});
+  EXPECT_FALSE(engine.awaiting_worker()) << "a CDI write or a runner's file: no polling";
+  io_.restart();
+  io_.run();
+}
+
 TEST_F(EngineTest, AChangeThatCannotBeSavedIsNotReportedAsDone) {
   StateStore unwritable("/proc/berth-cannot-write-here", "/proc/berth-cannot-write-here");
   Engine engine(io_, ctx_, {}, actuator_, &unwritable);
