@@ -12,6 +12,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -267,6 +268,9 @@ Expected<ProgramChange> DevicePrograms::change(const std::string& cgroup, const 
     }
     out.present = true;
     bool raced = false;
+    // What is attached as this loop swaps: a kept program already among them must not be
+    // attached a second time.
+    std::vector<uint32_t> attached = q->ids;
     for (uint32_t id : q->ids) {
       UniqueFd current = fd_by_id(id);
       if (!current) {
@@ -308,13 +312,19 @@ Expected<ProgramChange> DevicePrograms::change(const std::string& cgroup, const 
           restoring = static_cast<bool>(next);
         }
       }
+      // After a restart without a pin berth no longer holds the original: the same
+      // instructions, loaded again, are the same program under a new id.
+      std::vector<bpf::Insn> wanted;
+      bool loaded_now = false;
       if (!next) {
-        // After a restart without a pin berth no longer holds the original: the same
-        // instructions, loaded again, are the same program under a new id.
-        auto loaded = devices.empty() ? load_device_program(inner)
-                                      : load_device_program(bpf::wrap(devices, inner));
+        wanted = devices.empty() ? inner : bpf::wrap(devices, inner);
+        next = loaded_.find(cgroup_id, wanted, attached);
+      }
+      if (!next) {
+        auto loaded = load_device_program(wanted);
         if (!loaded) return loaded.error();
         next = std::move(*loaded);
+        loaded_now = true;
       }
       if (auto s = swap(dir->get(), q->flags, current.get(), next.get()); !s) {
         if (errno == ENOENT) {
@@ -325,6 +335,8 @@ Expected<ProgramChange> DevicePrograms::change(const std::string& cgroup, const 
       }
       auto next_info = info_of(next.get());
       const uint32_t next_id = next_info ? next_info->id : 0;
+      std::replace(attached.begin(), attached.end(), id, next_id);
+      if (loaded_now) loaded_.keep(cgroup_id, wanted, next.get(), next_id);
       if (!out.note.empty()) out.note += ", ";
       out.note += "device program " + std::to_string(id) + " -> " + std::to_string(next_id) +
                   (restoring ? " (the runtime's own, restored)" : "");

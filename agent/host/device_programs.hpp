@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "agent/host/cgroup_dirs.hpp"
+#include "agent/host/loaded_programs.hpp"
 #include "agent/host/unique_fd.hpp"
 #include "core/device_program.hpp"
 #include "core/expected.hpp"
@@ -45,7 +46,8 @@ class DevicePrograms {
  public:
   // With a `pin_dir` (a bpffs, prepare_pin_dir), each runtime program berth stands in for is
   // also pinned there, so that after a restart detach still puts back exactly that program.
-  // With `dirs`, cgroup directories are kept there (see cgroup_dirs.hpp).
+  // With `dirs`, cgroup directories are kept there (see cgroup_dirs.hpp). The programs it loads
+  // are kept for reuse on the same cgroup (see loaded_programs.hpp).
   explicit DevicePrograms(std::string unified_mount, std::string pin_dir = {},
                           CgroupDirs* dirs = nullptr)
       : mount_(std::move(unified_mount)), pin_dir_(std::move(pin_dir)), dirs_(dirs) {}
@@ -82,6 +84,8 @@ class DevicePrograms {
   // The runtime's program each berth program replaced, by (cgroup inode, berth program id): held
   // open so that the last detach puts back exactly that program.
   std::map<std::pair<uint64_t, uint32_t>, UniqueFd> originals_;
+  // berth's programs, kept for the next step on the same cgroup that needs the same instructions.
+  LoadedPrograms loaded_;
 };
 
 }  // namespace berth::agent

@@ -14,6 +14,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <memory>
+#include <set>
 
 #include "agent/host/device_programs.hpp"
 #include "tests/host/host.hpp"
@@ -179,14 +181,16 @@ TEST_F(DeviceProgramPinTest, APinWhoseStandInIsGoneIsSweptAndALiveOneIsKept) {
   std::string why;
   const std::string pins = pin_dir("berth-itest-bpf-sweep", why);
   if (pins.empty()) GTEST_SKIP() << why;
-  DevicePrograms programs(mount_, pins);
-  auto a = programs.allow(cgroup_, kFuseMajor, kFuseMinor);
+  auto programs = std::make_unique<DevicePrograms>(mount_, pins);
+  auto a = programs->allow(cgroup_, kFuseMajor, kFuseMinor);
   ASSERT_TRUE(a) << a.error().message;
   ASSERT_EQ(pinned(), 1);
   EXPECT_TRUE(agent::sweep_stale_pins(pins).empty()) << "its stand-in is attached";
   EXPECT_EQ(pinned(), 1);
-  // The container's cgroup goes (its runtime removed it); the kernel frees the programs attached
-  // to it once the cgroup is released, a moment later.
+  // berthd goes, with the programs it kept (the sweep runs when it starts again), and the
+  // container's cgroup goes (its runtime removed it); the kernel frees the programs attached to
+  // it once the cgroup is released, a moment later.
+  programs.reset();
   cg_.reset();
   ASSERT_EQ(::rmdir(dir_.c_str()), 0) << std::strerror(errno);
   dir_.clear();
@@ -275,6 +279,66 @@ TEST_F(DeviceProgramTest, AProgramTheRuntimeSwappedInMeanwhileIsWrappedNotClobbe
   EXPECT_TRUE(can_open("/dev/zero"));
   ASSERT_TRUE(programs_.deny(cgroup_, kFuseMajor, kFuseMinor));
   EXPECT_EQ(only_program(), updated_id);
+}
+
+// Each step's program is loaded once for a cgroup: a detach swaps back in the programs its attach
+// loaded, and the next attach of the same container those again (the same ids). A new load would
+// give each a new id.
+TEST_F(DeviceProgramTest, ADetachAndTheNextAttachReuseTheProgramsLoadedForTheCgroup) {
+  ASSERT_TRUE(programs_.allow(cgroup_, kFuseMajor, kFuseMinor));
+  const uint32_t fuse_only = only_program();
+  ASSERT_TRUE(programs_.allow(cgroup_, kZeroMajor, kZeroMinor));
+  const uint32_t both = only_program();
+  EXPECT_NE(both, fuse_only);
+
+  auto d = programs_.deny(cgroup_, kZeroMajor, kZeroMinor);
+  ASSERT_TRUE(d) << d.error().message;
+  EXPECT_EQ(only_program(), fuse_only) << d->note;
+  EXPECT_TRUE(can_open("/dev/fuse"));
+  EXPECT_FALSE(can_open("/dev/zero"));
+  ASSERT_TRUE(programs_.deny(cgroup_, kFuseMajor, kFuseMinor));
+  EXPECT_EQ(only_program(), runtime_id_);
+
+  ASSERT_TRUE(programs_.allow(cgroup_, kFuseMajor, kFuseMinor));
+  EXPECT_EQ(only_program(), fuse_only);
+  ASSERT_TRUE(programs_.allow(cgroup_, kZeroMajor, kZeroMinor));
+  EXPECT_EQ(only_program(), both);
+  EXPECT_TRUE(can_open("/dev/fuse"));
+  EXPECT_TRUE(can_open("/dev/zero"));
+  EXPECT_TRUE(can_open("/dev/null"));
+  ASSERT_TRUE(programs_.deny(cgroup_, kZeroMajor, kZeroMinor));
+  ASSERT_TRUE(programs_.deny(cgroup_, kFuseMajor, kFuseMinor));
+  EXPECT_EQ(only_program(), runtime_id_);
+  EXPECT_FALSE(can_open("/dev/fuse"));
+}
+
+// Two programs with the same instructions on one cgroup (two loads of the runtime's): each gets a
+// berth program of its own, as the kernel attaches a program to a cgroup once; a kept program is
+// used for one of them only.
+TEST_F(DeviceProgramTest, TwoIdenticalProgramsOnOneCgroupAreEachWrapped) {
+  auto twin = agent::load_device_program(runtime_program());
+  ASSERT_TRUE(twin) << twin.error().message;
+  ASSERT_TRUE(agent::attach_device_program(cg_.get(), twin->get()));
+  auto ids = [&] {
+    auto a = programs_.attached(cgroup_);
+    EXPECT_TRUE(a) << a.error().message;
+    return a ? std::set<uint32_t>(a->begin(), a->end()) : std::set<uint32_t>{};
+  };
+  const auto runtimes = ids();
+  ASSERT_EQ(runtimes.size(), 2u);
+  for (int round = 0; round < 2; ++round) {
+    auto a = programs_.allow(cgroup_, kFuseMajor, kFuseMinor);
+    ASSERT_TRUE(a) << "round " << round << ": " << a.error().message;
+    const auto wrapped = ids();
+    EXPECT_EQ(wrapped.size(), 2u) << a->note;
+    for (uint32_t id : wrapped) EXPECT_EQ(runtimes.count(id), 0u) << a->note;
+    EXPECT_TRUE(can_open("/dev/fuse"));
+    EXPECT_TRUE(can_open("/dev/null"));
+    auto d = programs_.deny(cgroup_, kFuseMajor, kFuseMinor);
+    ASSERT_TRUE(d) << "round " << round << ": " << d.error().message;
+    EXPECT_EQ(ids(), runtimes) << d->note;
+    EXPECT_FALSE(can_open("/dev/fuse"));
+  }
 }
 
 TEST_F(DeviceProgramTest, AProgramThatCallsHelpersIsRefusedAndLeftAttached) {

@@ -1,0 +1,41 @@
+#include "agent/host/loaded_programs.hpp"
+
+#include <fcntl.h>
+
+#include <algorithm>
+#include <cstring>
+
+namespace berth::agent {
+
+LoadedPrograms::Key LoadedPrograms::key_of(uint64_t cgroup_id,
+                                           const std::vector<bpf::Insn>& insns) {
+  std::string bytes(insns.size() * sizeof(bpf::Insn), '\0');
+  if (!insns.empty()) std::memcpy(bytes.data(), insns.data(), bytes.size());
+  return {cgroup_id, std::move(bytes)};
+}
+
+UniqueFd LoadedPrograms::find(uint64_t cgroup_id, const std::vector<bpf::Insn>& insns,
+                              const std::vector<uint32_t>& attached) {
+  auto it = kept_.find(key_of(cgroup_id, insns));
+  if (it == kept_.end()) return {};
+  if (std::find(attached.begin(), attached.end(), it->second.id) != attached.end()) return {};
+  it->second.used = ++clock_;
+  return UniqueFd(::fcntl(it->second.fd.get(), F_DUPFD_CLOEXEC, 3));
+}
+
+void LoadedPrograms::keep(uint64_t cgroup_id, const std::vector<bpf::Insn>& insns, int fd,
+                          uint32_t id) {
+  if (capacity_ == 0 || id == 0) return;
+  UniqueFd copy(::fcntl(fd, F_DUPFD_CLOEXEC, 3));
+  if (!copy) return;  // not kept: the next step loads it again
+  auto key = key_of(cgroup_id, insns);
+  if (!kept_.count(key) && kept_.size() >= capacity_) {
+    auto oldest = std::min_element(kept_.begin(), kept_.end(), [](const auto& a, const auto& b) {
+      return a.second.used < b.second.used;
+    });
+    kept_.erase(oldest);
+  }
+  kept_[std::move(key)] = Kept{std::move(copy), id, ++clock_};
+}
+
+}  // namespace berth::agent
