@@ -404,9 +404,13 @@ void DevicePrograms::keep_original(uint64_t cgroup_id, uint32_t id, UniqueFd fd)
     bpf_attr attr{};
     attr.pathname = reinterpret_cast<uint64_t>(path.c_str());
     attr.bpf_fd = static_cast<uint32_t>(fd.get());
+    // A pin of that name left from before is out of date: a kept berth program (same id) stood
+    // in for another runtime program then, one the runtime has since replaced.
+    bool pinned = sys_bpf(BPF_OBJ_PIN, attr) == 0;
+    if (!pinned && errno == EEXIST && ::unlink(path.c_str()) == 0)
+      pinned = sys_bpf(BPF_OBJ_PIN, attr) == 0;
     // Without the pin it is still held in memory; only a restart then loses the exact program.
-    if (sys_bpf(BPF_OBJ_PIN, attr) != 0 && errno != EEXIST)
-      spdlog::warn("BERTH_BPF_PIN_FAILED {}: {}", path, std::strerror(errno));
+    if (!pinned) spdlog::warn("BERTH_BPF_PIN_FAILED {}: {}", path, std::strerror(errno));
   }
   originals_[{cgroup_id, id}] = std::move(fd);
 }

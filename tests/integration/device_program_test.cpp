@@ -174,6 +174,37 @@ TEST_F(DeviceProgramPinTest, AfterARestartDetachPutsBackTheSameProgramFromItsPin
   EXPECT_EQ(pinned(), 0) << "the pin is gone with the berth";
 }
 
+// A berth program kept for the cgroup stands in again, after the runtime replaced it with a new
+// program of the same instructions (`runc update` regenerates the same rules): the pin under its
+// id then names the runtime's new program, not the one it replaced, so after a restart detach
+// puts back exactly the runtime's current program.
+TEST_F(DeviceProgramPinTest, AKeptProgramStandingInAgainRepinsTheRuntimesCurrentProgram) {
+  std::string why;
+  const std::string pins = pin_dir("berth-itest-bpf-repin", why);
+  if (pins.empty()) GTEST_SKIP() << why;
+  DevicePrograms first(mount_, pins);
+  ASSERT_TRUE(first.allow(cgroup_, kFuseMajor, kFuseMinor));
+  const uint32_t stand_in = only_program();
+  auto regenerated = agent::load_device_program(runtime_program());
+  ASSERT_TRUE(regenerated) << regenerated.error().message;
+  UniqueFd berths = agent::device_program_by_id(stand_in);
+  ASSERT_TRUE(berths);
+  ASSERT_TRUE(agent::attach_device_program(cg_.get(), regenerated->get(), berths.get()));
+  berths.reset();
+  const uint32_t current = only_program();
+  ASSERT_TRUE(first.deny(cgroup_, kFuseMajor, kFuseMinor));
+  EXPECT_EQ(only_program(), current) << "not berth's: left as it is";
+
+  ASSERT_TRUE(first.allow(cgroup_, kFuseMajor, kFuseMinor));
+  ASSERT_EQ(only_program(), stand_in) << "the kept program, the instructions being the same";
+  EXPECT_EQ(pinned(), 1);
+  DevicePrograms second(mount_, pins);  // berthd restarted
+  auto d = second.deny(cgroup_, kFuseMajor, kFuseMinor);
+  ASSERT_TRUE(d) << d.error().message;
+  EXPECT_EQ(only_program(), current) << d->note;
+  EXPECT_NE(d->note.find("restored"), std::string::npos) << d->note;
+}
+
 // A container that went away while its berth was attached (berthd down, or the cgroup removed
 // before the detach) leaves a pin that keeps the runtime's program alive for nothing: the sweep
 // at start removes it, and keeps the pins of berth programs that are still attached.
