@@ -261,10 +261,6 @@ void Engine::perform(std::vector<Action> actions) {
                      else
                        spdlog::info("BERTH_STATE {} {}{}{}", n.owner, n.state,
                                     n.message.empty() ? "" : ": ", n.message);
-                     if (hooks_.notify) hooks_.notify(n);
-                   },
-                   [&](action::Watch& w) {
-                     if (hooks_.watch) hooks_.watch(w);
                    },
                    [](auto&) {},
                },
@@ -280,6 +276,13 @@ void Engine::perform(std::vector<Action> actions) {
     }
   }
   run_batch(std::move(batch));
+  // The hooks after the batch: what they post to the worker (a VF berth's link watch enters the
+  // container's network namespace there) then runs after this turn's writes, and the reply
+  // does not wait behind it.
+  for (auto& a : actions) {
+    if (auto* n = std::get_if<action::Notify>(&a); n && hooks_.notify) hooks_.notify(*n);
+    if (auto* w = std::get_if<action::Watch>(&a); w && hooks_.watch) hooks_.watch(*w);
+  }
   if (admit_after_turn) boost::asio::post(io_, [this] { admit_held(); });
   check_idle();
 }

@@ -3,12 +3,14 @@
 
 #include <filesystem>
 #include <fstream>
+#include <future>
 
 #include <boost/asio/steady_timer.hpp>
 
 #include <boost/asio/io_context.hpp>
 
 #include "agent/app/engine.hpp"
+#include "agent/app/worker.hpp"
 #include "tests/fakes/engine_call.hpp"
 #include "tests/fakes/fake_actuator.hpp"
 #include "tests/fakes/inventories.hpp"
@@ -104,6 +106,40 @@ TEST_F(EngineTest, TheReactorStaysAwakeForAnOperationsJobsOnly) {
   EXPECT_FALSE(engine.awaiting_worker()) << "a CDI write or a runner's file: no polling";
   io_.restart();
   io_.run();
+}
+
+// A hook that posts work of its own to the worker (a VF berth's link watch enters the
+// container's network namespace there) runs after the turn's writes: the attach is answered
+// without waiting behind it.
+TEST_F(EngineTest, AnAttachIsAnsweredWithoutWaitingForWorkItsHooksPost) {
+  Worker worker;
+  Engine engine(io_, ctx_, {}, actuator_, &*store_, &worker);
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  int watches = 0;
+  EngineHooks hooks;
+  hooks.watch = [&](const action::Watch&) {
+    ++watches;
+    worker.post([released] { released.wait(); });
+  };
+  engine.set_hooks(hooks);
+  BerthRequest r;
+  r.gpu_count = 1;
+  ASSERT_FALSE(testing::call(io_, engine, event::Create{0, "slurm/1", r}).first);
+  std::optional<std::optional<Error>> answer;
+  engine.submit(event::Attach{0, "slurm/1", Target{1234, 1, ""}},
+                [&](std::optional<Error> e, nlohmann::json) { answer.emplace(std::move(e)); });
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+  while (!answer && std::chrono::steady_clock::now() < deadline) {
+    io_.restart();
+    io_.run_for(std::chrono::milliseconds(10));
+  }
+  release.set_value();  // the worker's last job ends, so that it can be joined
+  ASSERT_TRUE(answer) << "the reply waited behind the hook's job on the worker";
+  EXPECT_FALSE(*answer);
+  EXPECT_EQ(watches, 1);
+  io_.restart();
+  io_.run_for(std::chrono::milliseconds(50));
 }
 
 TEST_F(EngineTest, AChangeThatCannotBeSavedIsNotReportedAsDone) {
