@@ -127,8 +127,9 @@ TEST_F(EngineTest, AnAttachIsAnsweredWithoutWaitingForWorkItsHooksPost) {
   r.gpu_count = 1;
   ASSERT_FALSE(testing::call(io_, engine, event::Create{0, "slurm/1", r}).first);
   std::optional<std::optional<Error>> answer;
-  engine.submit(event::Attach{0, "slurm/1", Target{1234, 1, ""}},
-                [&](std::optional<Error> e, nlohmann::json) { answer.emplace(std::move(e)); });
+  engine.submit(
+      event::Attach{0, "slurm/1", Target{1234, 1, ""}},
+      [&](std::optional<Error> e, const nlohmann::json&) { answer.emplace(std::move(e)); });
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
   while (!answer && std::chrono::steady_clock::now() < deadline) {
     io_.restart();
