@@ -308,7 +308,7 @@ Expected<ProgramChange> DevicePrograms::change(const std::string& cgroup, const 
       if (devices.empty() && original) {
         auto held = info_of(original.get());
         if (held && held->insns == inner) {
-          next = UniqueFd(::fcntl(original.get(), F_DUPFD_CLOEXEC, 3));
+          next = dup_fd(original.get());
           restoring = static_cast<bool>(next);
         }
       }
@@ -388,13 +388,13 @@ std::string DevicePrograms::pin_path(uint64_t cgroup_id, uint32_t id) const {
 
 UniqueFd DevicePrograms::original_of(uint64_t cgroup_id, uint32_t id) {
   if (auto it = originals_.find({cgroup_id, id}); it != originals_.end())
-    return UniqueFd(::fcntl(it->second.get(), F_DUPFD_CLOEXEC, 3));
+    return dup_fd(it->second.get());
   if (pin_dir_.empty()) return {};
   const std::string path = pin_path(cgroup_id, id);
   bpf_attr attr{};
   attr.pathname = reinterpret_cast<uint64_t>(path.c_str());
   UniqueFd fd(static_cast<int>(sys_bpf(BPF_OBJ_GET, attr)));
-  if (fd) originals_[{cgroup_id, id}] = UniqueFd(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 3));
+  if (fd) originals_[{cgroup_id, id}] = dup_fd(fd.get());
   return fd;
 }
 

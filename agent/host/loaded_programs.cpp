@@ -1,7 +1,5 @@
 #include "agent/host/loaded_programs.hpp"
 
-#include <fcntl.h>
-
 #include <algorithm>
 #include <cstring>
 
@@ -20,13 +18,13 @@ UniqueFd LoadedPrograms::find(uint64_t cgroup_id, const std::vector<bpf::Insn>& 
   if (it == kept_.end()) return {};
   if (std::find(attached.begin(), attached.end(), it->second.id) != attached.end()) return {};
   it->second.used = ++clock_;
-  return UniqueFd(::fcntl(it->second.fd.get(), F_DUPFD_CLOEXEC, 3));
+  return dup_fd(it->second.fd.get());
 }
 
 void LoadedPrograms::keep(uint64_t cgroup_id, const std::vector<bpf::Insn>& insns, int fd,
                           uint32_t id) {
   if (capacity_ == 0 || id == 0) return;
-  UniqueFd copy(::fcntl(fd, F_DUPFD_CLOEXEC, 3));
+  UniqueFd copy = dup_fd(fd);
   if (!copy) return;  // not kept: the next step loads it again
   auto key = key_of(cgroup_id, insns);
   if (!kept_.count(key) && kept_.size() >= capacity_) {

@@ -1,4 +1,5 @@
 #pragma once
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <utility>
@@ -30,5 +31,11 @@ class UniqueFd {
  private:
   int fd_ = -1;
 };
+
+// A descriptor of its own for what `fd` refers to (close-on-exec, above the standard three);
+// invalid, with errno set, when it cannot be made.
+inline UniqueFd dup_fd(int fd) {
+  return UniqueFd(::fcntl(fd, F_DUPFD_CLOEXEC, 3));
+}
 
 }  // namespace berth::agent
