@@ -192,7 +192,8 @@ Status remove_node(int root_fd, const CharDevice& dev, int dirs, bool bound) {
         st.st_size == 0)
       ::unlinkat(dir->get(), name.c_str(), 0);
   }
-  if (is_node(dir->get(), name, dev) && ::unlinkat(dir->get(), name.c_str(), 0) != 0 &&
+  // A plain node was checked just above; what is left under a bind mount taken off is checked.
+  if ((!bound || is_node(dir->get(), name, dev)) && ::unlinkat(dir->get(), name.c_str(), 0) != 0 &&
       errno != ENOENT)
     return node_error(dev, "cannot remove");
   // The directories berth made for the node, innermost first, while they are empty; one the

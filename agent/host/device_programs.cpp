@@ -18,6 +18,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
+#include <tuple>
 
 #include <spdlog/spdlog.h>
 
@@ -243,9 +245,7 @@ Expected<ProgramChange> DevicePrograms::change(const std::string& cgroup, const 
   if (cgroup.empty() || cgroup == "/") return ProgramChange{};
   auto dir = open_cgroup(cgroup);
   if (!dir) return dir.error();
-  struct stat st {};
-  if (::fstat(dir->get(), &st) != 0) return bpf_error("cannot stat the cgroup");
-  const uint64_t cgroup_id = st.st_ino;
+  uint64_t cgroup_id = 0;  // its inode, read once it has a program of its own
   const std::string where = " on cgroup " + cgroup;
 
   // A runtime may swap its program between our query and our replace (ENOENT): start over.
@@ -267,6 +267,11 @@ Expected<ProgramChange> DevicePrograms::change(const std::string& cgroup, const 
       return ProgramChange{};
     }
     out.present = true;
+    if (cgroup_id == 0) {
+      struct stat st {};
+      if (::fstat(dir->get(), &st) != 0) return bpf_error("cannot stat the cgroup");
+      cgroup_id = st.st_ino;
+    }
     bool raced = false;
     // What is attached as this loop swaps: a kept program already among them must not be
     // attached a second time.
@@ -304,27 +309,30 @@ Expected<ProgramChange> DevicePrograms::change(const std::string& cgroup, const 
 
       UniqueFd original = original_of(cgroup_id, id);
       UniqueFd next;
+      uint32_t next_id = 0;  // 0: ask the kernel once it is attached
       bool restoring = false;
       if (devices.empty() && original) {
         auto held = info_of(original.get());
         if (held && held->insns == inner) {
           next = dup_fd(original.get());
           restoring = static_cast<bool>(next);
+          next_id = held->id;
         }
       }
       // After a restart without a pin berth no longer holds the original: the same
       // instructions, loaded again, are the same program under a new id.
       std::vector<bpf::Insn> wanted;
-      bool loaded_now = false;
+      std::optional<LoadedPrograms::Key> key;
       if (!next) {
         wanted = devices.empty() ? inner : bpf::wrap(devices, inner);
-        next = loaded_.find(cgroup_id, wanted, attached);
+        key = LoadedPrograms::key_of(cgroup_id, wanted);
+        std::tie(next, next_id) = loaded_.find(*key, attached);
       }
-      if (!next) {
+      const bool load = !next;
+      if (load) {
         auto loaded = load_device_program(wanted);
         if (!loaded) return loaded.error();
         next = std::move(*loaded);
-        loaded_now = true;
       }
       if (auto s = swap(dir->get(), q->flags, current.get(), next.get()); !s) {
         if (errno == ENOENT) {
@@ -333,10 +341,12 @@ Expected<ProgramChange> DevicePrograms::change(const std::string& cgroup, const 
         }
         return make_error(s.error().code, s.error().message + where);
       }
-      auto next_info = info_of(next.get());
-      const uint32_t next_id = next_info ? next_info->id : 0;
+      if (next_id == 0) {
+        auto next_info = info_of(next.get());
+        next_id = next_info ? next_info->id : 0;
+      }
       std::replace(attached.begin(), attached.end(), id, next_id);
-      if (loaded_now) loaded_.keep(cgroup_id, wanted, next.get(), next_id);
+      if (load) loaded_.keep(std::move(*key), next.get(), next_id);
       if (!out.note.empty()) out.note += ", ";
       out.note += "device program " + std::to_string(id) + " -> " + std::to_string(next_id) +
                   (restoring ? " (the runtime's own, restored)" : "");
@@ -420,9 +430,8 @@ void DevicePrograms::forget_original(uint64_t cgroup_id, uint32_t id) {
   if (!pin_dir_.empty()) ::unlink(pin_path(cgroup_id, id).c_str());
 }
 
-std::vector<std::string> DevicePrograms::holders(const std::string& cgroup, unsigned major,
-                                                 unsigned minor) {
-  std::vector<std::string> out;
+HeldDevices DevicePrograms::held_devices(const std::string& cgroup) {
+  HeldDevices out;
   auto dir = open_cgroup(cgroup);
   if (!dir) return out;
   UniqueFd procs = open_beneath(dir->get(), "cgroup.procs", O_RDONLY);
@@ -431,7 +440,6 @@ std::vector<std::string> DevicePrograms::holders(const std::string& cgroup, unsi
   char buf[4096];
   for (ssize_t n; (n = ::read(procs.get(), buf, sizeof buf)) > 0;)
     text.append(buf, static_cast<size_t>(n));
-  const dev_t want = makedev(major, minor);
   size_t start = 0;
   while (start < text.size()) {
     size_t end = text.find('\n', start);
@@ -446,9 +454,9 @@ std::vector<std::string> DevicePrograms::holders(const std::string& cgroup, unsi
       if (e->d_name[0] == '.') continue;
       struct stat st {};
       // fstatat through the fd's magic link describes the open file itself; nothing is opened.
-      if (::fstatat(::dirfd(d), e->d_name, &st, 0) == 0 && S_ISCHR(st.st_mode) &&
-          st.st_rdev == want)
-        out.push_back("pid " + pid + " (fd " + e->d_name + ")");
+      if (::fstatat(::dirfd(d), e->d_name, &st, 0) == 0 && S_ISCHR(st.st_mode))
+        out[{major(st.st_rdev), minor(st.st_rdev)}].push_back("pid " + pid + " (fd " + e->d_name +
+                                                              ")");
     }
     ::closedir(d);
   }

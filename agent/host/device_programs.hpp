@@ -16,6 +16,9 @@
 
 namespace berth::agent {
 
+// c major:minor -> "pid P (fd F)" for each descriptor open on that character device.
+using HeldDevices = std::map<std::pair<unsigned, unsigned>, std::vector<std::string>>;
+
 struct ProgramChange {
   bool present = false;  // the cgroup has a device program of its own (v2 decides access)
   bool already = false;  // every such program allowed the device before berth changed anything
@@ -63,9 +66,10 @@ class DevicePrograms {
   Expected<std::optional<bool>> allows(const std::string& cgroup, unsigned major, unsigned minor);
   // The ids of the device programs attached to `cgroup` itself.
   Expected<std::vector<uint32_t>> attached(const std::string& cgroup);
-  // "pid 123 (fd 4)" for each process in `cgroup` that still holds c major:minor open; a revoked
-  // device stays usable through descriptors opened before.
-  std::vector<std::string> holders(const std::string& cgroup, unsigned major, unsigned minor);
+  // Every character device the processes in `cgroup` hold open, "pid 123 (fd 4)" for each
+  // descriptor: a revoked device stays usable through descriptors opened before. One pass over
+  // the processes' descriptors, however many devices a detach then looks up in it.
+  HeldDevices held_devices(const std::string& cgroup);
 
  private:
   Expected<CgroupDir> open_cgroup(const std::string& cgroup);

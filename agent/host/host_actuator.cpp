@@ -166,7 +166,7 @@ Status HostActuator::remove_from_scope(const std::string& unit, unsigned major, 
 }
 
 StepOutcome HostActuator::deny_device(const CgroupPaths& cg, const step::DenyDevice& s,
-                                      const Target& target) {
+                                      const Target& target, std::optional<HeldDevices>* held) {
   std::string note;
   // A completed allow into such a container leaves undo "lxc" or nothing to deny: a plain deny
   // there is the inverse of an allow berthd was killed in the middle of, which may have reached
@@ -197,10 +197,13 @@ StepOutcome HostActuator::deny_device(const CgroupPaths& cg, const step::DenyDev
     if (auto st = remove_from_scope(unit, s.major, s.minor); !st) return failed(st.error());
   // Taking the rule away does not close what is already open.
   if (!cg.unified.empty()) {
-    auto holders = host_.cgroups.holders(cg.unified, s.major, s.minor);
-    if (!holders.empty()) {
+    std::optional<HeldDevices> now;
+    if (!held) held = &now;
+    if (!*held) *held = host_.cgroups.held_devices(cg.unified);
+    const auto it = (*held)->find({s.major, s.minor});
+    if (it != (*held)->end()) {
       std::string list;
-      for (const auto& h : holders) list += (list.empty() ? "" : ", ") + h;
+      for (const auto& h : it->second) list += (list.empty() ? "" : ", ") + h;
       note += (note.empty() ? "" : "; ") + std::string("c ") + std::to_string(s.major) + ":" +
               std::to_string(s.minor) + " is still open in the container: " + list;
     }
@@ -516,6 +519,7 @@ StepOutcome HostActuator::run(const Step& step, const Target& target, bool rollb
     return failed(o.error());
   }
   Open& c = **o;
+  if (!rollback) c.held.reset();
   auto in_container = [&](auto&& fn) -> StepOutcome {
     auto links = container_links(c);
     if (!links) return failed(links.error());
@@ -543,7 +547,9 @@ StepOutcome HostActuator::run(const Step& step, const Target& target, bool rollb
                                            ns.mntns_fd >= 0 ? &ns : nullptr));
           },
           [&](const step::AllowDevice& s) { return allow_device(paths_of(c.handle), s, target); },
-          [&](const step::DenyDevice& s) { return deny_device(paths_of(c.handle), s, target); },
+          [&](const step::DenyDevice& s) {
+            return deny_device(paths_of(c.handle), s, target, &c.held);
+          },
           [&](const step::SetCpuset& s) {
             auto previous = set_cpuset(paths_of(c.handle), s);
             return previous ? done(*previous) : failed(previous.error());

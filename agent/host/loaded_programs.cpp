@@ -12,21 +12,21 @@ LoadedPrograms::Key LoadedPrograms::key_of(uint64_t cgroup_id,
   return {cgroup_id, std::move(bytes)};
 }
 
-UniqueFd LoadedPrograms::find(uint64_t cgroup_id, const std::vector<bpf::Insn>& insns,
-                              const std::vector<uint32_t>& attached) {
-  auto it = kept_.find(key_of(cgroup_id, insns));
+std::pair<UniqueFd, uint32_t> LoadedPrograms::find(const Key& key,
+                                                   const std::vector<uint32_t>& attached) {
+  auto it = kept_.find(key);
   if (it == kept_.end()) return {};
   if (std::find(attached.begin(), attached.end(), it->second.id) != attached.end()) return {};
+  UniqueFd copy = dup_fd(it->second.fd.get());
+  if (!copy) return {};
   it->second.used = ++clock_;
-  return dup_fd(it->second.fd.get());
+  return {std::move(copy), it->second.id};
 }
 
-void LoadedPrograms::keep(uint64_t cgroup_id, const std::vector<bpf::Insn>& insns, int fd,
-                          uint32_t id) {
+void LoadedPrograms::keep(Key key, int fd, uint32_t id) {
   if (capacity_ == 0 || id == 0) return;
   UniqueFd copy = dup_fd(fd);
   if (!copy) return;  // not kept: the next step loads it again
-  auto key = key_of(cgroup_id, insns);
   if (!kept_.count(key) && kept_.size() >= capacity_) {
     auto oldest = std::min_element(kept_.begin(), kept_.end(), [](const auto& a, const auto& b) {
       return a.second.used < b.second.used;

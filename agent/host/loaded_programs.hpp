@@ -24,14 +24,16 @@ class LoadedPrograms {
  public:
   explicit LoadedPrograms(size_t capacity = 64) : capacity_(capacity) {}
 
-  // A new descriptor of the program loaded for `cgroup_id` from exactly `insns`; invalid when
-  // none is kept, or when it is one of `attached` (the kernel attaches a program to a cgroup
-  // once: a second program with the same instructions must be loaded anew).
-  UniqueFd find(uint64_t cgroup_id, const std::vector<bpf::Insn>& insns,
-                const std::vector<uint32_t>& attached);
-  // Keeps a descriptor of `fd` (program `id`, loaded from `insns`); past the capacity, the one
+  using Key = std::pair<uint64_t, std::string>;  // cgroup inode, the instructions' bytes
+  static Key key_of(uint64_t cgroup_id, const std::vector<bpf::Insn>& insns);
+
+  // A new descriptor of the program loaded for `key`, and its id; invalid when none is kept, or
+  // when it is one of `attached` (the kernel attaches a program to a cgroup once: a second
+  // program with the same instructions must be loaded anew).
+  std::pair<UniqueFd, uint32_t> find(const Key& key, const std::vector<uint32_t>& attached);
+  // Keeps a descriptor of `fd` (program `id`, loaded for `key`); past the capacity, the one
   // used longest ago goes.
-  void keep(uint64_t cgroup_id, const std::vector<bpf::Insn>& insns, int fd, uint32_t id);
+  void keep(Key key, int fd, uint32_t id);
   size_t kept() const { return kept_.size(); }
 
  private:
@@ -40,8 +42,6 @@ class LoadedPrograms {
     uint32_t id = 0;
     uint64_t used = 0;
   };
-  using Key = std::pair<uint64_t, std::string>;  // cgroup inode, the instructions' bytes
-  static Key key_of(uint64_t cgroup_id, const std::vector<bpf::Insn>& insns);
 
   size_t capacity_;
   uint64_t clock_ = 0;

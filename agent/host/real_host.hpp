@@ -45,10 +45,9 @@ class RealCgroupSeam : public CgroupSeam {
     if (unified_mount_.empty()) return ProgramChange{};
     return programs_.deny(unified, major, minor);
   }
-  std::vector<std::string> holders(const std::string& unified, unsigned major,
-                                   unsigned minor) override {
+  HeldDevices held_devices(const std::string& unified) override {
     if (unified_mount_.empty()) return {};
-    return programs_.holders(unified, major, minor);
+    return programs_.held_devices(unified);
   }
   Expected<std::string> set_cpuset_v2(const std::string& unified, const std::string& cpus,
                                       const std::string& mems) override {

@@ -60,9 +60,8 @@ class CgroupSeam {
                                                 unsigned minor) = 0;
   virtual Expected<ProgramChange> deny_program(const std::string& unified, unsigned major,
                                                unsigned minor) = 0;
-  // Processes in `unified` that still hold the device open.
-  virtual std::vector<std::string> holders(const std::string& unified, unsigned major,
-                                           unsigned minor) = 0;
+  // The character devices the processes in `unified` hold open, each with who holds it.
+  virtual HeldDevices held_devices(const std::string& unified) = 0;
   virtual Expected<std::string> set_cpuset_v2(const std::string& unified, const std::string& cpus,
                                               const std::string& mems) = 0;
   virtual Expected<bool> allow_device(const std::string& cgroup, unsigned major,

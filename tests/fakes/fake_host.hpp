@@ -300,7 +300,12 @@ class FakeCgroupSeam : public agent::CgroupSeam {
     const bool had = programs[cg].erase("c " + std::to_string(ma) + ":" + std::to_string(mi));
     return agent::ProgramChange{true, !had, had ? "device program 2 -> 1" : ""};
   }
-  std::vector<std::string> holders(const std::string&, unsigned, unsigned) override { return {}; }
+  agent::HeldDevices held;  // what the container's processes hold open
+  int held_reads = 0;       // passes over their descriptors
+  agent::HeldDevices held_devices(const std::string&) override {
+    ++held_reads;
+    return held;
+  }
   Expected<std::optional<bool>> device_programs_allow(const std::string& cg, unsigned ma,
                                                       unsigned mi) override {
     if (!programs.count(cg)) return std::optional<bool>{};

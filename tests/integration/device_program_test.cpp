@@ -251,7 +251,8 @@ TEST_F(DeviceProgramTest, DetachNamesTheProcessesThatStillHoldTheDeviceOpen) {
   ASSERT_EQ(::read(ready[0], &c, 1), 1);
   EXPECT_EQ(c, 'y');
   ASSERT_TRUE(programs_.deny(cgroup_, kFuseMajor, kFuseMinor));
-  auto holders = programs_.holders(cgroup_, kFuseMajor, kFuseMinor);
+  auto held = programs_.held_devices(cgroup_);
+  const auto holders = held[{kFuseMajor, kFuseMinor}];
   ::kill(holder, SIGKILL);
   ::waitpid(holder, nullptr, 0);
   ::close(ready[0]);

@@ -571,6 +571,41 @@ TEST(HostActuator, KeptCgroupDirectoriesLiveOnlyAsLongAsTheOpenContainer) {
   EXPECT_EQ(host.cgroups.dirs_forgotten, reopened + 1) << "forgotten when another one is opened";
 }
 
+TEST(HostActuator, ADetachReadsWhatTheContainerHoldsOpenOnceAndNamesEachDevicesHolders) {
+  testing::FakeHost host;
+  host.containers.add(42);
+  host.cgroups.programs["/berth/c1"] = {};
+  host.cgroups.held[{195, 0}] = {"pid 7 (fd 4)"};
+  host.cgroups.held[{195, 255}] = {"pid 7 (fd 5)", "pid 9 (fd 3)"};
+  HostActuator a(host.seams());
+  const step::AllowDevice gpu{195, 0};
+  const step::AllowDevice ctl{195, 255};
+  auto on_gpu = a.run(gpu, v2_target(42), false);
+  auto on_ctl = a.run(ctl, v2_target(42), false);
+  ASSERT_TRUE(on_gpu.ok && on_ctl.ok) << on_gpu.error << on_ctl.error;
+
+  auto off_ctl = a.run(*inverse(ctl, on_ctl.undo), v2_target(42), true);
+  auto off_gpu = a.run(*inverse(gpu, on_gpu.undo), v2_target(42), true);
+  ASSERT_TRUE(off_ctl.ok && off_gpu.ok) << off_ctl.error << off_gpu.error;
+  EXPECT_EQ(host.cgroups.held_reads, 1) << "one pass over the descriptors for the whole detach";
+  EXPECT_NE(off_ctl.note.find("c 195:255 is still open in the container: pid 7 (fd 5), pid 9"),
+            std::string::npos)
+      << off_ctl.note;
+  EXPECT_NE(off_gpu.note.find("c 195:0 is still open in the container: pid 7 (fd 4)"),
+            std::string::npos)
+      << off_gpu.note;
+  EXPECT_EQ(off_gpu.note.find("fd 5"), std::string::npos) << off_gpu.note;
+
+  // A forward step ends the run: the next detach reads the container again.
+  host.cgroups.held.erase({195, 0});
+  on_gpu = a.run(gpu, v2_target(42), false);
+  ASSERT_TRUE(on_gpu.ok) << on_gpu.error;
+  off_gpu = a.run(*inverse(gpu, on_gpu.undo), v2_target(42), true);
+  ASSERT_TRUE(off_gpu.ok) << off_gpu.error;
+  EXPECT_EQ(host.cgroups.held_reads, 2);
+  EXPECT_EQ(off_gpu.note.find("still open"), std::string::npos) << off_gpu.note;
+}
+
 TEST(HostActuator, VfGuidsGoInTwoMessagesNodeFirstAndAFailedPortPutsTheNodeBack) {
   testing::FakeHost host;
   host.containers.add(42);
