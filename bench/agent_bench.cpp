@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -17,6 +18,7 @@
 #include <map>
 #include <sstream>
 #include <thread>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -42,6 +44,7 @@ struct Options {
   double load_seconds = 2;
   std::string out = "bench-results.json";
   std::string only;       // "gpu": only the GPU-only cycle by layer (for profiling)
+  int held_fds = 0;       // descriptors of /dev/null held by processes in the GPU container
   std::string state_dir;  // empty: a directory next to the fixture (same filesystem as /tmp)
   // Attachment records go to runtime_dir, /run on a real host: a tmpfs. /dev/shm stands in for
   // it where /run is not one (as on this project's CI machines).
@@ -50,6 +53,45 @@ struct Options {
 
 constexpr int kVfsPerNode = 32;
 constexpr const char* kGateway = "10.80.0.1";
+
+// Processes in the container's cgroup holding `fds` descriptors of a character device between
+// them (64 each), as a job's processes hold theirs: what a detach reads to name who still holds a
+// device open. Killed when this goes.
+class HeldDescriptors {
+ public:
+  HeldDescriptors(const std::string& cgroup, int fds) {
+    const std::string procs = "/sys/fs/cgroup/unified" + cgroup + "/cgroup.procs";
+    for (int left = fds; left > 0; left -= 64) {
+      int ready[2];
+      if (::pipe(ready) != 0) return;
+      const pid_t pid = ::fork();
+      if (pid == 0) {
+        ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+        std::ofstream(procs) << 0 << std::flush;
+        for (int i = 0; i < std::min(left, 64); ++i) (void)::open("/dev/null", O_RDONLY);
+        (void)::write(ready[1], "y", 1);
+        ::pause();
+        ::_exit(0);
+      }
+      char c = 0;
+      if (pid > 0) {
+        pids_.push_back(pid);
+        (void)::read(ready[0], &c, 1);
+      }
+      ::close(ready[0]);
+      ::close(ready[1]);
+    }
+  }
+  ~HeldDescriptors() {
+    for (pid_t p : pids_) ::kill(p, SIGKILL);
+    for (pid_t p : pids_) ::waitpid(p, nullptr, 0);
+  }
+  HeldDescriptors(const HeldDescriptors&) = delete;
+  HeldDescriptors& operator=(const HeldDescriptors&) = delete;
+
+ private:
+  std::vector<pid_t> pids_;
+};
 
 std::string address_of(int i) {
   return "10.80." + std::to_string(1 + i / 200) + "." + std::to_string(10 + i % 200) + "/16";
@@ -477,6 +519,8 @@ int run(const Options& o) {
     } else if (o.only == "gpu") {
       itest::RuncContainer& c = *containers[0];
       KernelFloor floor(CycleTarget{c.pid(), c.cgroup(), vf_name(0), address_of(0), kGateway});
+      HeldDescriptors held(c.cgroup(), o.held_fds);
+      result["held_fds"] = o.held_fds;
       result["gpu_layers"] = gpu_layers(o, agent, c, floor);
     } else if (o.only == "burst") {
       result["burst"] = json::array({burst(agent, containers, 8), burst(agent, containers, 32)});
@@ -517,6 +561,8 @@ int main(int argc, char** argv) {
       o.idle_seconds = std::stoi(argv[i + 1]);
     else if (a == "--load-seconds")
       o.load_seconds = std::stod(argv[i + 1]);
+    else if (a == "--held-fds")
+      o.held_fds = std::stoi(argv[i + 1]);
     else if (a == "--out")
       o.out = argv[i + 1];
     else if (a == "--berthd")
@@ -535,7 +581,7 @@ int main(int argc, char** argv) {
       return std::fprintf(stderr,
                           "usage: berth_bench_agent [--cycles N] [--idle-seconds S] "
                           "[--load-seconds S] [--state-dir DIR] [--runtime-dir DIR] [--out FILE] "
-                          "[--only gpu|engine|burst]\n"),
+                          "[--only gpu|engine|burst] [--held-fds N (with --only gpu)]\n"),
              2;
   }
   return berth::bench::run(o);
