@@ -430,15 +430,13 @@ void DevicePrograms::forget_original(uint64_t cgroup_id, uint32_t id) {
   if (!pin_dir_.empty()) ::unlink(pin_path(cgroup_id, id).c_str());
 }
 
-HeldDevices DevicePrograms::held_devices(const std::string& cgroup) {
-  HeldDevices out;
-  auto dir = open_cgroup(cgroup);
-  if (!dir) return out;
-  UniqueFd procs = open_beneath(dir->get(), "cgroup.procs", O_RDONLY);
-  if (!procs) return out;
+namespace {
+
+// Adds what the processes listed in `procs_fd` (a cgroup.procs) hold open to `out`.
+void add_held_by_procs(int procs_fd, HeldDevices& out) {
   std::string text;
   char buf[4096];
-  for (ssize_t n; (n = ::read(procs.get(), buf, sizeof buf)) > 0;)
+  for (ssize_t n; (n = ::read(procs_fd, buf, sizeof buf)) > 0;)
     text.append(buf, static_cast<size_t>(n));
   size_t start = 0;
   while (start < text.size()) {
@@ -459,6 +457,46 @@ HeldDevices DevicePrograms::held_devices(const std::string& cgroup) {
                                                               ")");
     }
     ::closedir(d);
+  }
+}
+
+// The names of the child cgroups of `dir`.
+std::vector<std::string> child_cgroups(int dir) {
+  std::vector<std::string> out;
+  UniqueFd listing(::openat(dir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!listing) return out;
+  DIR* d = ::fdopendir(listing.get());
+  if (!d) return out;
+  (void)listing.release();
+  while (dirent* e = ::readdir(d))
+    if (e->d_type == DT_DIR && e->d_name[0] != '.') out.emplace_back(e->d_name);
+  ::closedir(d);
+  return out;
+}
+
+}  // namespace
+
+HeldDevices DevicePrograms::held_devices(const std::string& cgroup) {
+  HeldDevices out;
+  auto dir = open_cgroup(cgroup);
+  if (!dir) return out;
+  // The container's processes may sit in cgroups below its own (a systemd or a runtime inside
+  // it): those are read too, up to a number a container that makes cgroups cannot stretch. They
+  // are kept as paths beneath the container's cgroup, one directory open at a time.
+  constexpr size_t kMaxCgroups = 1024;
+  std::vector<std::string> left{""};
+  for (size_t visited = 0; !left.empty() && visited < kMaxCgroups; ++visited) {
+    const std::string below = std::move(left.back());
+    left.pop_back();
+    UniqueFd sub;
+    if (!below.empty()) sub = open_beneath(dir->get(), below, O_RDONLY | O_DIRECTORY);
+    const int at = below.empty() ? dir->get() : sub.get();
+    if (at < 0) continue;  // gone meanwhile
+    if (UniqueFd procs = open_beneath(at, "cgroup.procs", O_RDONLY))
+      add_held_by_procs(procs.get(), out);
+    for (auto& child : child_cgroups(at))
+      if (visited + 1 + left.size() < kMaxCgroups)
+        left.push_back(below.empty() ? child : below + "/" + child);
   }
   return out;
 }

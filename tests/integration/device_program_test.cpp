@@ -236,29 +236,52 @@ TEST_F(DeviceProgramPinTest, APinWhoseStandInIsGoneIsSweptAndALiveOneIsKept) {
 }
 
 TEST_F(DeviceProgramTest, DetachNamesTheProcessesThatStillHoldTheDeviceOpen) {
+  // One in the container's own cgroup, one in a cgroup two levels below it (a systemd or a
+  // runtime inside the container puts its processes there).
+  const std::string nested = dir_ + "/inner/job";
+  ASSERT_EQ(::mkdir((dir_ + "/inner").c_str(), 0755), 0) << std::strerror(errno);
+  ASSERT_EQ(::mkdir(nested.c_str(), 0755), 0) << std::strerror(errno);
+  // Stopped and removed however the test ends.
+  struct Holders {
+    std::vector<pid_t> pids;
+    std::vector<std::string> dirs;
+    ~Holders() {
+      for (pid_t h : pids) {
+        ::kill(h, SIGKILL);
+        ::waitpid(h, nullptr, 0);
+      }
+      for (const auto& d : dirs) ::rmdir(d.c_str());
+    }
+  } holding{{}, {nested, dir_ + "/inner"}};
+  std::vector<pid_t>& holders = holding.pids;
   ASSERT_TRUE(programs_.allow(cgroup_, kFuseMajor, kFuseMinor));
-  int ready[2];
-  ASSERT_EQ(::pipe(ready), 0);
-  pid_t holder = ::fork();
-  if (holder == 0) {
-    std::ofstream(dir_ + "/cgroup.procs") << 0 << std::flush;
-    int fd = ::open("/dev/fuse", O_RDONLY);
-    (void)::write(ready[1], fd >= 0 ? "y" : "n", 1);
-    ::pause();
-    ::_exit(0);
+  for (const std::string& where : {dir_, nested}) {
+    int ready[2];
+    ASSERT_EQ(::pipe(ready), 0);
+    pid_t holder = ::fork();
+    if (holder == 0) {
+      std::ofstream(where + "/cgroup.procs") << 0 << std::flush;
+      int fd = ::open("/dev/fuse", O_RDONLY);
+      (void)::write(ready[1], fd >= 0 ? "y" : "n", 1);
+      ::pause();
+      ::_exit(0);
+    }
+    char c = 0;
+    EXPECT_EQ(::read(ready[0], &c, 1), 1);
+    EXPECT_EQ(c, 'y') << "opened from " << where;
+    ::close(ready[0]);
+    ::close(ready[1]);
+    holders.push_back(holder);
   }
-  char c = 0;
-  ASSERT_EQ(::read(ready[0], &c, 1), 1);
-  EXPECT_EQ(c, 'y');
   ASSERT_TRUE(programs_.deny(cgroup_, kFuseMajor, kFuseMinor));
   auto held = programs_.held_devices(cgroup_);
-  const auto holders = held[{kFuseMajor, kFuseMinor}];
-  ::kill(holder, SIGKILL);
-  ::waitpid(holder, nullptr, 0);
-  ::close(ready[0]);
-  ::close(ready[1]);
-  ASSERT_EQ(holders.size(), 1u);
-  EXPECT_EQ(holders[0].rfind("pid " + std::to_string(holder) + " ", 0), 0u) << holders[0];
+  const auto named = held[{kFuseMajor, kFuseMinor}];
+  ASSERT_EQ(named.size(), 2u);
+  for (pid_t h : holders) {
+    const std::string who = "pid " + std::to_string(h) + " ";
+    EXPECT_TRUE(named[0].rfind(who, 0) == 0 || named[1].rfind(who, 0) == 0)
+        << who << "is not named: " << named[0] << ", " << named[1];
+  }
 }
 
 TEST_F(DeviceProgramTest, TwoBerthsOnOneCgroupLeaveInEitherOrder) {
