@@ -99,7 +99,7 @@ std::string address_of(int i) {
 
 class Agent {
  public:
-  Agent(const Options& o, const fs::path& dir) : opts_(o), dir_(dir) {
+  Agent(const Options& o, const fs::path& dir) : dir_(dir) {
     socket_ = (dir / "berth.sock").string();
     json config = {
         {"sysfs_root", (dir / "fixture/sys").string()},
@@ -139,7 +139,6 @@ class Agent {
   }
 
  private:
-  const Options& opts_;
   fs::path dir_;
   std::string socket_;
   pid_t pid_ = 0;
@@ -281,9 +280,11 @@ json burst(Agent& agent, std::vector<std::unique_ptr<itest::RuncContainer>>& con
                R"({"vfs":1,"shared":true,"numa":"any","network":{"pool":"bench"}})");
   auto fire = [&](const std::function<double(int)>& one) {
     std::vector<std::future<double>> f;
+    f.reserve(n);
     auto start = Clock::now();
     for (int i = 0; i < n; ++i) f.push_back(std::async(std::launch::async, one, i));
     std::vector<double> each;
+    each.reserve(f.size());
     for (auto& x : f) each.push_back(x.get());
     return std::make_pair(ms_since(start), each);
   };
