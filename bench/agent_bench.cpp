@@ -22,6 +22,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "agent/host/device_programs.hpp"
 #include "bench/api_load.hpp"
 #include "bench/engine_cycle.hpp"
 #include "bench/fixture_writer.hpp"
@@ -60,23 +61,26 @@ constexpr const char* kGateway = "10.80.0.1";
 class HeldDescriptors {
  public:
   HeldDescriptors(const std::string& cgroup, int fds) {
-    const std::string procs = "/sys/fs/cgroup/unified" + cgroup + "/cgroup.procs";
+    const std::string procs =
+        agent::find_unified_mount("/sys/fs/cgroup") + cgroup + "/cgroup.procs";
     for (int left = fds; left > 0; left -= 64) {
       int ready[2];
       if (::pipe(ready) != 0) return;
       const pid_t pid = ::fork();
       if (pid == 0) {
         ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-        std::ofstream(procs) << 0 << std::flush;
+        std::ofstream moved(procs);
+        const bool in_cgroup = static_cast<bool>(moved << 0 << std::flush);
         for (int i = 0; i < std::min(left, 64); ++i) (void)::open("/dev/null", O_RDONLY);
-        (void)::write(ready[1], "y", 1);
+        (void)::write(ready[1], in_cgroup ? "y" : "n", 1);
         ::pause();
         ::_exit(0);
       }
       char c = 0;
       if (pid > 0) {
         pids_.push_back(pid);
-        (void)::read(ready[0], &c, 1);
+        if (::read(ready[0], &c, 1) != 1 || c != 'y')
+          std::fprintf(stderr, "--held-fds: a holder is not in %s\n", procs.c_str());
       }
       ::close(ready[0]);
       ::close(ready[1]);
