@@ -66,11 +66,31 @@ sed -i -e 's/"terminal": true/"terminal": false/' -e 's/"sh"$/"sleep", "1000000"
 runc list | grep "$id"
 cg=berth-demo/$id
 
+# Where the container's device access and cpuset live: the cgroup v1 controllers (a hybrid host
+# such as this one), or the cgroup v2 tree (a stock Debian 12), where device access is the device
+# program runc attached (berth wraps it on attach and puts the same program back on detach).
+if [ -d "/sys/fs/cgroup/devices/$cg" ]; then
+  echo "cgroup v1: devices list and cpuset in /sys/fs/cgroup/{devices,cpuset}/$cg"
+  devices() { tr '\n' ' ' <"/sys/fs/cgroup/devices/$cg/devices.list"; }
+  cpuset_dir=/sys/fs/cgroup/cpuset/$cg
+else
+  echo "cgroup v2: device program and cpuset of /sys/fs/cgroup/$cg"
+  devices() { bpftool cgroup show "/sys/fs/cgroup/$cg" | awk 'NR > 1 { printf "program %s (%s) ", $1, $2 }'; }
+  cpuset_dir=/sys/fs/cgroup/$cg
+fi
+cpuset() {
+  if [ -e "$cpuset_dir/cpuset.cpus" ]; then
+    echo "cpus=$(cat "$cpuset_dir/cpuset.cpus") mems=$(cat "$cpuset_dir/cpuset.mems")"
+  else
+    echo "no cpuset controller in $cpuset_dir"
+  fi
+}
+
 snapshot() {
   echo "host link:  $(ip -o link show "$vf" | sed 's/.*: <\([^>]*\)>.*state \([A-Z]*\).*/<\1> state \2/')"
   echo "host addrs: $(ip -o addr show dev "$vf" | wc -l) on $vf"
-  echo "devices:    $(tr '\n' ' ' </sys/fs/cgroup/devices/$cg/devices.list)"
-  echo "cpuset:     cpus=$(cat /sys/fs/cgroup/cpuset/$cg/cpuset.cpus) mems=$(cat /sys/fs/cgroup/cpuset/$cg/cpuset.mems)"
+  echo "devices:    $(devices)"
+  echo "cpuset:     $(cpuset)"
   echo "container:  $(runc exec "$id" ls /dev | tr '\n' ' ')"
   echo "links in:   $(runc exec "$id" ip -o link | cut -d: -f2 | tr '\n' ' ')"
 }
@@ -91,7 +111,7 @@ runc exec "$id" sh -c 'exec 3</dev/nvidia0 && echo "opened /dev/nvidia0: $(ls -l
 runc exec "$id" ip -o addr show dev ib0
 runc exec "$id" ip route
 runc exec "$id" ping -c 2 -W 2 10.77.0.1
-echo "cpuset of the container: cpus=$(cat /sys/fs/cgroup/cpuset/$cg/cpuset.cpus) mems=$(cat /sys/fs/cgroup/cpuset/$cg/cpuset.mems)"
+echo "cpuset of the container: $(cpuset)"
 
 step "detach and release"
 ctl detach manual/demo

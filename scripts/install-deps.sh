@@ -11,7 +11,7 @@ packages=(
   iproute2 iputils-ping runc busybox-static procps kmod
   slurm-wlm munge jq prometheus lintian dpkg-dev systemd
   chromium socat nodejs npm fonts-dejavu-core
-  libssl-dev openssl libsimdjson-dev lxc curl libibverbs-dev dbus-daemon
+  libssl-dev openssl libsimdjson-dev lxc curl libibverbs-dev dbus-daemon bpftool
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -100,6 +100,30 @@ Status CgroupV1::deny_device(const std::string& cgroup, unsigned major, unsigned
                "c " + std::to_string(major) + ":" + std::to_string(minor) + " rwm");
 }
 
+bool CgroupV1::lacks_file(const std::string& controller, const std::string& cgroup,
+                          const std::string& file) const {
+  UniqueFd dir = open_cgroup_dir(root_ + "/" + controller, cgroup);
+  return dir && ::faccessat(dir.get(), file.c_str(), F_OK, AT_SYMLINK_NOFOLLOW) != 0 &&
+         errno == ENOENT;
+}
+
+// On cgroup v2 a cgroup has cpuset files only when its parent enables the controller for its
+// children (cgroup.subtree_control). berth does not enable it there: the parent is the runtime's
+// or systemd's, and systemd takes back a controller no unit of its own asked for.
+Error CgroupV1::without_cpuset_controller(const std::string& cgroup) const {
+  const std::string dir = root_ + cgroup;
+  const auto slash = cgroup.find_last_of('/');
+  const std::string parent = root_ + (slash == 0 ? "" : cgroup.substr(0, slash));
+  return make_error(
+      ErrorCode::host_unsupported,
+      "the container's cgroup " + dir +
+          " has no cpuset controller, so berth cannot limit its CPUs and memory nodes: enable "
+          "it for the container's cgroup ('echo +cpuset > " +
+          parent +
+          "/cgroup.subtree_control', and in each cgroup above that lacks it; for a systemd "
+          "unit, Delegate=cpuset or AllowedCPUs=)");
+}
+
 Expected<std::string> CgroupV1::set_cpuset(const std::string& controller, const std::string& cgroup,
                                            const std::string& cpus, const std::string& mems) {
   if (cgroup.empty() || cgroup == "/")
@@ -107,7 +131,11 @@ Expected<std::string> CgroupV1::set_cpuset(const std::string& controller, const 
                       "the container has no cpuset cgroup of its own; berth will not change the "
                       "root cgroup");
   auto old_cpus = read(controller, cgroup, "cpuset.cpus");
-  if (!old_cpus) return old_cpus.error();
+  if (!old_cpus) {
+    if (controller == "." && lacks_file(controller, cgroup, "cpuset.cpus"))
+      return without_cpuset_controller(cgroup);
+    return old_cpus.error();
+  }
   auto old_mems = read(controller, cgroup, "cpuset.mems");
   if (!old_mems) return old_mems.error();
   auto trim = [](std::string s) {

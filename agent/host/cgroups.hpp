@@ -40,6 +40,10 @@ class CgroupV1 {
  private:
   Expected<UniqueFd> open_file(const std::string& controller, const std::string& cgroup,
                                const std::string& file, int flags);
+  // True only when the cgroup is there and `file` is not (looked up afresh).
+  bool lacks_file(const std::string& controller, const std::string& cgroup,
+                  const std::string& file) const;
+  Error without_cpuset_controller(const std::string& cgroup) const;
   std::string root_;
   CgroupDirs* dirs_;
 };
