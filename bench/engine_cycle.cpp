@@ -101,6 +101,7 @@ Summary actuator_gpu_cycles(const std::string& fixture, int pid, int cycles) {
   auto target = agent::open_container(Target{pid, 0, ""});
   if (!target) return {};
   Target t = target->target;
+  t.unified_cgroup = target->unified_cgroup;  // as the control API records it at attach
   auto cycle = [&] {
     auto start = Clock::now();
     std::vector<std::string> undo;
@@ -112,9 +113,15 @@ Summary actuator_gpu_cycles(const std::string& fixture, int pid, int cycles) {
       }
       undo.push_back(out.undo);
     }
+    std::vector<std::pair<unsigned, unsigned>> revoked;
     for (size_t i = plan.size(); i-- > 0;)
-      if (auto inv = inverse(plan[i], undo[i]))
+      if (auto inv = inverse(plan[i], undo[i])) {
         if (!actuator.run(*inv, t, true).ok) return -1.0;
+        if (const auto* deny = std::get_if<step::DenyDevice>(&*inv))
+          revoked.emplace_back(deny->major, deny->minor);
+      }
+    // As the engine does after the detach's reply: part of what a cycle costs the node.
+    (void)actuator.still_open(t, revoked);
     actuator.idle();
     return ms_since(start);
   };

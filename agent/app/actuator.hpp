@@ -3,6 +3,8 @@
 // HostActuator changes the real host; tests/ has fakes that record and fail on demand.
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "core/berth.hpp"
 #include "core/inventory.hpp"
@@ -30,6 +32,15 @@ class Actuator {
   // No operation is in flight: let go of whatever was held for the last one (a container's
   // pidfd and namespace would otherwise outlive the container).
   virtual void idle() {}
+  // Who in `target` still has each of `devices` (char major:minor) open: taking a device rule
+  // away does not close what is open. One sentence per device held, "; "-joined, or "" when
+  // none is. Asked once per operation, after its reply.
+  virtual std::string still_open(const Target& target,
+                                 const std::vector<std::pair<unsigned, unsigned>>& devices) {
+    (void)target;
+    (void)devices;
+    return {};
+  }
 };
 
 }  // namespace berth::agent

@@ -284,7 +284,34 @@ void Engine::perform(std::vector<Action> actions) {
     if (auto* w = std::get_if<action::Watch>(&a); w && hooks_.watch) hooks_.watch(*w);
   }
   if (admit_after_turn) boost::asio::post(io_, [this] { admit_held(); });
+  if (!revoked_.empty()) report_still_open();
   check_idle();
+}
+
+void Engine::report_still_open() {
+  for (auto it = revoked_.begin(); it != revoked_.end();) {
+    const auto b = ledger_.berths.find(it->first);
+    if (b != ledger_.berths.end() && b->second.op != Operation::none) {
+      ++it;  // asked when its operation is over
+      continue;
+    }
+    auto revoked = std::make_shared<Revoked>(std::move(it->second));
+    auto note = std::make_shared<std::string>();
+    // Posted to the reactor first, so that a durable commit this turn posted (a release's
+    // reply waits for it) reaches the worker before this job.
+    boost::asio::post(io_, [this, owner = it->first, revoked, note] {
+      on_worker([&actuator = actuator_, revoked,
+                 note] { *note = actuator.still_open(revoked->target, revoked->devices); },
+                [this, owner, note] {
+                  if (note->empty()) return;
+                  const action::Notify warning{owner, "", *note, true};
+                  spdlog::warn("BERTH_WARNING {}: {}", owner, warning.message);
+                  if (hooks_.notify) hooks_.notify(warning);
+                },
+                false);
+    });
+    it = revoked_.erase(it);
+  }
 }
 
 Engine::WorkerJob Engine::step_job(const action::RunStep& run) {
@@ -326,6 +353,11 @@ void Engine::finished(const action::RunStep& run, StepOutcome out) {
   }
   if (!out.note.empty())
     spdlog::warn("BERTH_STEP_NOTE {} {}: {}", run.owner, describe(run.step), out.note);
+  if (const auto* deny = std::get_if<step::DenyDevice>(&run.step); deny && out.ok) {
+    Revoked& r = revoked_[run.owner];
+    r.target = run.target;
+    r.devices.emplace_back(deny->major, deny->minor);
+  }
   event::StepFinished ev{run.owner,           out.ok,
                          std::move(out.undo), std::move(out.error),
                          std::move(out.note), std::move(out.vf),

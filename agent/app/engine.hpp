@@ -142,6 +142,10 @@ class Engine {
   void deliver(std::vector<PendingReply> replies);
   void schedule_retry();
   void check_idle();
+  // Asks the actuator who still holds open the devices that operations now answered took away,
+  // off the critical path: after this turn's writes and replies, without keeping the threads
+  // awake. What it finds is a warning of the berth's (log and event stream).
+  void report_still_open();
 
   boost::asio::io_context& io_;
   Context ctx_;
@@ -158,6 +162,12 @@ class Engine {
   std::map<std::string, std::string> views_;
   // Each berth as its runtime record (with its progress lines) has it, once written there.
   std::map<std::string, Berth> written_;
+  // The devices an operation in flight took away from its container, by owner.
+  struct Revoked {
+    Target target;
+    std::vector<std::pair<unsigned, unsigned>> devices;
+  };
+  std::map<std::string, Revoked> revoked_;
   // The run on the worker, the events that came in meanwhile, and (while its outcomes are
   // replayed) the step it ran after the one being fed to core.
   std::shared_ptr<StepRun> run_out_;

@@ -166,8 +166,7 @@ Status HostActuator::remove_from_scope(const std::string& unit, unsigned major, 
 }
 
 StepOutcome HostActuator::deny_device(const CgroupPaths& cg, const step::DenyDevice& s,
-                                      const Target& target, std::optional<HeldDevices>* held) {
-  std::string note;
+                                      const Target& target) {
   // A completed allow into such a container leaves undo "lxc" or nothing to deny: a plain deny
   // there is the inverse of an allow berthd was killed in the middle of, which may have reached
   // LXC's list.
@@ -195,22 +194,31 @@ StepOutcome HostActuator::deny_device(const CgroupPaths& cg, const step::DenyDev
     if (const auto scope = scope_of(cg.unified)) unit = *scope;
   if (!unit.empty())
     if (auto st = remove_from_scope(unit, s.major, s.minor); !st) return failed(st.error());
-  // Taking the rule away does not close what is already open.
-  if (!cg.unified.empty()) {
-    std::optional<HeldDevices> now;
-    if (!held) held = &now;
-    if (!*held) *held = host_.cgroups.held_devices(cg.unified);
-    const auto it = (*held)->find({s.major, s.minor});
-    if (it != (*held)->end()) {
-      std::string list;
-      for (const auto& h : it->second) list += (list.empty() ? "" : ", ") + h;
-      note += (note.empty() ? "" : "; ") + std::string("c ") + std::to_string(s.major) + ":" +
-              std::to_string(s.minor) + " is still open in the container: " + list;
-    }
+  // Who still holds it open is asked after the operation's reply (still_open).
+  return done();
+}
+
+std::string HostActuator::still_open(const Target& target,
+                                     const std::vector<std::pair<unsigned, unsigned>>& devices) {
+  if (devices.empty()) return {};
+  std::string cgroup = target.unified_cgroup;
+  if (cgroup.empty() && target.pid > 0) {
+    // A target given without its cgroups: the one its process is in now, if it still runs.
+    auto h = host_.containers.open(target);
+    if (h) cgroup = h->unified_cgroup;
   }
-  StepOutcome out = done();
-  out.note = note;
-  return out;
+  if (cgroup.empty()) return {};
+  const HeldDevices held = host_.cgroups.held_devices(cgroup);
+  std::string note;
+  for (const auto& device : devices) {
+    const auto it = held.find(device);
+    if (it == held.end()) continue;
+    std::string list;
+    for (const auto& h : it->second) list += (list.empty() ? "" : ", ") + h;
+    note += (note.empty() ? "" : "; ") + std::string("c ") + std::to_string(device.first) + ":" +
+            std::to_string(device.second) + " is still open in the container: " + list;
+  }
+  return note;
 }
 
 // The v1 cpuset cgroup when the container has one of its own, else its cgroup v2 cgroup.
@@ -519,7 +527,6 @@ StepOutcome HostActuator::run(const Step& step, const Target& target, bool rollb
     return failed(o.error());
   }
   Open& c = **o;
-  if (!rollback) c.held.reset();
   auto in_container = [&](auto&& fn) -> StepOutcome {
     auto links = container_links(c);
     if (!links) return failed(links.error());
@@ -547,9 +554,7 @@ StepOutcome HostActuator::run(const Step& step, const Target& target, bool rollb
                                            ns.mntns_fd >= 0 ? &ns : nullptr));
           },
           [&](const step::AllowDevice& s) { return allow_device(paths_of(c.handle), s, target); },
-          [&](const step::DenyDevice& s) {
-            return deny_device(paths_of(c.handle), s, target, &c.held);
-          },
+          [&](const step::DenyDevice& s) { return deny_device(paths_of(c.handle), s, target); },
           [&](const step::SetCpuset& s) {
             auto previous = set_cpuset(paths_of(c.handle), s);
             return previous ? done(*previous) : failed(previous.error());

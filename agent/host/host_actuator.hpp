@@ -30,6 +30,9 @@ class HostActuator : public Actuator {
     open_.reset();
     host_.cgroups.forget_dirs();
   }
+  // One pass over the descriptors of every process in the container's cgroup v2 subtree.
+  std::string still_open(const Target& target,
+                         const std::vector<std::pair<unsigned, unsigned>>& devices) override;
 
  private:
   // The container handle and its rtnetlink socket, kept while steps target the same process.
@@ -37,10 +40,6 @@ class HostActuator : public Actuator {
     ContainerHandle handle;
     std::unique_ptr<net::LinkOps> links;
     int stands_in_for = 0;  // the attached pid, when this is another process of its container
-    // What the container's processes hold open, read at the first device taken back in a run of
-    // undo steps and used for the rest of it: one pass over their descriptors per detach, not
-    // one per device. A forward step ends the run.
-    std::optional<HeldDevices> held = {};
   };
   Expected<Open*> open(const Target& target, bool rollback);
   Expected<net::LinkOps*> container_links(Open& o);
@@ -54,10 +53,7 @@ class HostActuator : public Actuator {
   StepOutcome allow_device(const CgroupPaths& cg, const step::AllowDevice& s, const Target& target);
   StepOutcome allow_through_lxc(const CgroupPaths& cg, const step::AllowDevice& s,
                                 const Target& target);
-  // `held`: where the run's snapshot of the devices held open is kept; none for an exited
-  // container, whose cgroup is read at once.
-  StepOutcome deny_device(const CgroupPaths& cg, const step::DenyDevice& s, const Target& target,
-                          std::optional<HeldDevices>* held = nullptr);
+  StepOutcome deny_device(const CgroupPaths& cg, const step::DenyDevice& s, const Target& target);
   Expected<std::string> add_to_scope(const CgroupPaths& cg, const step::AllowDevice& s,
                                      std::string& note);
   Status remove_from_scope(const std::string& unit, unsigned major, unsigned minor);

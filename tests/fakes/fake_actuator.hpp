@@ -19,6 +19,18 @@ class FakeActuator : public agent::Actuator {
 
   void idle() override { ++idle_calls; }
 
+  // Answers with `held_note`; each question goes to `asked` ("pid P M:m M:m").
+  std::string still_open(const Target& target,
+                         const std::vector<std::pair<unsigned, unsigned>>& devices) override {
+    std::string question = "pid " + std::to_string(target.pid);
+    for (const auto& [major, minor] : devices)
+      question += " " + std::to_string(major) + ":" + std::to_string(minor);
+    asked.push_back(question);
+    return held_note;
+  }
+
+  std::string held_note;
+  std::vector<std::string> asked;
   std::vector<std::string> log;
   int idle_calls = 0;
   int fail_forward_at = -1;  // 0-based index of the forward step to fail
@@ -35,6 +47,10 @@ class FailingActuator : public agent::Actuator {
     return inner_.run(step, target, rollback);
   }
   void idle() override { inner_.idle(); }
+  std::string still_open(const Target& target,
+                         const std::vector<std::pair<unsigned, unsigned>>& devices) override {
+    return inner_.still_open(target, devices);
+  }
 
  private:
   agent::Actuator& inner_;

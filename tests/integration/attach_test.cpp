@@ -370,6 +370,48 @@ TEST_P(AttachTest, AUserNamespaceChrootOfAnUnprivilegedUserGetsNoDeviceNode) {
   EXPECT_FALSE(made);
 }
 
+// Taking the device rule away does not close what a process of the container has open: the
+// detach names it, in a warning of the berth that comes after the detach's reply.
+TEST_P(AttachTest, ADetachNamesTheProcessThatStillHoldsTheGpuOpenAfterItsReply) {
+  agent::Engine engine(io_, ctx_, {}, host_, nullptr);
+  std::vector<std::string> warnings;
+  agent::EngineHooks hooks;
+  hooks.notify = [&](const action::Notify& n) {
+    if (n.warning) warnings.push_back(n.message);
+  };
+  engine.set_hooks(hooks);
+  attach_one_gpu(engine, "manual/held");
+  const std::string pid_file = "/tmp/berth-holder-" + std::to_string(::getpid()) + ".pid";
+  auto exec = container_->runc("exec -d --pid-file " + pid_file + " " + container_->id() +
+                               " sh -c 'exec 3</dev/nvidia0; exec sleep 1000'" +
+                               " </dev/null >/dev/null 2>&1");
+  ASSERT_EQ(exec.rc, 0) << exec.out;
+  const std::string holder = sh("cat " + pid_file).out;
+  std::filesystem::remove(pid_file);
+  ASSERT_FALSE(holder.empty());
+  const std::string pid = holder.substr(0, holder.find_first_of("\n"));
+  ASSERT_EQ(sh("for i in $(seq 100); do [ -e /proc/" + pid +
+               "/fd/3 ] && exit 0; sleep 0.02; done; "
+               "exit 1")
+                .rc,
+            0)
+      << "the holder did not open the GPU";
+
+  size_t warnings_at_reply = 99;
+  auto [de, dv] = testing::call(io_, engine, event::Detach{0, "manual/held"},
+                                [&] { warnings_at_reply = warnings.size(); });
+  ASSERT_FALSE(de) << de->message;
+  EXPECT_EQ(warnings_at_reply, 0u) << "the reply waited for the descriptors to be read";
+  for (int i = 0; i < 100 && warnings.empty(); ++i) io_.run_for(std::chrono::milliseconds(10));
+  io_.restart();
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find("c 10:229 is still open in the container: pid " + pid + " (fd 3)"),
+            std::string::npos)
+      << warnings[0];
+  EXPECT_FALSE(can_open_gpu()) << "what it holds stays open; nothing new opens";
+  sh("kill -9 " + pid);
+}
+
 // Attached through a process that then exits (a `runc exec` process, a job step) while the
 // container lives on: detach still takes everything back, through another of its processes.
 TEST_P(AttachTest, ABerthAttachedThroughAnExecProcessThatExitedIsStillFullyDetached) {

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -68,6 +69,52 @@ TEST_F(EngineTest, AttachAndDetachRunEveryStepAndPersist) {
   EXPECT_EQ(v3["state"], "reserved");
   EXPECT_EQ(actuator_.log.back(), "undo: remove device node /dev/nvidia0");
   EXPECT_GE(actuator_.idle_calls, 3);  // after each operation, nothing is held
+}
+
+// Taking a device rule away does not close what the container has open. Who still holds the
+// devices is asked once per detach, after its reply (reading every descriptor of a job that
+// holds thousands takes milliseconds), and reported as a warning of the berth.
+TEST_F(EngineTest, ADetachIsAnsweredBeforeItAsksOnceWhoStillHoldsItsDevicesOpen) {
+  Engine engine(io_, ctx_, {}, actuator_, &*store_);
+  std::vector<action::Notify> warnings;
+  EngineHooks hooks;
+  hooks.notify = [&](const action::Notify& n) {
+    if (n.warning) warnings.push_back(n);
+  };
+  engine.set_hooks(hooks);
+  actuator_.held_note = "c 195:0 is still open in the container: pid 7 (fd 4)";
+  BerthRequest r;
+  r.gpu_count = 1;
+  ASSERT_FALSE(call(engine, event::Create{0, "slurm/1", r}).first);
+  ASSERT_FALSE(call(engine, event::Attach{0, "slurm/1", Target{1234, 1, ""}}).first);
+  EXPECT_TRUE(actuator_.asked.empty()) << "an attach takes nothing away";
+
+  std::optional<std::optional<Error>> answer;
+  size_t asked_before_answer = 0;
+  engine.submit(event::Detach{0, "slurm/1"}, [&](std::optional<Error> e, const nlohmann::json&) {
+    answer.emplace(std::move(e));
+    asked_before_answer = actuator_.asked.size();
+  });
+  io_.restart();
+  io_.run();
+  io_.restart();
+  ASSERT_TRUE(answer);
+  EXPECT_FALSE(*answer);
+  EXPECT_EQ(asked_before_answer, 0u) << "the reply did not wait for the descriptors to be read";
+  // Both devices of the GPU (its node and nvidiactl) in one question, about the attached pid.
+  EXPECT_EQ(actuator_.asked, std::vector<std::string>{"pid 1234 195:255 195:0"});
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_EQ(warnings[0].owner, "slurm/1");
+  EXPECT_EQ(warnings[0].message, actuator_.held_note);
+
+  // Nothing held: nothing reported.
+  actuator_.held_note.clear();
+  ASSERT_FALSE(call(engine, event::Attach{0, "slurm/1", Target{1234, 1, ""}}).first);
+  ASSERT_FALSE(call(engine, event::Detach{0, "slurm/1"}).first);
+  io_.restart();
+  io_.run();
+  io_.restart();
+  EXPECT_EQ(warnings.size(), 1u);
 }
 
 // The CDI spec follows what is reserved: its hook fires on a create, a release and an inventory
