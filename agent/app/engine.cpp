@@ -298,15 +298,20 @@ void Engine::report_still_open() {
     auto revoked = std::make_shared<Revoked>(std::move(it->second));
     auto note = std::make_shared<std::string>();
     // Posted to the reactor first, so that a durable commit this turn posted (a release's
-    // reply waits for it) reaches the worker before this job.
+    // reply waits for it) reaches the worker before this job. Counted from now, so that a
+    // stopping berthd waits for it as for any job of the engine's.
+    ++jobs_in_flight_;
     boost::asio::post(io_, [this, owner = it->first, revoked, note] {
+      --jobs_in_flight_;
       on_worker([&actuator = actuator_, revoked,
                  note] { *note = actuator.still_open(revoked->target, revoked->devices); },
                 [this, owner, note] {
-                  if (note->empty()) return;
-                  const action::Notify warning{owner, "", *note, true};
-                  spdlog::warn("BERTH_WARNING {}: {}", owner, warning.message);
-                  if (hooks_.notify) hooks_.notify(warning);
+                  if (!note->empty()) {
+                    const action::Notify warning{owner, "", *note, true};
+                    spdlog::warn("BERTH_WARNING {}: {}", owner, warning.message);
+                    if (hooks_.notify) hooks_.notify(warning);
+                  }
+                  check_idle();
                 },
                 false);
     });
