@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "agent/host/cgroups.hpp"
 #include "agent/host/device_programs.hpp"
 
 namespace berth::itest {
@@ -90,9 +91,25 @@ std::string RuncContainer::device_rules() const {
   return out + "\n";
 }
 
+bool RuncContainer::allows_device(unsigned major, unsigned minor) const {
+  if (mode_ == CgroupMode::v1)
+    return agent::devices_list_allows(
+        sh("cat /sys/fs/cgroup/devices" + cgroup() + "/devices.list").out, major, minor);
+  agent::DevicePrograms programs(agent::find_unified_mount("/sys/fs/cgroup"));
+  auto allows = programs.allows(cgroup(), major, minor);
+  return allows && allows->value_or(true);  // no program: cgroup v2 restricts nothing
+}
+
+namespace {
+CgroupMode on_this_host(CgroupMode wanted) {
+  const bool pure_v2 = agent::find_unified_mount("/sys/fs/cgroup") == "/sys/fs/cgroup";
+  return wanted == CgroupMode::v1 && pure_v2 ? CgroupMode::v2 : wanted;
+}
+}  // namespace
+
 RuncContainer::RuncContainer(std::string id, std::string cgroup_parent, CgroupMode mode,
                              bool user_namespace)
-    : id_(std::move(id)), parent_(std::move(cgroup_parent)), mode_(mode) {
+    : id_(std::move(id)), parent_(std::move(cgroup_parent)), mode_(on_this_host(mode)) {
   bundle_ = (fs::temp_directory_path() / ("berth-bundle-" + id_)).string();
   runc("delete -f " + id_);
   fs::remove_all(bundle_);

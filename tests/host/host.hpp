@@ -31,7 +31,8 @@ std::string missing_for(CgroupMode m);
 class RuncContainer {
  public:
   // The container's cgroup is <cgroup_parent>/<id> under every v1 controller (v1) or under the
-  // cgroup2 mount (v2).
+  // cgroup2 mount (v2). On a pure cgroup v2 host (a stock Debian 12) a v1 container is a v2 one:
+  // that is how runc runs every container there.
   // `user_namespace`: its root is host uid 100000 in a user namespace of its own (as Podman's
   // or LXD's unprivileged containers are), so the /dev it mounts is nodev.
   explicit RuncContainer(std::string id, std::string cgroup_parent = "/berth-test",
@@ -51,6 +52,8 @@ class RuncContainer {
   // What decides its device access: the v1 devices list, or the ids of the device programs on
   // its cgroup v2 cgroup.
   std::string device_rules() const;
+  // Whether its cgroup lets it use char device major:minor (rwm), in its mode.
+  bool allows_device(unsigned major, unsigned minor) const;
   Cmd exec(const std::string& shell_command) const;
   // `runc <args>` as this container's mode needs it.
   Cmd runc(const std::string& args) const;

@@ -234,8 +234,11 @@ TEST_P(AttachTest, RefusesAProcessThatSharesTheHostRoot) {
 
 TEST_P(AttachTest, RefusesToChangeTheRootCgroup) {
   // The container's init moved into the root cgroups: its rules would be the host's.
-  for (const char* c : {"devices", "cpuset", "unified"})
-    sh("echo " + std::to_string(container_->pid()) + " > /sys/fs/cgroup/" + c + "/cgroup.procs");
+  for (const std::string& root :
+       {std::string("/sys/fs/cgroup/devices"), std::string("/sys/fs/cgroup/cpuset"),
+        agent::find_unified_mount("/sys/fs/cgroup")})
+    if (std::filesystem::exists(root + "/cgroup.procs"))
+      sh("echo " + std::to_string(container_->pid()) + " > " + root + "/cgroup.procs");
   const std::string before = snapshot(*container_);
   const std::string root_rules =
       sh("cat /sys/fs/cgroup/devices/devices.list /sys/fs/cgroup/cpuset/cpuset.cpus").out;
