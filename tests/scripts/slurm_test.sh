@@ -22,6 +22,8 @@ if [ "$MODE" = v2 ]; then
   if [ "$(stat -fc %T /sys/fs/cgroup)" = cgroup2fs ]; then :
   elif [ "$(stat -fc %T /sys/fs/cgroup/unified 2>/dev/null)" = cgroup2fs ]; then hybrid=1
   else why=${why:-"no cgroup2 mount at /sys/fs/cgroup or /sys/fs/cgroup/unified"}; fi
+elif [ ! -e /sys/fs/cgroup/devices/devices.allow ]; then
+  why=${why:-"no cgroup v1 devices controller (a pure cgroup v2 host: the v2 case runs the jobs)"}
 fi
 if [ -n "$why" ]; then
   echo "SKIP slurm_test ($MODE): $why"
