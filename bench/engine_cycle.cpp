@@ -43,8 +43,9 @@ EngineCycles engine_gpu_cycles(const std::string& fixture, const std::string& st
   agent::Engine engine(io, ctx, {}, actuator, &store, &worker);
   auto call = [&](Event ev) {
     std::optional<std::optional<Error>> answer;
-    engine.submit(std::move(ev),
-                  [&](std::optional<Error> e, nlohmann::json) { answer.emplace(std::move(e)); });
+    engine.submit(std::move(ev), [&](std::optional<Error> e, const nlohmann::json&) {
+      answer.emplace(std::move(e));
+    });
     agent::run_staying_awake_until(
         io, [&] { return answer.has_value(); },
         [&] { return engine.awaiting_worker(); },  // as berthd runs
