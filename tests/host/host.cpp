@@ -102,7 +102,7 @@ bool RuncContainer::allows_device(unsigned major, unsigned minor) const {
 
 namespace {
 CgroupMode on_this_host(CgroupMode wanted) {
-  const bool pure_v2 = agent::find_unified_mount("/sys/fs/cgroup") == "/sys/fs/cgroup";
+  const bool pure_v2 = !hybrid();
   return wanted == CgroupMode::v1 && pure_v2 ? CgroupMode::v2 : wanted;
 }
 }  // namespace
