@@ -70,13 +70,13 @@ net::Response forbidden(const net::Request& req, const net::Peer& peer, const st
 
 // On the worker: opening the container's root and reading in it may wait on its filesystem.
 DriverCheck driver_check_of(const Target& target, const std::string& proc_root) {
-  auto c = open_container(target);
-  if (!c) {
+  auto root = open_container_root(target);
+  if (!root) {
     DriverCheck failed;
-    failed.message = "cannot open the container: " + c.error().message;
+    failed.message = "cannot open the container: " + root.error().message;
     return failed;
   }
-  return check_driver(c->root.get(), proc_root);
+  return check_driver(root->get(), proc_root);
 }
 
 }  // namespace
@@ -243,7 +243,8 @@ asio::awaitable<net::Response> ControlApi::attach(const net::Request& req, const
         return;
       }
     }
-    if (auto c = check_is_container(t.pid, t.rootfs); !c) {
+    std::pair<uint64_t, uint64_t> namespaces;
+    if (auto c = check_is_container(t.pid, t.rootfs, &namespaces); !c) {
       seen->error = c.error();
       return;
     }
@@ -251,7 +252,7 @@ asio::awaitable<net::Response> ControlApi::attach(const net::Request& req, const
     t.devices_cgroup = cg.devices;
     t.cpuset_cgroup = cg.cpuset;
     t.unified_cgroup = cg.unified;
-    std::tie(t.netns, t.mntns) = container_namespaces(t.pid);
+    std::tie(t.netns, t.mntns) = namespaces;
     if (check_now) seen->driver = driver_check_of(t, proc_root);
   };
   co_await off_reactor(std::move(inspect), true);

@@ -27,6 +27,43 @@ Error target_gone(int pid, const std::string& why) {
   return make_error(ErrorCode::target_not_found, "process " + std::to_string(pid) + " " + why);
 }
 
+bool same_file(const struct stat& a, const struct stat& b) {
+  return a.st_ino == b.st_ino && a.st_dev == b.st_dev;
+}
+
+// The agent's own namespaces, root directory and /dev, which every container is told apart from.
+// Read once: /proc/self names the thread group's leader, whose namespaces and root never change
+// (the worker enters a container's network namespace, and a short-lived thread a container's
+// mount namespace, each on its own thread only).
+enum class Own { net, mnt, root, user, dev };
+constexpr const char* kOwnPaths[] = {"/proc/self/ns/net", "/proc/self/ns/mnt", "/proc/self/root",
+                                     "/proc/self/ns/user", "/dev"};
+
+struct OwnIdentity {
+  bool read = false;
+  struct stat of[5]{};
+};
+
+const OwnIdentity& own_identity() {
+  static const OwnIdentity once = [] {
+    OwnIdentity id;
+    id.read = true;
+    for (int i = 0; i < 5; ++i) id.read = id.read && ::stat(kOwnPaths[i], &id.of[i]) == 0;
+    return id;
+  }();
+  return once;
+}
+
+// From the copy read once, or read now if that failed (no /proc when the agent started).
+bool own(Own what, struct stat& out) {
+  const auto i = static_cast<int>(what);
+  if (const OwnIdentity& id = own_identity(); id.read) {
+    out = id.of[i];
+    return true;
+  }
+  return ::stat(kOwnPaths[i], &out) == 0;
+}
+
 }  // namespace
 
 Status check_own_dev(int root_fd, int pid) {
@@ -40,7 +77,7 @@ Status check_own_dev(int root_fd, int pid) {
   struct stat root_st {};
   struct stat host_dev {};
   if (::fstatfs(dev.get(), &fs) != 0 || ::fstat(dev.get(), &dev_st) != 0 ||
-      ::fstat(root_fd, &root_st) != 0 || ::stat("/dev", &host_dev) != 0)
+      ::fstat(root_fd, &root_st) != 0 || !own(Own::dev, host_dev))
     return make_error(ErrorCode::internal,
                       std::string("cannot read the container's /dev: ") + std::strerror(errno));
   const bool memory_fs = fs.f_type == TMPFS_MAGIC || fs.f_type == RAMFS_MAGIC;
@@ -75,32 +112,28 @@ Expected<uint64_t> process_start_time(int pid) {
   return target_gone(pid, "has an unreadable stat line");
 }
 
-static bool shares_host_root(int pid) {
-  struct stat mine {};
-  struct stat theirs {};
-  return ::stat("/proc/self/root", &mine) == 0 &&
-         ::stat(("/proc/" + std::to_string(pid) + "/root").c_str(), &theirs) == 0 &&
-         mine.st_ino == theirs.st_ino && mine.st_dev == theirs.st_dev;
-}
-
-Status check_is_container(int pid, const std::string& rootfs) {
+Status check_is_container(int pid, const std::string& rootfs,
+                          std::pair<uint64_t, uint64_t>* namespaces) {
   // Its own network and mount namespaces, and a root directory other than the host's: a process
   // that merely unshared its mounts still sees, and would let berth write to, the host's /dev.
-  for (const char* what : {"ns/net", "ns/mnt", "root"}) {
-    if (what[0] == 'r' && !rootfs.empty()) continue;
+  for (const auto& [which, what] : {std::pair{Own::net, "ns/net"}, std::pair{Own::mnt, "ns/mnt"},
+                                    std::pair{Own::root, "root"}}) {
+    if (which == Own::root && !rootfs.empty()) continue;
     struct stat mine {};
     struct stat theirs {};
     const std::string path = "/proc/" + std::to_string(pid) + "/" + what;
     if (::stat(path.c_str(), &theirs) != 0) return target_gone(pid, "does not exist");
-    if (::stat((std::string("/proc/self/") + what).c_str(), &mine) != 0)
+    if (!own(which, mine))
       return make_error(ErrorCode::internal, std::string("cannot read the agent's own ") + what +
                                                  ": " + std::strerror(errno));
-    if (mine.st_ino == theirs.st_ino && mine.st_dev == theirs.st_dev)
+    if (same_file(mine, theirs))
       return make_error(
           ErrorCode::bad_request,
           "pid " + std::to_string(pid) + " shares the agent's " +
               (what[0] == 'r' ? "root directory" : std::string(what + 3) + " namespace") +
               ": it is not a container");
+    if (namespaces && which == Own::net) namespaces->first = theirs.st_ino;
+    if (namespaces && which == Own::mnt) namespaces->second = theirs.st_ino;
   }
   return ok_status();
 }
@@ -117,7 +150,7 @@ Status check_owned_by(int pid, unsigned uid) {
   uid_t owner = 0;
   struct stat mine {};
   struct stat theirs {};
-  if (ns && ::stat("/proc/self/ns/user", &mine) == 0 && ::fstat(ns.get(), &theirs) == 0 &&
+  if (ns && own(Own::user, mine) && ::fstat(ns.get(), &theirs) == 0 &&
       mine.st_ino != theirs.st_ino && ::ioctl(ns.get(), NS_GET_OWNER_UID, &owner) == 0 &&
       owner == uid)
     return ok_status();
@@ -154,14 +187,13 @@ std::optional<unsigned> host_id_of_root(const std::string& map_file) {
   return std::nullopt;
 }
 
-}  // namespace
-
-Expected<ContainerHandle> open_container(const Target& target) {
+// The process pinned by a pidfd (its start time matching a non-zero target.start_time), checked to
+// be a container, and its root directory: what every look into the container starts from.
+Status pin_with_root(const Target& target, ContainerHandle& h) {
   const int pid = target.pid;
   if (pid <= 1)
     return make_error(ErrorCode::bad_request,
                       "pid " + std::to_string(pid) + " cannot be a container");
-  ContainerHandle h;
   h.target = target;
   h.pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
   if (!h.pidfd) return target_gone(pid, std::string("cannot be pinned: ") + std::strerror(errno));
@@ -173,11 +205,13 @@ Expected<ContainerHandle> open_container(const Target& target) {
 
   if (auto c = check_is_container(pid, target.rootfs); !c) return c.error();
   const std::string proc = "/proc/" + std::to_string(pid);
-  h.netns.reset(::open((proc + "/ns/net").c_str(), O_RDONLY | O_CLOEXEC));
-  if (!h.netns) return target_gone(pid, std::string("network namespace: ") + std::strerror(errno));
   h.root.reset(::open((proc + "/root").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!h.root) return target_gone(pid, std::string("root directory: ") + std::strerror(errno));
-  if (shares_host_root(pid)) {
+  struct stat root {};
+  struct stat host_root {};
+  if (::fstat(h.root.get(), &root) != 0 || !own(Own::root, host_root))
+    return target_gone(pid, std::string("root directory: ") + std::strerror(errno));
+  if (same_file(root, host_root)) {
     // Not switched to its root yet: the root is `rootfs` as seen in the container's own mount
     // namespace (through /proc/<pid>/root), walked without following any link.
     if (target.rootfs.empty() || target.rootfs.front() != '/')
@@ -189,12 +223,32 @@ Expected<ContainerHandle> open_container(const Target& target) {
                          "has no root directory at " + target.rootfs + ": " + std::strerror(errno));
     h.root = std::move(rootfs);
   }
+  return ok_status();
+}
 
-  if (auto own = check_own_dev(h.root.get(), pid); !own) return own.error();
+}  // namespace
+
+Expected<UniqueFd> open_container_root(const Target& target) {
+  ContainerHandle h;
+  if (auto p = pin_with_root(target, h); !p) return p.error();
+  // Opened through /proc/<pid>: the pinned process's root only if it is still alive now.
+  if (!h.alive()) return target_gone(target.pid, "exited while being opened");
+  return std::move(h.root);
+}
+
+Expected<ContainerHandle> open_container(const Target& target) {
+  const int pid = target.pid;
+  ContainerHandle h;
+  if (auto p = pin_with_root(target, h); !p) return p.error();
+  const std::string proc = "/proc/" + std::to_string(pid);
+  h.netns.reset(::open((proc + "/ns/net").c_str(), O_RDONLY | O_CLOEXEC));
+  if (!h.netns) return target_gone(pid, std::string("network namespace: ") + std::strerror(errno));
+
+  if (auto dev = check_own_dev(h.root.get(), pid); !dev) return dev.error();
   struct stat self_user {
   }, its_user{};
-  if (::stat("/proc/self/ns/user", &self_user) == 0 &&
-      ::stat((proc + "/ns/user").c_str(), &its_user) == 0 && self_user.st_ino != its_user.st_ino) {
+  if (own(Own::user, self_user) && ::stat((proc + "/ns/user").c_str(), &its_user) == 0 &&
+      self_user.st_ino != its_user.st_ino) {
     h.userns_mntns.reset(::open((proc + "/ns/mnt").c_str(), O_RDONLY | O_CLOEXEC));
     if (!h.userns_mntns)
       return target_gone(pid, std::string("mount namespace: ") + std::strerror(errno));

@@ -4,6 +4,7 @@
 // descriptors, never from a path inside the container.
 #include <cstdint>
 #include <string>
+#include <utility>
 
 #include "agent/host/unique_fd.hpp"
 #include "core/berth.hpp"
@@ -36,8 +37,10 @@ Expected<uint64_t> process_start_time(int pid);
 // Refuses a process that shares the agent's network or mount namespace: attaching to it would
 // change the host itself. A process that still has the host's root directory is refused too,
 // unless `rootfs` says where its root is mounted in its own mount namespace (a runtime's
-// createRuntime hook runs before the container switches to its root).
-Status check_is_container(int pid, const std::string& rootfs = {});
+// createRuntime hook runs before the container switches to its root). With `namespaces`, the
+// nsfs inodes of its network and mount namespaces as it read them.
+Status check_is_container(int pid, const std::string& rootfs = {},
+                          std::pair<uint64_t, uint64_t>* namespaces = nullptr);
 
 // Refuses a container whose /dev (under `root_fd`, its root) is not a tmpfs (or devtmpfs) mounted
 // in its own mount namespace: a directory of a host filesystem (a user's own `unshare -Urnm
@@ -60,6 +63,10 @@ ContainerCgroups container_cgroups(int pid);
 
 // Pins `target.pid` and opens what attach needs. A non-zero target.start_time must match.
 Expected<ContainerHandle> open_container(const Target& target);
+
+// Only the container's root directory (O_PATH), opened as open_container opens it, with the same
+// checks of the process: for reading in the container (the driver check), not for changing it.
+Expected<UniqueFd> open_container_root(const Target& target);
 
 // The nsfs inodes of `pid`'s network and mount namespaces (0 where unreadable).
 std::pair<uint64_t, uint64_t> container_namespaces(int pid);

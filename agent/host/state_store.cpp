@@ -11,6 +11,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <set>
 #include <sstream>
 
@@ -58,9 +59,17 @@ Status write_all(int fd, const std::string& text, const char* what, const std::s
   return ok_status();
 }
 
-Status write_atomically(const std::string& path, const std::string& text, bool durable) {
+// With `make_parents`, called when the directory is missing, and the open tried again: a record
+// written again and again (an operation's) does not make its directories each time.
+Status write_atomically(const std::string& path, const std::string& text, bool durable,
+                        const std::function<Status()>& make_parents = {}) {
   const std::string tmp = path + ".tmp";
-  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  constexpr int kFlags = O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC;
+  UniqueFd fd(::open(tmp.c_str(), kFlags, 0600));
+  if (!fd && errno == ENOENT && make_parents) {
+    if (auto made = make_parents(); !made) return made;
+    fd.reset(::open(tmp.c_str(), kFlags, 0600));
+  }
   if (!fd) return errno_error("cannot create", tmp);
   if (auto w = write_all(fd.get(), text, "cannot write", tmp); !w) return w;
   if (durable && ::fsync(fd.get()) != 0) return errno_error("cannot fsync", tmp);
@@ -259,9 +268,12 @@ Status StateStore::write(const std::vector<RecordWrite>& records, bool durable) 
       broken_.erase(owner);
       continue;
     }
-    for (const auto& d : {root, root + "/berths", dir})
-      if (auto s = make_dir(d, durable); !s) return s;
-    if (auto s = write_atomically(path, *r.text + "\n", durable); !s) return s;
+    auto make_dirs = [&]() -> Status {
+      for (const auto& d : {root, root + "/berths", dir})
+        if (auto s = make_dir(d, durable); !s) return s;
+      return ok_status();
+    };
+    if (auto s = write_atomically(path, *r.text + "\n", durable, make_dirs); !s) return s;
     if (durable) {
       // The durable record is now the newest state of this berth.
       const std::string runtime = runtime_record_path(owner);

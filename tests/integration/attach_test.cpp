@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -23,6 +24,7 @@
 #include "agent/host/device_programs.hpp"
 #include "agent/host/discovery.hpp"
 #include "agent/host/host_actuator.hpp"
+#include "agent/host/safe_open.hpp"
 #include "agent/host/unique_fd.hpp"
 #include "net/links.hpp"
 #include "tests/fakes/engine_call.hpp"
@@ -230,6 +232,38 @@ TEST_P(AttachTest, RefusesAProcessThatSharesTheHostRoot) {
   ASSERT_TRUE(e);
   EXPECT_NE(e->message.find("shares the agent's root directory"), std::string::npos) << e->message;
   EXPECT_FALSE(std::filesystem::exists("/dev/nvidia0"));
+}
+
+// The driver check reads in the container through its root alone: opened with the checks of a
+// whole opening (pinned, its start time, a container, alive), never the agent's own root or a
+// process other than the one named.
+TEST_P(AttachTest, TheContainersRootAloneIsOpenedWithTheChecksOfAWholeOpening) {
+  ASSERT_EQ(container_->exec("echo inside > /dev/berth-root-marker").rc, 0);
+  auto root = agent::open_container_root(target());
+  ASSERT_TRUE(root) << root.error().message;
+  agent::UniqueFd marker = agent::open_in_root(root->get(), "dev/berth-root-marker", O_RDONLY);
+  ASSERT_TRUE(marker) << std::strerror(errno);
+  char text[16] = {};
+  EXPECT_EQ(::read(marker.get(), text, sizeof text - 1), 7);
+  EXPECT_STREQ(text, "inside\n");
+  EXPECT_FALSE(std::filesystem::exists("/dev/berth-root-marker"));
+
+  auto self = agent::open_container_root(Target{::getpid(), 0, ""});
+  ASSERT_FALSE(self);
+  EXPECT_NE(self.error().message.find("not a container"), std::string::npos)
+      << self.error().message;
+  auto start = agent::process_start_time(container_->pid());
+  ASSERT_TRUE(start) << start.error().message;
+  auto reused = agent::open_container_root(Target{container_->pid(), *start + 1, ""});
+  ASSERT_FALSE(reused);
+  EXPECT_NE(reused.error().message.find("is no longer the process attached"), std::string::npos)
+      << reused.error().message;
+  // The namespaces the container check read are the container's.
+  std::pair<uint64_t, uint64_t> namespaces;
+  ASSERT_TRUE(agent::check_is_container(container_->pid(), "", &namespaces));
+  EXPECT_EQ(namespaces, agent::container_namespaces(container_->pid()));
+  EXPECT_NE(namespaces.first, 0u);
+  EXPECT_NE(namespaces.second, 0u);
 }
 
 TEST_P(AttachTest, RefusesToChangeTheRootCgroup) {

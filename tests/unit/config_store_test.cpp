@@ -285,6 +285,38 @@ TEST_F(StateStoreTest, NewDirectoriesAreCreatedAndTheBootIdIsRemembered) {
   EXPECT_EQ(*next, "boot-a");
 }
 
+// A record's directories are made when it is first written and not looked at again; a directory
+// that went away meanwhile (the runtime directory emptied by hand, a kind's directory removed) is
+// made again by the next write, with the same permissions.
+TEST_F(StateStoreTest, ARecordsDirectoriesAreMadeAgainWhenTheyWentAway) {
+  namespace fs = std::filesystem;
+  StateStore store(dir_.string(), (dir_ / "run").string());
+  Ledger l;
+  l.berths["slurm/1"].owner = "slurm/1";
+  ASSERT_TRUE(store.save(l, {"slurm/1"}, true));
+  l.berths["slurm/1"].state = BerthState::attaching;
+  ASSERT_TRUE(store.save(l, {"slurm/1"}, false));
+  ASSERT_TRUE(store.save(l, {"slurm/1"}, false));
+  fs::remove_all(dir_ / "run");
+  auto again = store.save(l, {"slurm/1"}, false);
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_TRUE(fs::exists(store.runtime_record_path("slurm/1")));
+  for (const auto& d : {dir_ / "run", dir_ / "run" / "berths", dir_ / "run" / "berths" / "slurm"})
+    EXPECT_EQ(fs::status(d).permissions() & fs::perms::all, fs::perms::owner_all) << d;
+  ASSERT_TRUE(store.save(l, {"slurm/1"}, true));
+  fs::remove_all(dir_ / "berths" / "slurm");
+  auto durable = store.save(l, {"slurm/1"}, true);
+  ASSERT_TRUE(durable) << durable.error().message;
+  EXPECT_EQ(store.load()->berths.at("slurm/1").state, BerthState::attaching);
+  // What cannot be made is still an error that names it.
+  fs::remove_all(dir_ / "run");
+  std::ofstream(dir_ / "run") << "not a directory";
+  auto blocked = store.save(l, {"slurm/1"}, false);
+  ASSERT_FALSE(blocked);
+  EXPECT_NE(blocked.error().message.find((dir_ / "run").string()), std::string::npos)
+      << blocked.error().message;
+}
+
 TEST(DevicesList, KnowsWhatIsAlreadyAllowed) {
   EXPECT_TRUE(devices_list_allows("a *:* rwm\n", 10, 229));
   EXPECT_TRUE(devices_list_allows("c 1:3 rwm\nc 10:229 rwm\n", 10, 229));
