@@ -82,6 +82,13 @@ void Engine::resume(std::vector<std::string> gone, bool rebooted) {
   dispatch_or_defer(event::Resume{std::move(gone), rebooted});
 }
 
+Engine::~Engine() {
+  // What those jobs post back to the reactor is left there: the reactor runs no more of this
+  // engine's handlers once it is gone (berthd has stopped it; tests and benchmarks stop running
+  // it).
+  if (worker_) worker_->drain();
+}
+
 bool Engine::busy() const {
   if (!to_commit_.empty() || jobs_in_flight_ > 0 || !dirty_.empty() || !deferred_.empty() ||
       !held_.empty() || stepping_)

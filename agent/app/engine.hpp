@@ -53,6 +53,12 @@ class Engine {
   // `worker`: where steps and writes run; null runs them on the reactor (tests).
   Engine(boost::asio::io_context& io, Context ctx, Ledger ledger, Actuator& actuator,
          StateStore* store, Worker* worker = nullptr);
+  // Waits for the engine's jobs still on the worker: they use the actuator, the store and the
+  // engine itself, which go after it (a berthd stopped past its deadline with a step out; a
+  // caller that leaves once its last reply came, with the actuator's idle still to run).
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
 
   void set_hooks(EngineHooks hooks) { hooks_ = std::move(hooks); }
   // Off: every step goes to the worker alone and back to core (RunStep::then unused). On by

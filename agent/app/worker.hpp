@@ -4,6 +4,7 @@
 // record saved before a step is on disk before that step runs. A job's outcome comes back to the
 // reactor as a handler posted there.
 #include <functional>
+#include <future>
 #include <thread>
 
 #include <boost/asio/executor_work_guard.hpp>
@@ -25,6 +26,15 @@ class Worker {
   }
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
+
+  // Returns once every job posted before this call has run. Never from the worker's own thread.
+  void drain() {
+    if (std::this_thread::get_id() == thread_.get_id()) return;
+    std::promise<void> ran;
+    auto all_ran = ran.get_future();
+    boost::asio::post(ctx_, [&ran] { ran.set_value(); });
+    all_ran.wait();
+  }
 
   // `stay_awake`: the next job is likely to follow at once (a step of an operation; see
   // stay_awake.hpp), so the thread polls a little while before it sleeps.

@@ -2,9 +2,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <thread>
 
 #include <boost/asio/steady_timer.hpp>
 
@@ -188,6 +190,24 @@ TEST_F(EngineTest, AnAttachIsAnsweredWithoutWaitingForWorkItsHooksPost) {
   EXPECT_EQ(watches, 1);
   io_.restart();
   io_.run_for(std::chrono::milliseconds(50));
+}
+
+// An engine destroyed while a job of its own is on the worker (the actuator's idle after the last
+// reply, a step out when a stopping berthd hits its deadline) waits for the job: the actuator and
+// the store it uses go right after the engine.
+TEST_F(EngineTest, AnEngineGoesOnlyAfterItsJobsOnTheWorkerHaveRun) {
+  Worker worker;
+  std::atomic<bool> ran{false};
+  {
+    Engine engine(io_, ctx_, {}, actuator_, &*store_, &worker);
+    engine.run_off_reactor(
+        [&ran] {
+          std::this_thread::sleep_for(std::chrono::milliseconds(100));
+          ran = true;
+        },
+        [] {});
+  }
+  EXPECT_TRUE(ran) << "the engine went while its job was still on the worker";
 }
 
 TEST_F(EngineTest, AChangeThatCannotBeSavedIsNotReportedAsDone) {
