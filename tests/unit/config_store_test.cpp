@@ -88,6 +88,15 @@ class StateStoreTest : public ::testing::Test {
     std::filesystem::remove_all(dir_);
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
+  // slurm/1 reserved in its durable record, then attaching in its runtime record.
+  static Ledger reserved_then_attaching(StateStore& store) {
+    Ledger l;
+    l.berths["slurm/1"].owner = "slurm/1";
+    EXPECT_TRUE(store.save(l, {"slurm/1"}, true));
+    l.berths["slurm/1"].state = BerthState::attaching;
+    EXPECT_TRUE(store.save(l, {"slurm/1"}, false));
+    return l;
+  }
   std::filesystem::path dir_;
 };
 
@@ -119,11 +128,7 @@ TEST_F(StateStoreTest, MissingFileIsAnEmptyLedgerAndSavesRoundTrip) {
 
 TEST_F(StateStoreTest, AttachmentStateLivesInTheRuntimeDirectoryAndAReservationWins) {
   StateStore store(dir_.string(), (dir_ / "run").string());
-  Ledger l;
-  l.berths["slurm/1"].owner = "slurm/1";
-  ASSERT_TRUE(store.save(l, {"slurm/1"}, true));
-  l.berths["slurm/1"].state = BerthState::attaching;
-  ASSERT_TRUE(store.save(l, {"slurm/1"}, false));
+  Ledger l = reserved_then_attaching(store);
   EXPECT_TRUE(std::filesystem::exists(store.runtime_record_path("slurm/1")));
   EXPECT_EQ(store.load()->berths.at("slurm/1").state, BerthState::attaching);
   // A reboot clears the runtime directory: the reservation is what is left.
@@ -291,11 +296,7 @@ TEST_F(StateStoreTest, NewDirectoriesAreCreatedAndTheBootIdIsRemembered) {
 TEST_F(StateStoreTest, ARecordsDirectoriesAreMadeAgainWhenTheyWentAway) {
   namespace fs = std::filesystem;
   StateStore store(dir_.string(), (dir_ / "run").string());
-  Ledger l;
-  l.berths["slurm/1"].owner = "slurm/1";
-  ASSERT_TRUE(store.save(l, {"slurm/1"}, true));
-  l.berths["slurm/1"].state = BerthState::attaching;
-  ASSERT_TRUE(store.save(l, {"slurm/1"}, false));
+  Ledger l = reserved_then_attaching(store);
   ASSERT_TRUE(store.save(l, {"slurm/1"}, false));
   fs::remove_all(dir_ / "run");
   auto again = store.save(l, {"slurm/1"}, false);
