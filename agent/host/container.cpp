@@ -14,6 +14,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <optional>
 #include <sstream>
 #include <tuple>
@@ -41,14 +42,15 @@ constexpr const char* kOwnPaths[] = {"/proc/self/ns/net", "/proc/self/ns/mnt", "
 
 struct OwnIdentity {
   bool read = false;
-  struct stat of[5]{};
+  struct stat of[std::size(kOwnPaths)]{};
 };
 
 const OwnIdentity& own_identity() {
   static const OwnIdentity once = [] {
     OwnIdentity id;
     id.read = true;
-    for (int i = 0; i < 5; ++i) id.read = id.read && ::stat(kOwnPaths[i], &id.of[i]) == 0;
+    for (size_t i = 0; i < std::size(kOwnPaths); ++i)
+      id.read = id.read && ::stat(kOwnPaths[i], &id.of[i]) == 0;
     return id;
   }();
   return once;
